@@ -1,0 +1,61 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// Every local target: Swift 6 language mode (package default), strict concurrency, warnings are errors.
+let strict: [SwiftSetting] = [
+    .treatAllWarnings(as: .error),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "syncd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "syncd", targets: ["syncd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+    ],
+    targets: [
+        // C names Glibc does not export to Swift (pipe2 and friends).
+        .target(name: "CSyncShims"),
+        // Pure values: errors, byte paths, change records, JSON lines. No syscalls.
+        .target(name: "SyncCore", swiftSettings: strict),
+        // The one syscall layer: EINTR retry, errno kept, close-on-exec everywhere; inotify reader thread.
+        .target(name: "SyncSystem", dependencies: ["SyncCore", "CSyncShims"], swiftSettings: strict),
+        // Every git child process goes through GitRunner.
+        .target(
+            name: "SyncGit",
+            dependencies: ["SyncCore", .product(name: "Subprocess", package: "swift-subprocess")],
+            swiftSettings: strict
+        ),
+        // Recursive watching: watch table, crawler, event processing, change queue.
+        .target(name: "SyncWatcher", dependencies: ["SyncCore", "SyncSystem", "SyncGit"], swiftSettings: strict),
+        // Thin executables.
+        .executableTarget(
+            name: "syncd",
+            dependencies: ["SyncWatcher", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "syncd-bench",
+            dependencies: ["SyncWatcher", "SyncTestKit"],
+            swiftSettings: strict
+        ),
+        // Test support shared by unit tests, integration tests and benchmarks.
+        .target(name: "SyncTestKit", dependencies: ["SyncCore", "SyncSystem", "SyncGit"], swiftSettings: strict),
+        .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore"], swiftSettings: strict),
+        .testTarget(
+            name: "SyncWatcherTests",
+            dependencies: ["SyncWatcher", "SyncTestKit"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["SyncTestKit", "SyncCore"],
+            path: "Integration/IntegrationTests",
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,33 @@
+import SyncCore
+
+/// Decides which directories git ignores, so the watcher never spends watches on them.
+public protocol IgnoreOracle: Sendable {
+    /// The subset of `paths` that git ignores. A directory that holds tracked files is not ignored.
+    func ignored(_ paths: [RepoPath]) async throws -> Set<RepoPath>
+}
+
+/// Asks `git check-ignore`, which applies every rule git applies (`.gitignore` at any depth,
+/// `.git/info/exclude`, `core.excludesFile`) and knows that a directory holding tracked files is
+/// not ignored. One child process per call: callers batch a whole crawl level per call.
+public struct GitIgnoreOracle: IgnoreOracle {
+    public let git: GitRunner
+
+    public init(git: GitRunner) { self.git = git }
+
+    public func ignored(_ paths: [RepoPath]) async throws -> Set<RepoPath> {
+        guard !paths.isEmpty else { return [] }
+        var input: [UInt8] = []
+        for path in paths {
+            input.append(contentsOf: path.bytes)
+            input.append(0)
+        }
+        // Exit 1 means "nothing is ignored", not a failure (man git-check-ignore).
+        let result = try await git.run(
+            ["check-ignore", "-z", "--stdin"],
+            input: input,
+            readOnly: true,
+            acceptedExitCodes: [0, 1]
+        )
+        return Set(result.nulSeparatedFields.map(RepoPath.init(bytes:)))
+    }
+}

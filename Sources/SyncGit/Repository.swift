@@ -1,0 +1,66 @@
+import SyncCore
+
+/// The workspace: its working tree and git directory, found by asking git.
+public struct Repository: Sendable {
+    /// Absolute path of the working tree's top level.
+    public let workTree: [UInt8]
+    /// Absolute path of the git directory (`.git`, or elsewhere for linked worktrees).
+    public let gitDir: [UInt8]
+    public let git: GitRunner
+
+    public var workTreeDisplay: String { String(decoding: workTree, as: UTF8.self) }
+
+    /// Finds the repository that contains `path` (which must exist and be a working tree).
+    public static func discover(at path: String, gitExecutable: String = "git") async throws -> Repository {
+        let probe = GitRunner(workTree: Array(path.utf8), executable: gitExecutable)
+        let result: GitResult
+        do {
+            result = try await probe.run(
+                ["rev-parse", "--is-inside-work-tree", "--show-toplevel", "--absolute-git-dir"],
+                readOnly: true
+            )
+        } catch let error as SyncError {
+            throw SyncError(
+                .notARepository,
+                "\(path) is not inside a git working tree: run `git init` there (or clone into it), "
+                    + "or pass the path of an existing repository",
+                cause: error
+            )
+        }
+        let lines = result.standardOutput.split(separator: UInt8(ascii: "\n")).map(Array.init)
+        guard lines.count == 3, lines[0] == Array("true".utf8) else {
+            throw SyncError(
+                .notARepository,
+                "\(path) is not a git working tree (a bare repository or a .git directory has no files to watch): "
+                    + "pass the path of a checkout"
+            )
+        }
+        return Repository(workTree: lines[1], gitDir: lines[2], git: GitRunner(workTree: lines[1], executable: gitExecutable))
+    }
+
+    /// The absolute form of a workspace-relative path.
+    public func absolute(_ path: RepoPath) -> [UInt8] {
+        path.isRoot ? workTree : workTree + [UInt8(ascii: "/")] + path.bytes
+    }
+
+    /// The global excludes file git reads (core.excludesFile, else $XDG_CONFIG_HOME/git/ignore,
+    /// else ~/.config/git/ignore), as an absolute path; nil when none can be named.
+    public func globalExcludesFile(environment: [String: String]) async -> [UInt8]? {
+        if let configured = try? await git.run(
+            ["config", "--path", "--get", "core.excludesFile"],
+            readOnly: true,
+            acceptedExitCodes: [0, 1]
+        ), configured.exitCode == 0 {
+            let value = configured.standardOutput.split(separator: UInt8(ascii: "\n")).first.map(Array.init) ?? []
+            if value.first == UInt8(ascii: "/") { return value }
+            if !value.isEmpty { return workTree + [UInt8(ascii: "/")] + value }
+        }
+        if let xdg = environment["XDG_CONFIG_HOME"], !xdg.isEmpty {
+            return Array((xdg + "/git/ignore").utf8)
+        }
+        if let home = environment["HOME"], !home.isEmpty {
+            return Array((home + "/.config/git/ignore").utf8)
+        }
+        return nil
+    }
+}

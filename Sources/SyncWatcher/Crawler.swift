@@ -1,0 +1,78 @@
+import SyncCore
+import SyncGit
+import SyncSystem
+
+/// What one crawl level did: the watches it added, what it could not watch, what it found.
+struct CrawlLevel: Sendable {
+    var added: [(path: RepoPath, wd: Int32)] = []
+    /// Directories left unwatched because the watch limit was reached (ENOSPC/ENOMEM).
+    var unwatched: [RepoPath] = []
+    /// Directories that could not be watched or listed for another reason (permissions).
+    var problems: [(path: RepoPath, error: SyscallError)] = []
+    /// Subdirectories found, not yet filtered through the ignore rules.
+    var subdirectories: [RepoPath] = []
+    /// Entries reported as `found` (only for directories the caller asked to report).
+    var found: [Change] = []
+    var limitReached = false
+}
+
+/// Adds watches and lists directories, level by level, in the race-free order of inotify(7):
+/// add the watch first, then list, so anything created before the watch is seen by the listing
+/// and anything created after it makes an event.
+enum Crawler {
+    /// The blocking half of one level (run off the cooperative pool). `limitReached` carries over
+    /// from earlier levels: once the kernel said ENOSPC, syncd stops asking and only lists, so it can
+    /// say how many directories need watching.
+    static func crawlLevel(
+        _ directories: [RepoPath],
+        repository: Repository,
+        inotify: InotifyDescriptor,
+        limitReached: Bool,
+        report: @Sendable (RepoPath) -> Bool
+    ) -> CrawlLevel {
+        var level = CrawlLevel()
+        level.limitReached = limitReached
+        for directory in directories {
+            let absolute = repository.absolute(directory)
+            if level.limitReached {
+                level.unwatched.append(directory)
+            } else {
+                do {
+                    let wd = try inotify.addWatch(absolute)
+                    level.added.append((directory, wd))
+                } catch {
+                    switch error.errno {
+                    case .noSpace, .noMemory:
+                        level.limitReached = true
+                        level.unwatched.append(directory)
+                    case .notFound, .notDirectory, .loop:
+                        continue  // gone, or replaced by a file or symlink: its parent's events say so.
+                    default:
+                        level.problems.append((directory, error))
+                        continue
+                    }
+                }
+            }
+            let entries: [DirectoryEntry]
+            do {
+                entries = try DirectoryListing.list(absolute)
+            } catch {
+                switch error.errno {
+                case .notFound, .notDirectory, .loop: break
+                default: level.problems.append((directory, error))
+                }
+                continue
+            }
+            let reportEntries = report(directory)
+            for entry in entries where entry.name != dotGit {
+                let child = directory.appending(entry.name)
+                let isDirectory = entry.type == .directory
+                if isDirectory { level.subdirectories.append(child) }
+                if reportEntries { level.found.append(Change(path: child, kind: .found, isDirectory: isDirectory)) }
+            }
+        }
+        return level
+    }
+
+    static let dotGit: [UInt8] = Array(".git".utf8)
+}

@@ -1,0 +1,135 @@
+import Glibc
+import SyncCore
+import SyncGit
+import SyncSystem
+
+public enum LogLevel: String, Sendable, Comparable {
+    case debug, info, warning, error
+
+    private var rank: Int {
+        switch self {
+        case .debug: 0
+        case .info: 1
+        case .warning: 2
+        case .error: 3
+        }
+    }
+
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rank < rhs.rank }
+}
+
+public typealias LogSink = @Sendable (LogLevel, String) -> Void
+
+public struct WatcherOptions: Sendable {
+    /// Distinct pending changes before the set collapses to "rescan needed".
+    public var pendingCapacity = 200_000
+    /// Raw events queued between the reader thread and the processor before events count as lost.
+    public var inboxCapacity = 1_000_000
+    /// How often directories left unwatched by the watch limit are rescanned.
+    public var degradedRescanInterval: Duration = .seconds(30)
+
+    public init() {}
+}
+
+/// Watches a git working tree recursively and publishes what changed.
+///
+/// `run()` owns everything: the inotify descriptor, the reader thread and the processing loop.
+/// Consumers read `changes`. When the watcher asks for a rescan, the consumer calls `reconcile()`,
+/// which lists every path git sees as changed: events are hints, git is the truth.
+public final class Watcher: Sendable {
+    public let repository: Repository
+    public let changes: ChangeQueue
+    private let options: WatcherOptions
+    private let oracle: any IgnoreOracle
+    private let log: LogSink
+    private let readerHandle = ReaderHandle()
+
+    public init(
+        repository: Repository,
+        options: WatcherOptions = WatcherOptions(),
+        oracle: (any IgnoreOracle)? = nil,
+        log: @escaping LogSink = { _, _ in }
+    ) {
+        self.repository = repository
+        self.options = options
+        self.oracle = oracle ?? GitIgnoreOracle(git: repository.git)
+        self.changes = ChangeQueue(capacity: options.pendingCapacity)
+        self.log = log
+    }
+
+    /// Watches until the task is cancelled. Throws when watching cannot go on: the root or its
+    /// `.git` is gone, or the kernel refused the inotify descriptor.
+    public func run() async throws {
+        defer { changes.finish() }
+        let inotify: InotifyDescriptor
+        do {
+            inotify = try InotifyDescriptor()
+        } catch {
+            throw SyncError(
+                .syscall,
+                "cannot create an inotify instance for \(repository.workTreeDisplay)"
+                    + (error.errno == Errno(EMFILE)
+                        ? ": the per-user instance limit is reached (raise fs.inotify.max_user_instances)" : ""),
+                cause: error
+            )
+        }
+        let inbox = EventInbox(capacity: options.inboxCapacity)
+        let reader = try InotifyReader(inotify: inotify, inbox: inbox)
+        let processor = WatchProcessor(
+            repository: repository,
+            inotify: inotify,
+            oracle: oracle,
+            queue: changes,
+            inbox: inbox,
+            options: options,
+            log: log
+        )
+        try reader.start()
+        readerHandle.set(reader)
+        defer {
+            readerHandle.set(nil)
+            reader.stop()
+            inbox.close()
+        }
+        let excludeFiles = await ignoreFilesOutsideTree()
+        try await processor.start(excludeFiles: excludeFiles)
+        changes.post(
+            .ready(
+                watched: processor.watchedCount,
+                ignored: processor.ignoredDirectories.count,
+                unwatched: processor.unwatchedDirectories.count
+            )
+        )
+        for await _ in inbox.doorbell {
+            let batch = inbox.take()
+            if batch.isEmpty { continue }
+            try await processor.process(batch)
+        }
+    }
+
+    /// Every path git sees as changed (modified, deleted, untracked, unmerged), as `status` changes
+    /// flagged as coming from a rescan. The consumer calls it after a rescan request and at startup.
+    public func reconcile() async throws -> [Change] {
+        try await GitStatus.dirtyPaths(repository.git).map { Change(path: $0.path, kind: .status, fromRescan: true) }
+    }
+
+    /// Holds the reader thread back or lets it go on (tests and benchmarks force IN_Q_OVERFLOW with it).
+    package func setReaderHeldBack(_ held: Bool) {
+        readerHandle.reader?.setHeldBack(held)
+    }
+
+    private func ignoreFilesOutsideTree() async -> [[UInt8]] {
+        var files: [[UInt8]] = []
+        if let exclude = try? await repository.git.run(["rev-parse", "--git-path", "info/exclude"], readOnly: true) {
+            var path = exclude.standardOutput
+            if path.last == UInt8(ascii: "\n") { path.removeLast() }
+            if path.first != UInt8(ascii: "/") { path = repository.workTree + [UInt8(ascii: "/")] + path }
+            files.append(path)
+        }
+        if let global = await repository.globalExcludesFile(environment: ProcessEnvironment.current) {
+            files.append(global)
+        }
+        return files
+    }
+}
+
