@@ -19,4 +19,4 @@ git config --global user.name >/dev/null 2>&1 || git config --global user.name "
 git config --global user.email >/dev/null 2>&1 || git config --global user.email "syncd-tests@localhost"
 
 swift build --build-tests
-swift test --skip-build --parallel --num-workers 2 "$@"
+swift test --skip-build "$@"

@@ -7,6 +7,12 @@ public struct InotifyLimits: Sendable, Equatable {
     /// fs.inotify.max_queued_events: events the kernel queues per instance before IN_Q_OVERFLOW.
     public var maxQueuedEvents: Int?
 
+    public init(maxUserWatches: Int?, namespaceMaxWatches: Int?, maxQueuedEvents: Int?) {
+        self.maxUserWatches = maxUserWatches
+        self.namespaceMaxWatches = namespaceMaxWatches
+        self.maxQueuedEvents = maxQueuedEvents
+    }
+
     /// The limit in force: the smaller of the two watch limits.
     public var effectiveMaxWatches: Int? {
         switch (maxUserWatches, namespaceMaxWatches) {

@@ -2,6 +2,7 @@ import Glibc
 import SyncCore
 import SyncGit
 import SyncSystem
+import Synchronization
 
 public enum LogLevel: String, Sendable, Comparable {
     case debug, info, warning, error
@@ -43,6 +44,10 @@ public final class Watcher: Sendable {
     private let oracle: any IgnoreOracle
     private let log: LogSink
     private let readerHandle = ReaderHandle()
+    private let statisticsStore = Mutex(WatcherStatistics())
+
+    /// Counts as of the last processed batch.
+    public var statistics: WatcherStatistics { statisticsStore.withLock { $0 } }
 
     public init(
         repository: Repository,
@@ -93,6 +98,7 @@ public final class Watcher: Sendable {
         }
         let excludeFiles = await ignoreFilesOutsideTree()
         try await processor.start(excludeFiles: excludeFiles)
+        publish(processor)
         changes.post(
             .ready(
                 watched: processor.watchedCount,
@@ -104,7 +110,18 @@ public final class Watcher: Sendable {
             let batch = inbox.take()
             if batch.isEmpty { continue }
             try await processor.process(batch)
+            publish(processor)
         }
+    }
+
+    private func publish(_ processor: WatchProcessor) {
+        let current = WatcherStatistics(
+            watched: processor.watchedCount,
+            ignored: processor.ignoredDirectories.count,
+            unwatched: processor.unwatchedDirectories.count,
+            ready: true
+        )
+        statisticsStore.withLock { $0 = current }
     }
 
     /// Every path git sees as changed (modified, deleted, untracked, unmerged), as `status` changes
@@ -133,3 +150,14 @@ public final class Watcher: Sendable {
     }
 }
 
+
+public struct WatcherStatistics: Sendable, Hashable {
+    /// Directories with an inotify watch.
+    public var watched = 0
+    /// Top-most ignored directories (not watched, not listed).
+    public var ignored = 0
+    /// Directories the watch limit left unwatched (covered by periodic rescans).
+    public var unwatched = 0
+    /// The initial crawl has finished.
+    public var ready = false
+}
