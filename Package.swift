@@ -44,7 +44,14 @@ let package = Package(
             swiftSettings: strict
         ),
         // Test support shared by unit tests, integration tests and benchmarks.
-        .target(name: "SyncTestKit", dependencies: ["SyncCore", "SyncSystem", "SyncGit"], swiftSettings: strict),
+        .target(
+            name: "SyncTestKit",
+            dependencies: [
+                "SyncCore", "SyncSystem", "SyncGit", "SyncWatcher",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore"], swiftSettings: strict),
         .testTarget(
             name: "SyncWatcherTests",
