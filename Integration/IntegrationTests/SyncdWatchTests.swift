@@ -59,7 +59,8 @@ struct SyncdWatchTests {
         let stderr = process.stderr
         #expect(stderr.contains("user.max_inotify_watches=8"))
         #expect(stderr.contains("needs 31 directories"))
-        #expect(stderr.contains("sudo sysctl fs.inotify.max_user_watches="))
+        #expect(stderr.contains("fs.inotify.max_user_watches="))
+        #expect(stderr.contains("Fix: sysctl user.max_inotify_watches="))
         try await process.waitForLine("degraded notice", Self.isKind("degraded"))
 
         for index in 0..<30 { try Files.write(fixture.file("d\(index)/new-\(index)")) }

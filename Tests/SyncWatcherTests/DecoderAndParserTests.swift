@@ -83,7 +83,18 @@ struct DecoderAndParserTests {
         )
         #expect(text.contains("the limit is 100 watches"))
         #expect(text.contains("needs 5000 directories"))
-        #expect(text.contains("sudo sysctl fs.inotify.max_user_watches="))
+        #expect(text.contains("Fix: sysctl user.max_inotify_watches=75536 in the user namespace"))
         #expect(text.contains("every 30s"))
+        let host = WatchLimitMessage.text(
+            workspace: "/w",
+            limits: InotifyLimits(maxUserWatches: 8192, namespaceMaxWatches: Int(Int32.max), maxQueuedEvents: 16384),
+            watched: 8000,
+            needed: 9000,
+            rescanInterval: .seconds(5)
+        )
+        #expect(host.contains("the limit is 8192 watches"))
+        #expect(!host.contains("user.max_inotify_watches"))
+        #expect(host.contains("Fix: sudo sysctl fs.inotify.max_user_watches=83536"))
+        #expect(host.contains("tee /etc/sysctl.d/90-syncd.conf"))
     }
 }
