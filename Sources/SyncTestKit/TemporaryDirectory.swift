@@ -27,8 +27,11 @@ public struct TestFailure: Error, CustomStringConvertible {
 
 /// File operations for tests, byte-exact where names matter.
 public enum Files {
+    /// Writes `text` to `path` with plain open/write/close (what a simple writer does).
     public static func write(_ path: String, _ text: String = "x\n") throws {
-        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        let fd = try Syscall.open(Array(path.utf8), flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        defer { Syscall.close(fd) }
+        try Syscall.writeAll(fd, Array(text.utf8))
     }
 
     /// Writes a file whose name is raw bytes (non-UTF-8 allowed) inside `directory`.

@@ -26,6 +26,8 @@ final class WatchProcessor {
     /// Directories left unwatched by the watch limit, covered by periodic rescans.
     private(set) var unwatchedDirectories: Set<RepoPath> = []
     private var ticker: Task<Void, Never>?
+    private(set) var eventsRead = 0
+    private(set) var rescans = 0
 
     var watchedCount: Int { table.count }
 
@@ -78,6 +80,7 @@ final class WatchProcessor {
         if let failure = batch.readerFailure {
             throw SyncError(.syscall, "the inotify reader stopped in \(repository.workTreeDisplay)", cause: failure)
         }
+        eventsRead += batch.events.count
         var rescan: RescanReason? = batch.lostEvents ? .readerQueueFull : nil
         var changes: [Change] = []
         var newDirectories: [RepoPath] = []
@@ -159,6 +162,7 @@ final class WatchProcessor {
         }
         if let rescan {
             log(.warning, "events were lost (\(rescan.rawValue)) in \(repository.workTreeDisplay): re-watching the tree and rescanning")
+            rescans += 1
             try await resync(.root, reportNew: false)
             queue.requestRescan(rescan)
         }

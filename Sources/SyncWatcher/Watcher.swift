@@ -119,7 +119,9 @@ public final class Watcher: Sendable {
             watched: processor.watchedCount,
             ignored: processor.ignoredDirectories.count,
             unwatched: processor.unwatchedDirectories.count,
-            ready: true
+            ready: true,
+            eventsRead: processor.eventsRead,
+            rescans: processor.rescans
         )
         statisticsStore.withLock { $0 = current }
     }
@@ -160,4 +162,8 @@ public struct WatcherStatistics: Sendable, Hashable {
     public var unwatched = 0
     /// The initial crawl has finished.
     public var ready = false
+    /// inotify records read from the kernel so far.
+    public var eventsRead = 0
+    /// Rescans requested so far (lost events, overflows).
+    public var rescans = 0
 }
