@@ -47,6 +47,7 @@ public enum Syscall {
         var terminated = bytes
         terminated.append(0)
         return try terminated.withUnsafeBufferPointer { (buffer) throws(SyscallError) -> R in
+            // `terminated` holds at least the NUL, so the buffer has a base address.
             try buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
                 (pointer) throws(SyscallError) -> R in try body(pointer)
             }
@@ -74,6 +75,7 @@ public enum Syscall {
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SyscallError) {
         var offset = 0
         while offset < bytes.count {
+            // offset < count, so the buffer is not empty and has a base address.
             let written = bytes.withUnsafeBytes { raw in
                 Result { () throws(SyscallError) -> Int in
                     try retrying("write") { Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset) }
