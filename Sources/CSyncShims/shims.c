@@ -10,10 +10,6 @@ int csync_pipe_cloexec_nonblock(int fds[2]) {
     return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
 }
 
-int csync_errno(void) {
-    return errno;
-}
-
 void csync_set_thread_name(const char *name) {
     char truncated[16];
     strncpy(truncated, name, 15);

@@ -41,8 +41,4 @@ public enum RescanReason: String, Sendable, Hashable {
     case readerQueueFull = "reader-queue-full"
     /// An event named a watch descriptor the watcher does not know.
     case unknownWatch = "unknown-watch"
-    /// The watch limit left directories unwatched; they are covered by periodic rescans.
-    case unwatchedDirectories = "unwatched-directories"
-    /// Startup: events from before the watcher ran are gone.
-    case startup
 }

@@ -15,8 +15,6 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
         public static let notARepository = Code("not-a-repository")
         /// A git child process failed or could not be started.
         public static let git = Code("git")
-        /// The inotify watch limit was reached (ENOSPC from inotify_add_watch).
-        public static let watchLimit = Code("watch-limit")
         /// The workspace root (or its .git) was deleted or moved away while watching.
         public static let rootGone = Code("root-gone")
         /// A command-line flag or setting has a value that is not allowed.

@@ -20,10 +20,6 @@ public struct GitResult: Sendable {
         return fields
     }
 
-    /// stdout as text lines (for commands whose output is not paths).
-    public var lines: [String] {
-        String(decoding: standardOutput, as: UTF8.self).split(separator: "\n").map(String.init)
-    }
 }
 
 /// The one way syncd runs git: as a child process through swift-subprocess, in the workspace, with

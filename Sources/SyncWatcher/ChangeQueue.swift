@@ -26,7 +26,6 @@ public final class ChangeQueue: Sendable {
     private struct State {
         var taken = Taken()
         var seen: Set<Change> = []
-        var finished = false
     }
 
     public let capacity: Int
@@ -70,7 +69,6 @@ public final class ChangeQueue: Sendable {
     }
 
     func finish() {
-        state.withLock { $0.finished = true }
         bell.finish()
     }
 

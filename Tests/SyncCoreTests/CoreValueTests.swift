@@ -52,7 +52,7 @@ struct CoreValueTests {
 
     @Test func errorsNameTheirCauseChain() {
         let inner = SyncError(.syscall, "inotify_add_watch(/w/a) failed")
-        let outer = SyncError(.watchLimit, "cannot watch /w", cause: inner)
+        let outer = SyncError(.git, "cannot watch /w", cause: inner)
         #expect(outer.description.contains("cannot watch /w"))
         #expect(outer.detailedDescription.contains("caused by: inotify_add_watch(/w/a) failed"))
     }

@@ -5,9 +5,6 @@
 /// Returns 0 or -1 with errno set, like pipe2.
 int csync_pipe_cloexec_nonblock(int fds[2]);
 
-/// The errno of the calling thread (a function so Swift reads it right after the failing call).
-int csync_errno(void);
-
 /// Names the calling thread (visible in /proc/PID/task/*/comm). Truncates to 15 bytes.
 void csync_set_thread_name(const char *name);
 
