@@ -19,7 +19,7 @@ public enum GitStatus {
         ]
         if !paths.isEmpty {
             arguments.append("--")
-            arguments.append(contentsOf: paths.map { GitArgument(bytes: Array(":(literal)".utf8) + $0.bytes) })
+            arguments.append(contentsOf: paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) })
         }
         let result = try await git.run(arguments, readOnly: true)
         return try parse(result.standardOutput)
@@ -67,8 +67,4 @@ public enum GitStatus {
         }
         return RepoPath(bytes: Array(field[position...]))
     }
-}
-
-extension GitArgument {
-    public init(bytes: [UInt8]) { self.init(rawBytes: bytes) }
 }

@@ -80,6 +80,9 @@ public final class ProcessHarness: Sendable {
         }
     }
 
+    /// The child's process id, once it has started.
+    public var pid: pid_t? { store.state.withLock { $0.pid } }
+
     public var stdout: String { store.state.withLock { $0.stdout } }
     public var stderr: String { store.state.withLock { $0.stderr } }
     /// Complete stdout lines so far.
@@ -106,7 +109,7 @@ public final class ProcessHarness: Sendable {
     }
 
     public func signal(_ number: Int32) {
-        if let pid = store.state.withLock({ $0.pid }) { kill(pid, number) }
+        if let pid { kill(pid, number) }
     }
 
     /// Waits for the process to exit by itself.

@@ -138,13 +138,7 @@ public final class Watcher: Sendable {
     }
 
     private func ignoreFilesOutsideTree() async -> [[UInt8]] {
-        var files: [[UInt8]] = []
-        if let exclude = try? await repository.git.run(["rev-parse", "--git-path", "info/exclude"], readOnly: true) {
-            var path = exclude.standardOutput
-            if path.last == UInt8(ascii: "\n") { path.removeLast() }
-            if path.first != UInt8(ascii: "/") { path = repository.workTree + [UInt8(ascii: "/")] + path }
-            files.append(path)
-        }
+        var files = [repository.excludeFile]
         if let global = await repository.globalExcludesFile(environment: ProcessEnvironment.current) {
             files.append(global)
         }

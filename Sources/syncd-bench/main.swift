@@ -162,21 +162,19 @@ func benchMemory() async throws {
     for _ in 0..<runs {
         let process = ProcessHarness(syncd, ["watch", fixture.path])
         try await process.waitForLine("ready", within: .seconds(120)) { $0.contains("\"ready\"") }
-        let children = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init)
-        var rss = 0.0
-        for child in children {
-            guard let cmdline = try? String(contentsOfFile: "/proc/\(child)/cmdline", encoding: .utf8),
-                cmdline.contains(fixture.path), cmdline.hasPrefix(syncd)
-            else { continue }
-            let status = try String(contentsOfFile: "/proc/\(child)/status", encoding: .utf8)
-            if let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) {
-                rss = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "0") ?? 0
-            }
-        }
+        let pid = try requirePid(process.pid)
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        let rss = line.flatMap { Double($0.split(separator: " ").dropFirst().first.map(String.init) ?? "") } ?? 0
         values.append(rss / 1024)
         _ = try await process.terminate()
     }
     print("| resident memory of `syncd watch` with \(directories) directories watched (VmRSS) | \(format(median(values), "MiB")) |")
+}
+
+func requirePid(_ pid: pid_t?) throws -> pid_t {
+    guard let pid else { throw TestFailure("syncd watch has no pid") }
+    return pid
 }
 
 switch which {
