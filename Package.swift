@@ -32,10 +32,12 @@ let package = Package(
         ),
         // Recursive watching: watch table, crawler, event processing, change queue.
         .target(name: "SyncWatcher", dependencies: ["SyncCore", "SyncSystem", "SyncGit"], swiftSettings: strict),
+        // syncd run: batcher, committer, journal, state file, settings.
+        .target(name: "SyncEngine", dependencies: ["SyncCore", "SyncSystem", "SyncGit", "SyncWatcher"], swiftSettings: strict),
         // Thin executables.
         .executableTarget(
             name: "syncd",
-            dependencies: ["SyncWatcher", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SyncEngine", "SyncWatcher", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -16,3 +16,7 @@ void csync_set_thread_name(const char *name) {
     truncated[15] = 0;
     pthread_setname_np(pthread_self(), truncated);
 }
+
+int csync_syncfs(int fd) {
+    return syncfs(fd);
+}

@@ -19,6 +19,12 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
         public static let rootGone = Code("root-gone")
         /// A command-line flag or setting has a value that is not allowed.
         public static let invalidArgument = Code("invalid-argument")
+        /// The disk or quota is full.
+        public static let diskFull = Code("disk-full")
+        /// A setting (git config `syncd.*` or its flag) has a value that is not allowed.
+        public static let invalidSetting = Code("invalid-setting")
+        /// Another syncd already runs for this workspace.
+        public static let alreadyRunning = Code("already-running")
         /// Output could not be parsed (for example from git).
         public static let malformed = Code("malformed")
     }

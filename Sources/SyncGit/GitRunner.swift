@@ -47,7 +47,8 @@ public struct GitRunner: Sendable {
         input: [UInt8]? = nil,
         readOnly: Bool = false,
         acceptedExitCodes: Set<Int32> = [0],
-        outputLimit: Int = 512 * 1024 * 1024
+        outputLimit: Int = 512 * 1024 * 1024,
+        environment extra: [String: String] = [:]
     ) async throws -> GitResult {
         var environment: [Environment.Key: String?] = [
             "GIT_TERMINAL_PROMPT": "0",
@@ -58,6 +59,7 @@ public struct GitRunner: Sendable {
             "WATCHDOG_USEC": nil,
         ]
         if readOnly { environment["GIT_OPTIONAL_LOCKS"] = "0" }
+        for (key, value) in extra { environment[Environment.Key(stringLiteral: key)] = value }
         // swift-subprocess strdup()s raw-byte arguments: each needs its NUL terminator.
         let allArguments = (Self.baseArguments.map { Array($0.utf8) } + arguments.map(\.bytes)).map { $0 + [0] }
         var options = PlatformOptions()
@@ -91,7 +93,7 @@ public struct GitRunner: Sendable {
             guard acceptedExitCodes.contains(code) else {
                 let firstLine = gitResult.standardError.split(separator: "\n").first.map(String.init) ?? ""
                 throw SyncError(
-                    .git,
+                    Self.isDiskFull(gitResult.standardError) ? .diskFull : .git,
                     "`\(commandLine)` failed with exit code \(code) in \(String(decoding: workTree, as: UTF8.self))"
                         + (firstLine.isEmpty ? "" : ": \(firstLine)")
                 )
@@ -108,6 +110,14 @@ public struct GitRunner: Sendable {
                 cause: UnderlyingError(error)
             )
         }
+    }
+}
+
+extension GitRunner {
+    /// True when git's message says the disk (or quota) is full.
+    public static func isDiskFull(_ standardError: String) -> Bool {
+        standardError.contains("No space left on device") || standardError.contains("Out of diskspace")
+            || standardError.contains("Disk quota exceeded")
     }
 }
 

@@ -6,6 +6,9 @@ public struct Repository: Sendable {
     public let workTree: [UInt8]
     /// Absolute path of the git directory (`.git`, or elsewhere for linked worktrees).
     public let gitDir: [UInt8]
+    /// Absolute path of the common git directory (refs and objects live there; differs from `gitDir`
+    /// in linked worktrees).
+    public let commonDir: [UInt8]
     /// Absolute path of the repository's `info/exclude` (in the common dir for linked worktrees).
     public let excludeFile: [UInt8]
     public let git: GitRunner
@@ -20,7 +23,7 @@ public struct Repository: Sendable {
             result = try await probe.run(
                 [
                     "rev-parse", "--is-inside-work-tree", "--show-toplevel", "--absolute-git-dir",
-                    "--path-format=absolute", "--git-path", "info/exclude",
+                    "--path-format=absolute", "--git-common-dir", "--git-path", "info/exclude",
                 ],
                 readOnly: true
             )
@@ -33,14 +36,14 @@ public struct Repository: Sendable {
             )
         }
         let lines = result.standardOutput.split(separator: UInt8(ascii: "\n")).map(Array.init)
-        guard lines.count == 4, lines[0] == Array("true".utf8) else {
+        guard lines.count == 5, lines[0] == Array("true".utf8) else {
             throw SyncError(
                 .notARepository,
                 "\(path) is not a git working tree (a bare repository or a .git directory has no files to watch): "
                     + "pass the path of a checkout"
             )
         }
-        return Repository(workTree: lines[1], gitDir: lines[2], excludeFile: lines[3], git: GitRunner(workTree: lines[1], executable: gitExecutable))
+        return Repository(workTree: lines[1], gitDir: lines[2], commonDir: lines[3], excludeFile: lines[4], git: GitRunner(workTree: lines[1], executable: gitExecutable))
     }
 
     /// The absolute form of a workspace-relative path.

@@ -82,6 +82,18 @@ public final class ChangeQueue: Sendable {
         }
     }
 
+    /// Waits until something is pending, without taking it. Returns false once the watcher has
+    /// stopped or the calling task is cancelled.
+    public func waitForPending() async -> Bool {
+        if hasPending { return true }
+        for await _ in doorbell where hasPending {
+            return true
+        }
+        return false
+    }
+
+    public var hasPending: Bool { state.withLock { !$0.taken.isEmpty } }
+
     /// Waits until something is pending and takes it. Returns nil once the watcher has stopped
     /// and nothing is left, or when the calling task is cancelled.
     public func next() async -> Taken? {

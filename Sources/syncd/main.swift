@@ -1,5 +1,6 @@
 import ArgumentParser
 import SyncCore
+import SyncEngine
 import SyncGit
 import SyncSystem
 import SyncWatcher
@@ -9,7 +10,7 @@ struct Syncd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "syncd",
         abstract: "Keeps a git workspace committed and synced while other programs write into it.",
-        subcommands: [Watch.self]
+        subcommands: [Run.self, Watch.self]
     )
 }
 
@@ -52,6 +53,80 @@ struct Watch: AsyncParsableCommand {
         } catch let error as SyncError {
             log.sink(.error, error.detailedDescription)
             throw ExitCode(1)
+        }
+    }
+}
+
+/// Exit codes of `syncd run` (README, "Exit codes").
+enum ExitStatus {
+    static let failure: Int32 = 1
+    static let usage: Int32 = 64
+    static let alreadyRunning: Int32 = 75
+    static let invalidSetting: Int32 = 78
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Keep a workspace committed: watch it and commit every change in few, atomic batches.",
+        discussion: """
+            Settings come from git config keys syncd.* in the workspace (`git config syncd.quietPeriod 5s`); \
+            each flag below overrides its key for this run. See the README for every setting.
+            """
+    )
+
+    @Argument(help: "The workspace: any directory inside a git working tree.")
+    var path: String = "."
+
+    @Option(help: "Quiet time after the last change before committing (syncd.quietPeriod, default 2s).")
+    var quietPeriod: String?
+    @Option(help: "Longest wait for the first uncommitted change (syncd.maxLatency, default 20s).")
+    var maxLatency: String?
+    @Option(help: "Pending paths that trigger a commit at once (syncd.maxBatchPaths, default 20000).")
+    var maxBatchPaths: String?
+    @Option(help: "Commits per breaker window that open the circuit breaker (syncd.breakerMaxCommits, default 120).")
+    var breakerMaxCommits: String?
+    @Option(help: "Circuit breaker window and cool-down (syncd.breakerWindow, default 10m).")
+    var breakerWindow: String?
+    @Option(help: "Age after which an unheld index.lock is removed (syncd.staleLockAge, default 10m).")
+    var staleLockAge: String?
+    @Option(help: "fsync objects, index and refs on every commit (syncd.fsync, default true).")
+    var fsync: String?
+    @Option(help: "Split index: auto, true or false (syncd.splitIndex, default auto).")
+    var splitIndex: String?
+    @Option(help: "Rescan interval for directories left unwatched (syncd.rescanInterval, default 30s).")
+    var rescanInterval: String?
+    @Option(help: "Journal size before rotation (syncd.journalMaxSize, default 8MiB).")
+    var journalMaxSize: String?
+    @Option(help: "Least severe log level: debug, info, warning, error (syncd.logLevel, default info).")
+    var logLevel: String?
+
+    var overrides: [(name: String, value: String)] {
+        [
+            ("syncd.quietPeriod", quietPeriod), ("syncd.maxLatency", maxLatency), ("syncd.maxBatchPaths", maxBatchPaths),
+            ("syncd.breakerMaxCommits", breakerMaxCommits), ("syncd.breakerWindow", breakerWindow),
+            ("syncd.staleLockAge", staleLockAge), ("syncd.fsync", fsync), ("syncd.splitIndex", splitIndex),
+            ("syncd.rescanInterval", rescanInterval), ("syncd.journalMaxSize", journalMaxSize), ("syncd.logLevel", logLevel),
+        ].compactMap { name, value in value.map { (name, $0) } }
+    }
+
+    func run() async throws {
+        SignalStream.ignoreSIGPIPE()
+        var log = StandardErrorLog(minimum: .info)
+        do {
+            let repository = try await Repository.discover(at: path)
+            let (settings, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
+            log = StandardErrorLog(minimum: LogLevel(rawValue: settings.logLevel.rawValue) ?? .info)
+            for warning in warnings { log.sink(.warning, warning) }
+            let service = try SyncService(repository: repository, settings: settings, log: log.sink)
+            // On SIGTERM/SIGINT the service is cancelled; it commits what is pending, then returns.
+            try await runUntilSignal { try await service.run() }
+        } catch let error as SyncError {
+            log.sink(.error, error.detailedDescription)
+            switch error.code {
+            case .invalidSetting: throw ExitCode(ExitStatus.invalidSetting)
+            case .alreadyRunning: throw ExitCode(ExitStatus.alreadyRunning)
+            default: throw ExitCode(ExitStatus.failure)
+            }
         }
     }
 }

@@ -8,4 +8,7 @@ int csync_pipe_cloexec_nonblock(int fds[2]);
 /// Names the calling thread (visible in /proc/PID/task/*/comm). Truncates to 15 bytes.
 void csync_set_thread_name(const char *name);
 
+/// syncfs(2): commits every cached write of the filesystem holding `fd`. Returns 0 or -1 with errno.
+int csync_syncfs(int fd);
+
 #endif

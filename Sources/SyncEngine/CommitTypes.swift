@@ -1,0 +1,77 @@
+import SyncCore
+
+/// What one batch asks the committer to record.
+public struct CommitRequest: Sendable {
+    /// Paths the events named (hints: each is re-checked against the disk and git).
+    public var paths: Set<RepoPath>
+    /// Paths the events said were directories (a directory moved away leaves nothing to lstat).
+    public var directoryHints: Set<RepoPath>
+    /// Ask `git status` for every changed path as well (startup, after lost events).
+    public var fullScan: Bool
+    public var batch: Int
+    public var trigger: String
+    /// Who wrote the changes, when known.
+    public var writer: String?
+
+    public init(
+        paths: Set<RepoPath>,
+        directoryHints: Set<RepoPath> = [],
+        fullScan: Bool = false,
+        batch: Int,
+        trigger: String,
+        writer: String? = nil
+    ) {
+        self.paths = paths
+        self.directoryHints = directoryHints
+        self.fullScan = fullScan
+        self.batch = batch
+        self.trigger = trigger
+        self.writer = writer
+    }
+}
+
+/// One file in a commit, as `git diff-tree --name-status` reports it.
+public struct CommittedFile: Sendable, Equatable {
+    public enum Status: String, Sendable {
+        case added = "A", modified = "M", deleted = "D", typeChanged = "T"
+    }
+    public var status: Status
+    public var path: RepoPath
+}
+
+public struct CommitSummary: Sendable {
+    public var commit: String
+    public var branch: String
+    public var files: [CommittedFile]
+    /// Compare-and-swap attempts (more than 1 when a person committed at the same time).
+    public var attempts: Int
+}
+
+/// Why a batch waits instead of committing. It is not an error: the batch is retried.
+public struct Deferral: Sendable, Equatable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Hashable, Sendable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public static let indexLocked = Code(rawValue: "index-locked")
+        public static let refLocked = Code(rawValue: "ref-locked")
+        public static let rebase = Code(rawValue: "rebase-in-progress")
+        public static let merge = Code(rawValue: "merge-in-progress")
+        public static let cherryPick = Code(rawValue: "cherry-pick-in-progress")
+        public static let revert = Code(rawValue: "revert-in-progress")
+        public static let bisect = Code(rawValue: "bisect-in-progress")
+        public static let unmerged = Code(rawValue: "unmerged-paths")
+        public static let detachedHead = Code(rawValue: "detached-head")
+        public static let casContention = Code(rawValue: "branch-moving")
+    }
+
+    public var code: Code
+    public var message: String
+    public var description: String { message }
+}
+
+public enum CommitOutcome: Sendable {
+    case committed(CommitSummary)
+    /// The batch's paths match HEAD already: no commit.
+    case unchanged
+    case deferred(Deferral)
+}

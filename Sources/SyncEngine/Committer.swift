@@ -1,0 +1,416 @@
+import Glibc
+import SyncCore
+import SyncGit
+import SyncSystem
+import SyncWatcher
+
+/// Turns a batch of changed paths into one commit on the checked-out branch, in O(changed):
+///
+/// 1. defer while a foreign git operation runs (see `GitDirectoryState`);
+/// 2. re-check every path (events are hints): lstat it, expand directories with `git ls-files`,
+///    drop untracked ignored files with `git check-ignore`;
+/// 3. stage exactly those paths with `git update-index --add --remove --replace`;
+/// 4. `write-tree`; a tree equal to HEAD's means nothing changed and no commit is made;
+/// 5. `commit-tree`, then move the branch with a compare-and-swap (`update-ref REF NEW OLD`). If a
+///    person committed meanwhile the swap fails and the batch is redone on top of their commit.
+///
+/// The index ends equal to the new HEAD for the batch's paths. When a person has staged changes to
+/// other paths, the commit is built in a scratch index instead, so their staged work stays staged
+/// and out of syncd's commit.
+public actor Committer {
+    public struct Options: Sendable {
+        public var fsync = true
+        public var splitIndex: Settings.SplitIndexMode = .auto
+        public var staleLockAge: Duration = .seconds(600)
+        public var host = ProcessTable.hostName
+        public init() {}
+    }
+
+    private let repository: Repository
+    private let git: GitRunner
+    private let options: Options
+    private let log: LogSink
+    private let gitState: GitDirectoryState
+    private var identity: [String: String] = [:]
+    private var writeConfiguration: [GitArgument] = []
+    private var knownIndex: IndexStamp?
+    private var othersStagedLastTime = true
+    private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    private let scratchIndex: [UInt8]
+
+    public init(repository: Repository, stateDirectory: [UInt8], options: Options, log: @escaping LogSink) {
+        self.repository = repository
+        self.git = repository.git
+        self.options = options
+        self.log = log
+        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: log)
+        self.scratchIndex = stateDirectory + Array("/index.next".utf8)
+    }
+
+    /// One-time checks: the commit identity, the object format, and whether to split the index.
+    public func prepare() async throws {
+        let ident = try await git.run(["var", "GIT_COMMITTER_IDENT"], readOnly: true, acceptedExitCodes: [0, 128])
+        if ident.exitCode != 0 {
+            let email = "syncd@\(options.host)"
+            identity = [
+                "GIT_AUTHOR_NAME": "syncd", "GIT_AUTHOR_EMAIL": email,
+                "GIT_COMMITTER_NAME": "syncd", "GIT_COMMITTER_EMAIL": email,
+            ]
+            log(.warning, "no git identity (user.name/user.email) is configured for \(repository.workTreeDisplay); "
+                + "commits are made as \"syncd <\(email)>\" (set one with `git config user.name ...` and `git config user.email ...`)")
+        }
+        let tree = try await git.run(["hash-object", "-t", "tree", "--stdin"], input: [], readOnly: true)
+        emptyTree = tree.text
+        var configuration: [GitArgument] = []
+        if options.fsync {
+            configuration += ["-c", "core.fsync=all", "-c", "core.fsyncMethod=batch"]
+        }
+        let indexSize = (try? Syscall.lstat(repository.gitDir + Array("/index".utf8)).st_size) ?? 0
+        if options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024) {
+            configuration += ["-c", "core.splitIndex=true"]
+            log(.info, "using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
+        }
+        writeConfiguration = configuration
+    }
+
+    /// Commits the batch, or says why it has to wait. Throws on failures that need attention
+    /// (disk full, git errors); nothing is lost then either: the changes stay in the working tree.
+    public func commit(_ request: CommitRequest) async throws -> CommitOutcome {
+        do {
+            return try await attempt(request)
+        } catch let error as SyncError where error.code == .git && error.message.contains(".lock': File exists") {
+            // Another git process took a lock between the check and syncd's own git call.
+            if let deferral = gitState.foreignOperation() { return .deferred(deferral) }
+            return .deferred(Deferral(
+                code: .indexLocked,
+                message: "another git process held a lock in \(repository.workTreeDisplay) (\(error.message)); the batch waits"))
+        }
+    }
+
+    private func attempt(_ request: CommitRequest) async throws -> CommitOutcome {
+        var attempts = 0
+        while true {
+            attempts += 1
+            if let deferral = gitState.foreignOperation() { return .deferred(deferral) }
+            guard let branch = gitState.branch() else {
+                return .deferred(Deferral(
+                    code: .detachedHead,
+                    message: "HEAD is detached in \(repository.workTreeDisplay): syncd commits only onto a branch; "
+                        + "check one out (`git switch BRANCH`) and it continues"))
+            }
+            let head = try await resolve(branch)
+            let staging = try await stagingPaths(for: request)
+            if staging.isEmpty && !request.fullScan { return .unchanged }
+            let others = try await stagedByOthers(head: head, batch: staging)
+            if case .unmerged(let paths) = others {
+                return .deferred(Deferral(
+                    code: .unmerged,
+                    message: "unmerged paths in \(repository.workTreeDisplay) (\(paths.prefix(3).map(\.description).joined(separator: ", "))): "
+                        + "resolve the conflict and `git add` the files, and syncd continues"))
+            }
+            let useScratch: Bool
+            if case .staged(let staged) = others, !staged.isEmpty {
+                try prepareScratchIndex()
+                try await resetInScratch(staged, head: head)
+                useScratch = true
+            } else {
+                useScratch = false
+            }
+            let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
+            try await stage(staging, environment: environment)
+            let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
+            if tree == (head?.tree ?? emptyTree) {
+                if !useScratch { recordIndex() }
+                return .unchanged
+            }
+            let files = try await changedFiles(from: head?.tree ?? emptyTree, to: tree)
+            let message = CommitMessage.make(
+                files: files, batch: request.batch, host: options.host, trigger: request.trigger, writer: request.writer)
+            var commitArguments: [GitArgument] = writeConfiguration + ["commit-tree", GitArgument(tree)]
+            if let head { commitArguments += ["-p", GitArgument(head.commit)] }
+            commitArguments += ["-F", "-"]
+            let commit = try await git.run(commitArguments, input: Array(message.utf8), environment: identity).text
+            if options.fsync {
+                try durable { () throws(SyscallError) in try Syscall.syncFileSystem(containing: repository.commonDir + Array("/objects".utf8)) }
+            }
+            let expected = head?.commit ?? String(repeating: "0", count: commit.count)
+            let swap = try await git.run(
+                writeConfiguration + [
+                    "update-ref", "-m", GitArgument("syncd: batch \(request.batch)"), GitArgument(branch),
+                    GitArgument(commit), GitArgument(expected),
+                ],
+                acceptedExitCodes: [0, 1, 128]
+            )
+            if swap.exitCode != 0 {
+                if swap.standardError.contains("but expected") || swap.standardError.contains("already exists") {
+                    log(.info, "\(branch) moved while batch \(request.batch) was committed (a person's commit?); redoing the batch on top")
+                    if attempts < 5 { continue }
+                    return .deferred(Deferral(code: .casContention, message: "\(branch) keeps moving; the batch waits and is retried"))
+                }
+                if swap.standardError.contains(".lock") {
+                    return .deferred(Deferral(code: .refLocked, message: "\(branch) is locked by another git process; the batch waits"))
+                }
+                throw SyncError(
+                    GitRunner.isDiskFull(swap.standardError) ? .diskFull : .git,
+                    "could not move \(branch) to the new commit in \(repository.workTreeDisplay): "
+                        + (swap.standardError.split(separator: "\n").first.map(String.init) ?? "exit \(swap.exitCode)"))
+            }
+            if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(branch) } }
+            if useScratch {
+                // The real index takes the committed entries for the batch's paths; the person's
+                // staged changes to other paths stay staged.
+                try await stage(staging, environment: [:])
+            }
+            recordIndex()
+            return .committed(CommitSummary(commit: commit, branch: branch, files: files, attempts: attempts))
+        }
+    }
+
+    // MARK: - steps
+
+    struct Head {
+        var commit: String
+        var tree: String
+    }
+
+    private func resolve(_ branch: String) async throws -> Head? {
+        let result = try await git.run(
+            ["for-each-ref", "--format=%(objectname) %(tree)", GitArgument(branch)], readOnly: true)
+        let parts = result.text.split(separator: " ").map(String.init)
+        guard parts.count == 2 else { return nil }  // unborn branch
+        return Head(commit: parts[0], tree: parts[1])
+    }
+
+    /// Every path to hand to update-index: the batch's paths re-checked against the disk and git.
+    func stagingPaths(for request: CommitRequest) async throws -> [RepoPath] {
+        var candidates: [RepoPath] = []  // exist; need the ignore check
+        var vetted: Set<RepoPath> = []  // from git itself: tracked or not ignored
+        var expand: [RepoPath] = []
+        if request.fullScan {
+            for entry in try await GitStatus.dirtyPaths(git) where entry.state != .unmerged {
+                vetted.insert(entry.path)
+            }
+        }
+        for path in request.paths where Self.isStageable(path) {
+            if path.isRoot {
+                expand.append(path)
+                continue
+            }
+            switch kind(of: path) {
+            case .file: candidates.append(path)
+            case .directory: expand.append(path)
+            case .missing:
+                vetted.insert(path)
+                if request.directoryHints.contains(path) { expand.append(path) }
+            case .unsupported: continue
+            }
+        }
+        if !expand.isEmpty {
+            var arguments: [GitArgument] = ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--"]
+            arguments += expand.map { $0.isRoot ? GitArgument(":/") : GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
+            let listed = try await git.run(arguments, readOnly: true)
+            for field in listed.nulSeparatedFields where field.last != UInt8(ascii: "/") {
+                vetted.insert(RepoPath(bytes: field))
+            }
+        }
+        let unvetted = candidates.filter { !vetted.contains($0) }
+        if !unvetted.isEmpty {
+            let ignored = try await GitIgnoreOracle(git: git).ignored(unvetted)
+            for path in unvetted where !ignored.contains(path) { vetted.insert(path) }
+        }
+        return vetted.filter(Self.isStageable).sorted()
+    }
+
+    enum PathKind { case file, directory, missing, unsupported }
+
+    private func kind(of path: RepoPath) -> PathKind {
+        do {
+            let info = try Syscall.lstat(repository.absolute(path))
+            switch info.st_mode & S_IFMT {
+            case S_IFREG, S_IFLNK: return .file
+            case S_IFDIR: return .directory
+            default:
+                log(.debug, "\(path) is neither a file, a symlink nor a directory; git cannot store it")
+                return .unsupported
+            }
+        } catch {
+            if error.errno == Errno(ENOENT) || error.errno == Errno(ENOTDIR) { return .missing }
+            log(.warning, "cannot check \(path): \(error); it is left for the next batch")
+            return .unsupported
+        }
+    }
+
+    /// git refuses paths with a `.git` component; syncd never stages them.
+    static func isStageable(_ path: RepoPath) -> Bool {
+        for component in path.bytes.split(separator: UInt8(ascii: "/")) where component.elementsEqual(".git".utf8) {
+            return false
+        }
+        return true
+    }
+
+    enum OthersStaged {
+        case staged([RepoPath])
+        case unmerged([RepoPath])
+    }
+
+    /// Entries someone else staged (index differs from HEAD) outside the batch. Checked only when
+    /// the index changed since syncd last wrote it, so the common case costs one stat.
+    private func stagedByOthers(head: Head?, batch: [RepoPath]) async throws -> OthersStaged {
+        if !othersStagedLastTime, let knownIndex, knownIndex == IndexStamp(repository: repository) {
+            return .staged([])
+        }
+        let result = try await git.run(
+            ["diff-index", "--cached", "-z", "--name-status", "--no-renames", GitArgument(head?.tree ?? emptyTree)],
+            readOnly: true)
+        let fields = result.nulSeparatedFields
+        let batchSet = Set(batch)
+        var staged: [RepoPath] = []
+        var unmerged: [RepoPath] = []
+        var index = 0
+        while index + 1 < fields.count {
+            let status = fields[index]
+            let path = RepoPath(bytes: fields[index + 1])
+            index += 2
+            if status.first == UInt8(ascii: "U") {
+                unmerged.append(path)
+            } else if !batchSet.contains(path) {
+                staged.append(path)
+            }
+        }
+        if !unmerged.isEmpty { return .unmerged(unmerged) }
+        othersStagedLastTime = !staged.isEmpty
+        if !staged.isEmpty {
+            log(.info, "\(staged.count) path(s) staged by someone else (\(staged.prefix(3).map(\.description).joined(separator: ", "))) stay staged and out of syncd's commit")
+        }
+        return .staged(staged)
+    }
+
+    private func prepareScratchIndex() throws {
+        let real = repository.gitDir + Array("/index".utf8)
+        do {
+            let contents = try Syscall.readFile(real, limit: Int.max)
+            try AtomicFile.write(scratchIndex, contents)
+        } catch {
+            if error.errno == Errno(ENOENT) {
+                try? Syscall.unlink(scratchIndex)
+                return
+            }
+            throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(scratchIndex))", cause: error)
+        }
+    }
+
+    /// In the scratch index, puts `paths` back to HEAD's version (or removes them when HEAD has none).
+    private func resetInScratch(_ paths: [RepoPath], head: Head?) async throws {
+        let environment = ["GIT_INDEX_FILE": Syscall.display(scratchIndex)]
+        var lines: [UInt8] = []
+        var inHead: Set<RepoPath> = []
+        if let head {
+            var arguments: [GitArgument] = ["ls-tree", "-r", "-z", "--full-tree", GitArgument(head.commit), "--"]
+            arguments += paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
+            for field in try await git.run(arguments, readOnly: true).nulSeparatedFields {
+                guard let tab = field.firstIndex(of: UInt8(ascii: "\t")) else { continue }
+                inHead.insert(RepoPath(bytes: Array(field[(tab + 1)...])))
+                lines += field + [0]
+            }
+        }
+        let zero = String(repeating: "0", count: emptyTree.count)
+        for path in paths where !inHead.contains(path) {
+            lines += Array("0 \(zero)\t".utf8) + path.bytes + [0]
+        }
+        _ = try await git.run(["update-index", "-z", "--index-info"], input: lines, environment: environment)
+    }
+
+    /// `git update-index --add --remove --replace -z --stdin` with `paths`. A path git cannot read
+    /// (permissions, vanished mid-read) is dropped with a warning instead of failing the batch.
+    private func stage(_ paths: [RepoPath], environment: [String: String]) async throws {
+        var remaining = paths
+        for _ in 0..<8 {
+            guard !remaining.isEmpty else { return }
+            var input: [UInt8] = []
+            for path in remaining { input += path.bytes + [0] }
+            let result = try await git.run(
+                writeConfiguration + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
+                input: input, acceptedExitCodes: [0, 128], environment: environment)
+            if result.exitCode == 0 { return }
+            let marker = "Unable to process path "
+            guard let name = Self.line(after: marker, in: result.standardError) else {
+                let firstLine = result.standardError.split(separator: "\n").first.map(String.init) ?? "exit 128"
+                throw SyncError(
+                    GitRunner.isDiskFull(result.standardError) ? .diskFull : .git,
+                    "git update-index failed in \(repository.workTreeDisplay): \(firstLine)")
+            }
+            let before = remaining.count
+            remaining.removeAll { $0.description == name }
+            log(.warning, "git cannot read \(name) (\(result.standardError.split(separator: "\n").first ?? "")); it is left out of this batch")
+            if remaining.count == before { throw SyncError(.git, "git update-index failed on \(name) in \(repository.workTreeDisplay)") }
+        }
+    }
+
+    /// The rest of the line that follows `marker` in `text`.
+    static func line(after marker: String, in text: String) -> String? {
+        for line in text.split(separator: "\n") {
+            if let start = line.firstRange(of: marker) { return String(line[start.upperBound...]) }
+        }
+        return nil
+    }
+
+    private func changedFiles(from old: String, to new: String) async throws -> [CommittedFile] {
+        let result = try await git.run(
+            ["diff-tree", "-r", "-z", "--no-renames", "--name-status", GitArgument(old), GitArgument(new)], readOnly: true)
+        let fields = result.nulSeparatedFields
+        var files: [CommittedFile] = []
+        var index = 0
+        while index + 1 < fields.count {
+            let status = CommittedFile.Status(rawValue: String(decoding: fields[index].prefix(1), as: UTF8.self)) ?? .modified
+            files.append(CommittedFile(status: status, path: RepoPath(bytes: fields[index + 1])))
+            index += 2
+        }
+        return files
+    }
+
+    private func syncRefDirectories(_ branch: String) throws(SyscallError) {
+        let refFile = repository.commonDir + [UInt8(ascii: "/")] + Array(branch.utf8)
+        try Syscall.fsyncDirectory(AtomicFile.parentDirectory(of: refFile))
+        let logFile = repository.commonDir + Array("/logs/".utf8) + Array(branch.utf8)
+        if Syscall.exists(logFile) { try Syscall.fsyncDirectory(AtomicFile.parentDirectory(of: logFile)) }
+    }
+
+    private func durable(_ body: () throws(SyscallError) -> Void) throws {
+        do {
+            try body()
+        } catch {
+            throw SyncError(
+                error.errno == Errno(ENOSPC) ? .diskFull : .syscall,
+                "cannot make the commit durable in \(repository.workTreeDisplay)", cause: error)
+        }
+    }
+
+    private func recordIndex() {
+        knownIndex = IndexStamp(repository: repository)
+    }
+}
+
+/// Identity of the index file's current version (inode, size, modification and change times).
+struct IndexStamp: Equatable {
+    var inode: UInt
+    var size: Int
+    var modified: Int
+    var changed: Int
+
+    init?(repository: Repository) {
+        guard let info = try? Syscall.lstat(repository.gitDir + Array("/index".utf8)) else { return nil }
+        inode = UInt(info.st_ino)
+        size = Int(info.st_size)
+        modified = info.st_mtim.tv_sec * 1_000_000_000 + info.st_mtim.tv_nsec
+        changed = info.st_ctim.tv_sec * 1_000_000_000 + info.st_ctim.tv_nsec
+    }
+}
+
+extension GitResult {
+    /// stdout as text without the trailing newline (hashes, single values).
+    var text: String {
+        var bytes = standardOutput[...]
+        while bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,72 @@
+import Glibc
+import SyncCore
+import SyncGit
+import SyncSystem
+import SyncWatcher
+
+/// Reads the git directory for operations syncd must not interfere with: a person's rebase, merge,
+/// cherry-pick, revert or bisect, and any git process holding `index.lock`. Plain file checks, no
+/// git process: this runs before every batch and during every deferral.
+struct GitDirectoryState: Sendable {
+    let repository: Repository
+    let staleLockAge: Duration
+    let log: LogSink
+
+    private static let markers: [(name: String, code: Deferral.Code, what: String, resolve: String)] = [
+        ("rebase-merge", .rebase, "a rebase", "finish it (`git rebase --continue`) or abort it (`git rebase --abort`)"),
+        ("rebase-apply", .rebase, "a rebase or `git am`", "finish it (`--continue`) or abort it (`--abort`)"),
+        ("MERGE_HEAD", .merge, "a merge", "commit it or abort it (`git merge --abort`)"),
+        ("CHERRY_PICK_HEAD", .cherryPick, "a cherry-pick", "finish it (`git cherry-pick --continue`) or abort it (`git cherry-pick --abort`)"),
+        ("REVERT_HEAD", .revert, "a revert", "finish it (`git revert --continue`) or abort it (`git revert --abort`)"),
+        ("BISECT_LOG", .bisect, "a bisect", "end it with `git bisect reset`"),
+    ]
+
+    /// The branch HEAD points to (`refs/heads/...`), or nil when HEAD is detached.
+    func branch() -> String? {
+        guard let contents = try? Syscall.readFile(repository.gitDir + Array("/HEAD".utf8), limit: 4096, flags: O_NOFOLLOW)
+        else { return nil }
+        let text = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: "\n")
+        guard text.hasPrefix("ref: refs/") else { return nil }
+        return String(text.dropFirst("ref: ".count))
+    }
+
+    /// The reason to wait, or nil when syncd may commit now. A stale `index.lock` (older than
+    /// `staleLockAge`, open in no process, no git process working in the tree) is removed.
+    func foreignOperation() -> Deferral? {
+        for marker in Self.markers where Syscall.exists(repository.gitDir + Array("/\(marker.name)".utf8)) {
+            return Deferral(
+                code: marker.code,
+                message: "\(marker.what) is in progress in \(repository.workTreeDisplay): syncd waits until you \(marker.resolve)")
+        }
+        let lock = repository.gitDir + Array("/index.lock".utf8)
+        guard let info = try? Syscall.lstat(lock) else { return nil }
+        let now = WallClock.now()
+        let ageSeconds = max(0, now.tv_sec - info.st_mtim.tv_sec)
+        let holders = ProcessTable.processesHolding(lock) + ProcessTable.gitProcesses(within: repository.workTree)
+        if holders.isEmpty && Duration.seconds(ageSeconds) > staleLockAge {
+            do {
+                try Syscall.unlink(lock)
+                log(.warning, "removed a stale \(Syscall.display(lock)): \(ageSeconds) s old, no process holds it "
+                    + "and no git process works in the tree (a git command crashed earlier)")
+                return nil
+            } catch {
+                log(.error, "cannot remove the stale \(Syscall.display(lock)): \(error); remove it by hand")
+            }
+        }
+        let who = holders.first.map { pid in
+            " (held by pid \(pid)" + (ProcessTable.commandLine(of: pid).map { ": \($0)" } ?? "") + ")"
+        } ?? " (no process holds it; it is removed once older than \(Settings.formatDuration(staleLockAge)))"
+        return Deferral(
+            code: .indexLocked,
+            message: "another git process is using the index in \(repository.workTreeDisplay): \(Syscall.display(lock)) exists\(who); syncd waits")
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var slice = Substring(self)
+        while slice.last == set { slice.removeLast() }
+        while slice.first == set { slice.removeFirst() }
+        return String(slice)
+    }
+}

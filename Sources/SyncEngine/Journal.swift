@@ -1,0 +1,85 @@
+import Glibc
+import SyncCore
+import SyncSystem
+
+/// The append-only record of every batch: one JSON object per line, fsynced before syncd acts on
+/// it, rotated by size (`journal.jsonl` → `journal.1.jsonl` … `journal.3.jsonl`).
+///
+/// Lines carry `time`, `event` (`start`, `batch`, `commit`, `unchanged`, `deferred`, `failed`,
+/// `breaker-open`, `stop`), the `batch` id and what happened.
+final class Journal {
+    static let keptRotations = 3
+    let directory: [UInt8]
+    let maxBytes: Int
+    private var fd: Int32 = -1
+    private var size = 0
+
+    var path: [UInt8] { directory + Array("/journal.jsonl".utf8) }
+
+    init(directory: [UInt8], maxBytes: Int) throws(SyscallError) {
+        self.directory = directory
+        self.maxBytes = maxBytes
+        try open()
+    }
+
+    deinit {
+        if fd >= 0 { Syscall.close(fd) }
+    }
+
+    private func open() throws(SyscallError) {
+        fd = try Syscall.open(path, flags: O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o644)
+        size = Int(try Syscall.fstat(fd).st_size)
+    }
+
+    /// Appends `record` (with the time first) and fsyncs it.
+    func append(_ event: String, _ fill: (inout JSONLine) -> Void) throws(SyscallError) {
+        var line = JSONLine()
+        line.add("time", WallClock.rfc3339())
+        line.add("event", event)
+        fill(&line)
+        let bytes = Array((line.text + "\n").utf8)
+        if size > 0, size + bytes.count > maxBytes { try rotate() }
+        try Syscall.writeAll(fd, bytes)
+        try Syscall.fsync(fd, path: path)
+        size += bytes.count
+    }
+
+    private func rotate() throws(SyscallError) {
+        Syscall.close(fd)
+        fd = -1
+        func rotated(_ number: Int) -> [UInt8] { directory + Array("/journal.\(number).jsonl".utf8) }
+        try Syscall.unlink(rotated(Self.keptRotations))
+        for number in stride(from: Self.keptRotations - 1, through: 1, by: -1) where Syscall.exists(rotated(number)) {
+            try Syscall.rename(rotated(number), to: rotated(number + 1))
+        }
+        try Syscall.rename(path, to: rotated(1))
+        try Syscall.fsyncDirectory(directory)
+        try open()
+    }
+
+    /// The highest batch id recorded in the current and the previous journal (0 when none), so ids
+    /// stay monotonic across restarts even when the state file is lost.
+    static func lastBatch(in directory: [UInt8]) -> Int {
+        var best = 0
+        for name in ["/journal.jsonl", "/journal.1.jsonl"] {
+            guard let bytes = try? Syscall.readFile(directory + Array(name.utf8), limit: 64 * 1024 * 1024) else { continue }
+            let key = Array("\"batch\":".utf8)
+            var index = 0
+            while index + key.count < bytes.count {
+                if bytes[index] == key[0], bytes[index..<(index + key.count)].elementsEqual(key) {
+                    var value = 0
+                    var position = index + key.count
+                    while position < bytes.count, (48...57).contains(bytes[position]) {
+                        value = value * 10 + Int(bytes[position] - 48)
+                        position += 1
+                    }
+                    best = max(best, value)
+                    index = position
+                } else {
+                    index += 1
+                }
+            }
+        }
+        return best
+    }
+}

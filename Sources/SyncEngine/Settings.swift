@@ -1,0 +1,283 @@
+import SyncCore
+import SyncGit
+
+/// Everything `syncd run` can be told, read from git config keys `syncd.*` in the workspace, with
+/// command-line flags on top. Defaults are what an unattended service should do.
+public struct Settings: Sendable, Equatable {
+    /// Quiet time after the last change before a batch is committed.
+    public var quietPeriod: Duration = .seconds(2)
+    /// Longest time the first uncommitted change waits, however busy the writers are.
+    public var maxLatency: Duration = .seconds(20)
+    /// Pending paths that trigger a commit at once.
+    public var maxBatchPaths = 20_000
+    /// The circuit breaker opens when more than this many commits land within `breakerWindow`.
+    public var breakerMaxCommits = 120
+    public var breakerWindow: Duration = .seconds(600)
+    /// An `index.lock` older than this that no process holds open is removed.
+    public var staleLockAge: Duration = .seconds(600)
+    /// syncd's own git writes fsync objects, index and refs (git's core.fsync=all).
+    public var fsync = true
+    /// Split index for big indexes (see README): `auto` turns it on from 4 MiB of index.
+    public var splitIndex: SplitIndexMode = .auto
+    /// Rescan interval for directories the inotify watch limit left unwatched.
+    public var rescanInterval: Duration = .seconds(30)
+    /// Journal size before it is rotated (three old journals are kept).
+    public var journalMaxBytes = 8 * 1024 * 1024
+    /// The least severe log level written.
+    public var logLevel: LogLevelSetting = .info
+
+    public init() {}
+
+    public enum SplitIndexMode: String, Sendable, Equatable, CaseIterable {
+        case auto, `true`, `false`
+    }
+
+    public enum LogLevelSetting: String, Sendable, Equatable, CaseIterable {
+        case debug, info, warning, error
+    }
+
+    /// One setting: its git config key, the flag that overrides it, what it accepts and how to apply it.
+    public struct Key: Sendable {
+        public let name: String
+        public let flag: String
+        public let allowed: String
+        public let help: String
+        let apply: @Sendable (inout Settings, String) -> Bool
+        let current: @Sendable (Settings) -> String
+    }
+
+    /// Every `syncd.*` key, in the order the README lists them.
+    public static let keys: [Key] = [
+        Key(
+            name: "syncd.quietPeriod", flag: "--quiet-period", allowed: "a duration from 0s to 1h, like 2s or 500ms",
+            help: "quiet time after the last change before committing",
+            apply: { s, v in set(&s.quietPeriod, parseDuration(v), within: .zero ... .seconds(3600)) },
+            current: { formatDuration($0.quietPeriod) }),
+        Key(
+            name: "syncd.maxLatency", flag: "--max-latency", allowed: "a duration from 1s to 24h, like 20s or 5m",
+            help: "longest wait for the first uncommitted change, however busy the writers",
+            apply: { s, v in set(&s.maxLatency, parseDuration(v), within: .seconds(1) ... .seconds(86_400)) },
+            current: { formatDuration($0.maxLatency) }),
+        Key(
+            name: "syncd.maxBatchPaths", flag: "--max-batch-paths", allowed: "a whole number from 1 to 1000000",
+            help: "pending paths that trigger a commit at once",
+            apply: { s, v in set(&s.maxBatchPaths, Int(v), within: 1 ... 1_000_000) },
+            current: { String($0.maxBatchPaths) }),
+        Key(
+            name: "syncd.breakerMaxCommits", flag: "--breaker-max-commits", allowed: "a whole number from 1 to 100000",
+            help: "commits within breakerWindow that open the circuit breaker",
+            apply: { s, v in set(&s.breakerMaxCommits, Int(v), within: 1 ... 100_000) },
+            current: { String($0.breakerMaxCommits) }),
+        Key(
+            name: "syncd.breakerWindow", flag: "--breaker-window", allowed: "a duration from 1s to 24h, like 10m",
+            help: "the circuit breaker's window, and how long it stays open",
+            apply: { s, v in set(&s.breakerWindow, parseDuration(v), within: .seconds(1) ... .seconds(86_400)) },
+            current: { formatDuration($0.breakerWindow) }),
+        Key(
+            name: "syncd.staleLockAge", flag: "--stale-lock-age", allowed: "a duration from 1s to 7d, like 10m",
+            help: "age after which an index.lock nobody holds open is removed",
+            apply: { s, v in set(&s.staleLockAge, parseDuration(v), within: .seconds(1) ... .seconds(604_800)) },
+            current: { formatDuration($0.staleLockAge) }),
+        Key(
+            name: "syncd.fsync", flag: "--fsync", allowed: "a boolean: true/false, yes/no, on/off, 1/0",
+            help: "fsync objects, index and refs on every commit (power-loss safety)",
+            apply: { s, v in set(&s.fsync, parseBool(v)) },
+            current: { $0.fsync ? "true" : "false" }),
+        Key(
+            name: "syncd.splitIndex", flag: "--split-index", allowed: "auto, true or false",
+            help: "write a split index (auto: when the index exceeds 4 MiB)",
+            apply: { s, v in set(&s.splitIndex, SplitIndexMode(rawValue: v.lowercased())) },
+            current: { $0.splitIndex.rawValue }),
+        Key(
+            name: "syncd.rescanInterval", flag: "--rescan-interval", allowed: "a duration from 1s to 24h, like 30s",
+            help: "rescan interval for directories the inotify watch limit left unwatched",
+            apply: { s, v in set(&s.rescanInterval, parseDuration(v), within: .seconds(1) ... .seconds(86_400)) },
+            current: { formatDuration($0.rescanInterval) }),
+        Key(
+            name: "syncd.journalMaxSize", flag: "--journal-max-size", allowed: "a size from 64KiB to 1GiB, like 8MiB",
+            help: "journal size before rotation",
+            apply: { s, v in set(&s.journalMaxBytes, parseSize(v), within: 64 * 1024 ... 1 << 30) },
+            current: { String($0.journalMaxBytes) }),
+        Key(
+            name: "syncd.logLevel", flag: "--log-level", allowed: "debug, info, warning or error",
+            help: "least severe log level written",
+            apply: { s, v in set(&s.logLevel, LogLevelSetting(rawValue: v.lowercased())) },
+            current: { $0.logLevel.rawValue }),
+    ]
+
+    /// Where a value came from, for error messages.
+    public enum Source: Sendable, Equatable {
+        case gitConfig
+        case flag
+    }
+
+    /// Applies `value` to the setting `name` (case-insensitive, with or without `syncd.`).
+    public mutating func apply(_ name: String, _ value: String, from source: Source) throws {
+        guard let key = Self.key(named: name) else {
+            throw SyncError(
+                .invalidSetting,
+                "unknown setting \(name); known settings: \(Self.keys.map(\.name).joined(separator: ", "))"
+            )
+        }
+        guard key.apply(&self, value.trimmingSpaces) else {
+            let origin = source == .flag ? "\(key.flag) \(value)" : "git config \(key.name) = \"\(value)\""
+            throw SyncError(
+                .invalidSetting,
+                "invalid value for \(key.name) (\(origin)): expected \(key.allowed)"
+                    + (source == .gitConfig ? "; fix it with `git config \(key.name) VALUE` or remove it with `git config --unset \(key.name)`" : "")
+            )
+        }
+    }
+
+    public static func key(named name: String) -> Key? {
+        let lowered = name.lowercased()
+        return keys.first { $0.name.lowercased() == lowered || $0.name.lowercased() == "syncd." + lowered }
+    }
+
+    /// Checks relations between settings.
+    public func validate() throws {
+        if maxLatency < quietPeriod {
+            throw SyncError(
+                .invalidSetting,
+                "syncd.maxLatency (\(Self.formatDuration(maxLatency))) is shorter than syncd.quietPeriod "
+                    + "(\(Self.formatDuration(quietPeriod))): the maximum latency must be at least the quiet period"
+            )
+        }
+    }
+
+    /// Reads `syncd.*` from the workspace's git config (all scopes git reads), then applies
+    /// `overrides` (flag values by setting name). Unknown `syncd.*` keys are reported in `warnings`.
+    public static func load(
+        git: GitRunner,
+        overrides: [(name: String, value: String)] = []
+    ) async throws -> (settings: Settings, warnings: [String]) {
+        let result = try await git.run(
+            ["config", "-z", "--get-regexp", "^syncd\\."],
+            readOnly: true,
+            acceptedExitCodes: [0, 1]
+        )
+        var settings = Settings()
+        var warnings: [String] = []
+        for record in result.nulSeparatedFields {
+            let newline = record.firstIndex(of: UInt8(ascii: "\n")) ?? record.endIndex
+            let name = String(decoding: record[..<newline], as: UTF8.self)
+            let value = newline < record.endIndex ? String(decoding: record[(newline + 1)...], as: UTF8.self) : "true"
+            guard key(named: name) != nil else {
+                warnings.append(
+                    "ignoring unknown setting \(name) in git config (a typo?); known settings: "
+                        + keys.map(\.name).joined(separator: ", ")
+                )
+                continue
+            }
+            try settings.apply(name, value, from: .gitConfig)
+        }
+        for (name, value) in overrides {
+            try settings.apply(name, value, from: .flag)
+        }
+        try settings.validate()
+        return (settings, warnings)
+    }
+
+    // MARK: value parsing
+
+    private static func set<T: Comparable>(_ target: inout T, _ value: T?, within range: ClosedRange<T>) -> Bool {
+        guard let value, range.contains(value) else { return false }
+        target = value
+        return true
+    }
+
+    private static func set<T>(_ target: inout T, _ value: T?) -> Bool {
+        guard let value else { return false }
+        target = value
+        return true
+    }
+
+    /// `2s`, `500ms`, `1m30s`, `1h`, `1d`; a bare number is seconds.
+    public static func parseDuration(_ text: String) -> Duration? {
+        let text = text.lowercased()
+        if text.isEmpty { return nil }
+        if let seconds = Int(text) { return seconds >= 0 ? .seconds(seconds) : nil }
+        var total: Duration = .zero
+        var number = ""
+        var unit = ""
+        func flush() -> Bool {
+            guard let value = Int(number), value >= 0 else { return false }
+            let scale: Duration
+            switch unit {
+            case "ms": scale = .milliseconds(1)
+            case "s": scale = .seconds(1)
+            case "m", "min": scale = .seconds(60)
+            case "h": scale = .seconds(3600)
+            case "d": scale = .seconds(86_400)
+            default: return false
+            }
+            total += scale * value
+            number = ""
+            unit = ""
+            return true
+        }
+        for character in text {
+            if character.isNumber && character.isASCII {
+                if !unit.isEmpty { guard flush() else { return nil } }
+                number.append(character)
+            } else if character.isLetter {
+                guard !number.isEmpty else { return nil }
+                unit.append(character)
+            } else {
+                return nil
+            }
+        }
+        guard !number.isEmpty, !unit.isEmpty, flush() else { return nil }
+        return total
+    }
+
+    /// `8MiB`, `512k`, `1G`, `4096` (bytes); binary units.
+    public static func parseSize(_ text: String) -> Int? {
+        let lowered = text.lowercased()
+        let digits = lowered.prefix { $0.isNumber && $0.isASCII }
+        guard let value = Int(digits) else { return nil }
+        let unit = lowered.dropFirst(digits.count)
+        let scale: Int
+        switch unit {
+        case "", "b": scale = 1
+        case "k", "kb", "kib": scale = 1024
+        case "m", "mb", "mib": scale = 1024 * 1024
+        case "g", "gb", "gib": scale = 1024 * 1024 * 1024
+        default: return nil
+        }
+        let (product, overflow) = value.multipliedReportingOverflow(by: scale)
+        return overflow ? nil : product
+    }
+
+    /// git's boolean spellings.
+    public static func parseBool(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": true
+        case "false", "no", "off", "0": false
+        default: nil
+        }
+    }
+
+    /// `2s`, `500ms`, `1m30s`.
+    public static func formatDuration(_ duration: Duration) -> String {
+        let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        if milliseconds % 1000 != 0 { return "\(milliseconds)ms" }
+        var seconds = milliseconds / 1000
+        if seconds == 0 { return "0s" }
+        var text = ""
+        for (unit, size) in [("h", Int64(3600)), ("m", 60), ("s", 1)] where seconds >= size {
+            text += "\(seconds / size)\(unit)"
+            seconds %= size
+        }
+        return text
+    }
+}
+
+extension String {
+    fileprivate var trimmingSpaces: String {
+        var slice = Substring(self)
+        while slice.first?.isWhitespace == true { slice.removeFirst() }
+        while slice.last?.isWhitespace == true { slice.removeLast() }
+        return String(slice)
+    }
+}

@@ -1,0 +1,67 @@
+import SyncCore
+import SyncSystem
+
+/// What syncd is doing, for `syncctl status` and for people: `state.json` in the state directory,
+/// replaced atomically (temp, fsync, rename, fsync of the directory) on every change of phase.
+public struct StatusSnapshot: Sendable, Equatable {
+    public enum Phase: String, Sendable {
+        case starting, idle, pending, committing, deferred, failing
+        case breakerOpen = "breaker-open"
+        case stopped
+    }
+
+    public var pid: Int32 = 0
+    public var workspace = ""
+    public var started = ""
+    public var phase: Phase = .starting
+    /// Why syncd waits or fails (a deferral or the last error), empty when all is well.
+    public var reason = ""
+    public var reasonCode = ""
+    public var pendingPaths = 0
+    public var lastBatch = 0
+    public var lastCommit = ""
+    public var lastCommitAt = ""
+    public var lastCommitBatch = 0
+    public var commits = 0
+    public var unchangedBatches = 0
+    public var deferrals = 0
+    public var failures = 0
+    public var lastError = ""
+    public var lastErrorAt = ""
+    public var breakerTrips = 0
+    public var watchedDirectories = 0
+    public var unwatchedDirectories = 0
+
+    public init() {}
+
+    public var json: String {
+        var line = JSONLine()
+        line.add("version", 1)
+        line.add("pid", Int(pid))
+        line.add("workspace", workspace)
+        line.add("started", started)
+        line.add("updated", WallClock.rfc3339())
+        line.add("phase", phase.rawValue)
+        line.add("reason", reason)
+        line.add("reason_code", reasonCode)
+        line.add("pending_paths", pendingPaths)
+        line.add("last_batch", lastBatch)
+        line.add("last_commit", lastCommit)
+        line.add("last_commit_at", lastCommitAt)
+        line.add("last_commit_batch", lastCommitBatch)
+        line.add("commits", commits)
+        line.add("unchanged_batches", unchangedBatches)
+        line.add("deferrals", deferrals)
+        line.add("failures", failures)
+        line.add("last_error", lastError)
+        line.add("last_error_at", lastErrorAt)
+        line.add("breaker_trips", breakerTrips)
+        line.add("watched_directories", watchedDirectories)
+        line.add("unwatched_directories", unwatchedDirectories)
+        return line.text + "\n"
+    }
+
+    func write(to path: [UInt8]) throws(SyscallError) {
+        try AtomicFile.write(path, Array(json.utf8))
+    }
+}

@@ -1,0 +1,383 @@
+import Glibc
+import SyncCore
+import SyncGit
+import SyncSystem
+import SyncWatcher
+
+/// `syncd run`: watcher → batcher → committer, one workspace, until cancelled.
+///
+/// Changes from the watcher collect in a pending set; the batcher (two clocks and a size cap)
+/// says when they become a batch; the committer turns the batch into one commit. The journal
+/// records every batch before it is attempted and how it ended; `state.json` says what syncd is
+/// doing now. One instance per workspace: a kernel lock in the state directory.
+public actor SyncService {
+    public typealias Instant = ContinuousClock.Instant
+
+    public let repository: Repository
+    public let settings: Settings
+    public let stateDirectory: [UInt8]
+    private let log: LogSink
+    private let clock = ContinuousClock()
+    private let watcher: Watcher
+    private let committer: Committer
+    private let journal: Journal
+    private let processLock: ProcessLock
+    private var batcher: Batcher<Instant>
+    private var breaker: CircuitBreaker<Instant>
+    private var status = StatusSnapshot()
+
+    private var ready = false
+    /// The first batch commits what changed while syncd was not running.
+    private var startupBatch = true
+    private var pending: Set<RepoPath> = []
+    private var directoryHints: Set<RepoPath> = []
+    private var fullScan = false
+    private var nextBatch: Int
+    private var currentBatch: Int?
+    private var lastDeferral: Deferral?
+    private var failureBackoff: Duration = .zero
+    private var lastFailure: (message: String, loggedAt: Instant, repeats: Int)?
+    private var timer: Task<Void, Never>?
+    private var timerDeadline: Instant?
+    private let wake: AsyncStream<Void>.Continuation
+    private let wakeups: AsyncStream<Void>
+
+    /// Retry interval while a foreign git operation runs.
+    static let deferRetry: Duration = .seconds(1)
+    /// Most pending paths kept one by one; past it the next batch asks git for everything instead.
+    static let pendingCapacity = 200_000
+
+    /// The state directory of a repository: `syncd/` in its git directory.
+    public static func stateDirectory(of repository: Repository) -> [UInt8] {
+        repository.gitDir + Array("/syncd".utf8)
+    }
+
+    /// Takes the workspace's instance lock and opens the journal. Throws `.alreadyRunning` when
+    /// another syncd has the lock.
+    public init(repository: Repository, settings: Settings, log: @escaping LogSink) throws {
+        self.repository = repository
+        self.settings = settings
+        self.log = log
+        let directory = Self.stateDirectory(of: repository)
+        self.stateDirectory = directory
+        do {
+            try Syscall.makeDirectory(directory)
+        } catch {
+            throw SyncError(.syscall, "cannot create syncd's state directory \(Syscall.display(directory)): check its permissions", cause: error)
+        }
+        let lockPath = directory + Array("/syncd.lock".utf8)
+        let outcome: ProcessLock.Outcome
+        do {
+            outcome = try ProcessLock.acquire(lockPath)
+        } catch {
+            throw SyncError(
+                .syscall,
+                "cannot open the instance lock \(Syscall.display(lockPath))"
+                    + (error.errno == Errno(ELOOP) ? ": it is a symlink; remove it (syncd never follows one there)" : ""),
+                cause: error)
+        }
+        switch outcome {
+        case .acquired(let lock):
+            processLock = lock
+        case .heldBy(let pid):
+            let who = pid.map { pid in "pid \(pid)" + (ProcessTable.commandLine(of: pid).map { ": \($0)" } ?? "") } ?? "pid unknown"
+            throw SyncError(
+                .alreadyRunning,
+                "syncd is already running for \(repository.workTreeDisplay) (\(who)); one instance per workspace: "
+                    + "stop that one first (for example `kill \(pid.map(String.init) ?? "PID")` or `systemctl stop` its unit)")
+        }
+        do {
+            journal = try Journal(directory: directory, maxBytes: settings.journalMaxBytes)
+        } catch {
+            throw SyncError(.syscall, "cannot open the journal in \(Syscall.display(directory))", cause: error)
+        }
+        var watcherOptions = WatcherOptions()
+        watcherOptions.degradedRescanInterval = settings.rescanInterval
+        watcher = Watcher(repository: repository, options: watcherOptions, log: log)
+        var committerOptions = Committer.Options()
+        committerOptions.fsync = settings.fsync
+        committerOptions.splitIndex = settings.splitIndex
+        committerOptions.staleLockAge = settings.staleLockAge
+        committer = Committer(repository: repository, stateDirectory: directory, options: committerOptions, log: log)
+        batcher = Batcher(quietPeriod: settings.quietPeriod, maxLatency: settings.maxLatency, maxPaths: settings.maxBatchPaths)
+        breaker = CircuitBreaker(maxCommits: settings.breakerMaxCommits, window: settings.breakerWindow)
+        nextBatch = Journal.lastBatch(in: directory) + 1
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        status.pid = getpid()
+        status.workspace = repository.workTreeDisplay
+        status.started = WallClock.rfc3339()
+        status.lastBatch = nextBatch - 1
+    }
+
+    /// Runs until cancelled (then commits what is pending and returns) or until watching fails.
+    public func run() async throws {
+        record("start") { line in
+            line.add("pid", Int(getpid()))
+            line.add("workspace", repository.workTreeDisplay)
+            line.add("quiet_period", Settings.formatDuration(settings.quietPeriod))
+            line.add("max_latency", Settings.formatDuration(settings.maxLatency))
+        }
+        writeStatus()
+        try await committer.prepare()
+        let watcher = watcher
+        let wake = wake
+        var failure: (any Error)?
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await watcher.run() }
+                group.addTask {
+                    while await watcher.changes.waitForPending() { wake.yield() }
+                }
+                group.addTask { try await self.loop() }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        } catch is CancellationError {
+        } catch {
+            failure = error
+        }
+        timer?.cancel()
+        // Shutting down: commit what is pending, outside the cancelled task so git is not torn down.
+        if failure == nil {
+            await Task { await self.finalBatch() }.value
+        }
+        status.phase = .stopped
+        status.reason = failure.map { String(describing: $0) } ?? ""
+        writeStatus()
+        record("stop") { line in
+            if let failure { line.add("error", String(describing: failure)) }
+        }
+        if let failure { throw failure }
+    }
+
+    private func loop() async throws {
+        for await _ in wakeups {
+            try Task.checkCancellation()
+            drainChanges()
+            await step()
+        }
+        throw CancellationError()
+    }
+
+    /// Decides at `now`: commit a due batch, or wait for the next deadline.
+    private func step() async {
+        let now = clock.now
+        guard ready else { return }
+        if breaker.isOpen(at: now), let until = breaker.openUntil {
+            setPhase(.breakerOpen, reason: status.reason, code: "circuit-breaker")
+            schedule(until)
+            return
+        }
+        if let trigger = batcher.due(at: now) {
+            await commitBatch(trigger: startupBatch && trigger == .requested ? "startup" : trigger.rawValue)
+        }
+        if status.phase == .committing || (status.phase == .breakerOpen && !breaker.isOpen(at: clock.now)) {
+            setPhase(batcher.hasPending ? .pending : .idle)
+        }
+        if let deadline = batcher.deadline { schedule(deadline) }
+        if breaker.isOpen(at: clock.now), let until = breaker.openUntil { schedule(until) }
+    }
+
+    /// Moves what the watcher has collected into the pending set.
+    private func drainChanges() {
+        let taken = watcher.changes.take()
+        let now = clock.now
+        for notice in taken.notices {
+            switch notice {
+            case .ready(let watched, let ignored, let unwatched):
+                ready = true
+                fullScan = true
+                batcher.request(at: now)
+                log(.info, "watching \(repository.workTreeDisplay): \(watched) directories (\(ignored) ignored, \(unwatched) unwatched); committing what changed while syncd was not running")
+            case .degraded(let message):
+                log(.warning, message)
+            case .recovered(let watched):
+                log(.info, "every directory is watched again (\(watched))")
+            }
+        }
+        if !taken.rescanReasons.isEmpty {
+            fullScan = true
+            log(.info, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
+        }
+        for change in taken.changes {
+            pending.insert(change.path)
+            if change.isDirectory { directoryHints.insert(change.path) }
+        }
+        if pending.count > Self.pendingCapacity {
+            pending = []
+            directoryHints = []
+            fullScan = true
+        }
+        if !taken.changes.isEmpty || !taken.rescanReasons.isEmpty {
+            batcher.changed(pendingPaths: fullScan ? max(pending.count, 1) : pending.count, at: now)
+            status.pendingPaths = pending.count
+            if status.phase == .idle { setPhase(.pending) }
+        }
+        let statistics = watcher.statistics
+        status.watchedDirectories = statistics.watched
+        status.unwatchedDirectories = statistics.unwatched
+    }
+
+    private func commitBatch(trigger: String) async {
+        let batch = currentBatch ?? nextBatch
+        if currentBatch == nil {
+            currentBatch = batch
+            nextBatch += 1
+            status.lastBatch = batch
+            record("batch") { line in
+                line.add("batch", batch)
+                line.add("trigger", trigger)
+                line.add("paths", pending.count)
+                line.add("full_scan", fullScan)
+            }
+        }
+        let request = CommitRequest(
+            paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger)
+        setPhase(.committing)
+        let started = clock.now
+        do {
+            let outcome = try await committer.commit(request)
+            switch outcome {
+            case .committed(let summary):
+                finishBatch()
+                let now = clock.now
+                status.commits += 1
+                status.lastCommit = summary.commit
+                status.lastCommitAt = WallClock.rfc3339()
+                status.lastCommitBatch = batch
+                record("commit") { line in
+                    line.add("batch", batch)
+                    line.add("commit", summary.commit)
+                    line.add("files", summary.files.count)
+                    line.add("attempts", summary.attempts)
+                }
+                log(.info, "batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(Self.milliseconds(now - started)) ms")
+                if breaker.recordCommit(at: now) {
+                    status.breakerTrips = breaker.trips
+                    let message = "circuit breaker open: more than \(breaker.maxCommits) commits within \(Settings.formatDuration(breaker.window)) "
+                        + "in \(repository.workTreeDisplay), which looks like a loop (a program rewriting files after each commit?); "
+                        + "committing stops for \(Settings.formatDuration(breaker.window)) while changes keep being collected. "
+                        + "Find the writer, or raise syncd.breakerMaxCommits if this rate is expected"
+                    log(.error, message)
+                    record("breaker-open") { line in
+                        line.add("batch", batch)
+                        line.add("reopens_in", Settings.formatDuration(breaker.window))
+                    }
+                    setPhase(.breakerOpen, reason: message, code: "circuit-breaker")
+                }
+            case .unchanged:
+                finishBatch()
+                status.unchangedBatches += 1
+                record("unchanged") { line in line.add("batch", batch) }
+                log(.debug, "batch \(batch) (\(trigger)): nothing changed")
+            case .deferred(let deferral):
+                batcher.hold(until: clock.now.advanced(by: Self.deferRetry))
+                status.deferrals += 1
+                if deferral != lastDeferral {
+                    lastDeferral = deferral
+                    log(.info, "batch \(batch) waits: \(deferral.message)")
+                    record("deferred") { line in
+                        line.add("batch", batch)
+                        line.add("reason", deferral.code.rawValue)
+                        line.add("message", deferral.message)
+                    }
+                }
+                setPhase(.deferred, reason: deferral.message, code: deferral.code.rawValue)
+            }
+        } catch {
+            failed(batch: batch, error: error)
+        }
+    }
+
+    private func finishBatch() {
+        startupBatch = false
+        pending = []
+        directoryHints = []
+        fullScan = false
+        currentBatch = nil
+        lastDeferral = nil
+        failureBackoff = .zero
+        lastFailure = nil
+        batcher.batchTaken()
+        status.pendingPaths = 0
+        status.reason = ""
+        status.reasonCode = ""
+    }
+
+    /// A batch failed (disk full, git error): keep everything pending, back off, say so without a storm.
+    private func failed(batch: Int, error: any Error) {
+        let now = clock.now
+        failureBackoff = min(max(failureBackoff * 2, .seconds(2)), .seconds(60))
+        batcher.hold(until: now.advanced(by: failureBackoff))
+        let message = (error as? SyncError)?.detailedDescription ?? String(describing: error)
+        let diskFull = (error as? SyncError)?.code == .diskFull
+        let advice = diskFull
+            ? "the disk is full: free space on the filesystem of \(repository.workTreeDisplay); "
+            : ""
+        let text = "batch \(batch) failed: \(advice)\(message); nothing is lost (the changes stay in the working tree), retrying in \(Settings.formatDuration(failureBackoff))"
+        status.failures += 1
+        status.lastError = advice + ((error as? SyncError)?.description ?? String(describing: error))
+        status.lastErrorAt = WallClock.rfc3339()
+        if let previous = lastFailure, previous.message == message, now - previous.loggedAt < .seconds(300) {
+            lastFailure?.repeats += 1
+        } else {
+            let repeats = lastFailure.map { $0.message == message ? " (failed \($0.repeats + 1) times since the last report)" : "" } ?? ""
+            log(.error, text + repeats)
+            record("failed") { line in
+                line.add("batch", batch)
+                line.add("error", status.lastError)
+                line.add("disk_full", diskFull)
+            }
+            lastFailure = (message, now, 0)
+        }
+        setPhase(.failing, reason: status.lastError, code: (error as? SyncError)?.code.rawValue ?? "error")
+    }
+
+    /// Commits what is pending when syncd stops (SIGTERM, SIGINT).
+    private func finalBatch() async {
+        drainChanges()
+        guard ready, batcher.hasPending, !breaker.isOpen(at: clock.now) else { return }
+        log(.info, "stopping: committing \(pending.count) pending path(s) first")
+        await commitBatch(trigger: "shutdown")
+    }
+
+    private func schedule(_ deadline: Instant) {
+        if let timerDeadline, timerDeadline == deadline, timer != nil { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        let wake = wake
+        let clock = clock
+        timer = Task {
+            try? await clock.sleep(until: deadline)
+            if !Task.isCancelled { wake.yield() }
+        }
+    }
+
+    private func setPhase(_ phase: StatusSnapshot.Phase, reason: String = "", code: String = "") {
+        guard phase != status.phase || reason != status.reason else { return }
+        status.phase = phase
+        status.reason = reason
+        status.reasonCode = code
+        writeStatus()
+    }
+
+    private func writeStatus() {
+        do {
+            try status.write(to: stateDirectory + Array("/state.json".utf8))
+        } catch {
+            log(.warning, "cannot write \(Syscall.display(stateDirectory))/state.json: \(error)")
+        }
+    }
+
+    private func record(_ event: String, _ fill: (inout JSONLine) -> Void) {
+        do {
+            try journal.append(event, fill)
+        } catch {
+            log(.warning, "cannot append to the journal \(Syscall.display(journal.path)): \(error)")
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,269 @@
+import CSyncShims
+import Glibc
+import SyncCore
+
+extension Syscall {
+    /// fsync(2) of an open descriptor.
+    public static func fsync(_ fd: Int32, path: [UInt8]) throws(SyscallError) {
+        _ = try retrying("fsync", path: display(path)) { Glibc.fsync(fd) }
+    }
+
+    /// fsync(2) of a directory, so a rename or a new entry in it survives power loss.
+    public static func fsyncDirectory(_ path: [UInt8]) throws(SyscallError) {
+        let fd = try open(path, flags: O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fsync(fd, path: path)
+    }
+
+    /// syncfs(2) on the filesystem that holds `path`: every write made so far (objects and the
+    /// directory entries that name them) is on disk when it returns.
+    public static func syncFileSystem(containing path: [UInt8]) throws(SyscallError) {
+        let fd = try open(path, flags: O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        _ = try retrying("syncfs", path: display(path)) { csync_syncfs(fd) }
+    }
+
+    /// mkdir(2); an existing directory is not an error.
+    public static func makeDirectory(_ path: [UInt8], mode: mode_t = 0o755) throws(SyscallError) {
+        let result = withCStringResult(path) { Glibc.mkdir($0, mode) }
+        if result == 0 { return }
+        let code = Glibc.errno
+        if code == EEXIST, let info = try? lstat(path), (info.st_mode & S_IFMT) == S_IFDIR { return }
+        throw SyscallError(call: "mkdir", path: display(path), errno: Errno(code))
+    }
+
+    /// rename(2).
+    public static func rename(_ from: [UInt8], to: [UInt8]) throws(SyscallError) {
+        let result = withCStringResult(from) { cFrom in withCStringResult(to) { cTo in Glibc.rename(cFrom, cTo) } }
+        if result != 0 { throw SyscallError(call: "rename", path: display(from) + " -> " + display(to), errno: Errno(Glibc.errno)) }
+    }
+
+    /// unlink(2); a missing file is not an error.
+    public static func unlink(_ path: [UInt8]) throws(SyscallError) {
+        let result = withCStringResult(path) { Glibc.unlink($0) }
+        if result != 0, Glibc.errno != ENOENT {
+            throw SyscallError(call: "unlink", path: display(path), errno: Errno(Glibc.errno))
+        }
+    }
+
+    /// fstat(2).
+    public static func fstat(_ fd: Int32) throws(SyscallError) -> stat {
+        var info = stat()
+        _ = try retrying("fstat") { Glibc.fstat(fd, &info) }
+        return info
+    }
+
+    /// Reads a whole file (bounded by `limit` bytes).
+    public static func readFile(_ path: [UInt8], limit: Int = 16 * 1024 * 1024, flags: Int32 = 0) throws(SyscallError) -> [UInt8] {
+        let fd = try open(path, flags: O_RDONLY | flags)
+        defer { close(fd) }
+        return try readAll(fd, limit: limit)
+    }
+
+    /// Reads from `fd` until end of file or `limit` bytes.
+    public static func readAll(_ fd: Int32, limit: Int) throws(SyscallError) -> [UInt8] {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while result.count < limit {
+            let count = try chunk.withUnsafeMutableBytes { raw in
+                Result { () throws(SyscallError) -> Int in try read(fd, into: raw) }
+            }.get()
+            if count == 0 { break }
+            result.append(contentsOf: chunk[..<min(count, limit - result.count)])
+        }
+        return result
+    }
+
+    /// A path exists (lstat succeeds).
+    public static func exists(_ path: [UInt8]) -> Bool {
+        (try? lstat(path)) != nil
+    }
+
+    /// Calls `body` with a NUL-terminated copy of `bytes` and returns its result (no errno handling).
+    static func withCStringResult<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> R) -> R {
+        var terminated = bytes
+        terminated.append(0)
+        return terminated.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { body($0) }
+        }
+    }
+}
+
+/// A file replaced atomically: written to a temporary name in the same directory, fsynced, renamed
+/// over the target, then the directory fsynced. A reader sees the old or the new content, never a
+/// mix, even after a crash or power loss.
+public enum AtomicFile {
+    public static func write(_ path: [UInt8], _ contents: [UInt8], mode: mode_t = 0o644) throws(SyscallError) {
+        let temporary = path + Array(".tmp-\(getpid())".utf8)
+        let fd = try Syscall.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: mode)
+        do {
+            try Syscall.writeAll(fd, contents)
+            try Syscall.fsync(fd, path: temporary)
+            Syscall.close(fd)
+        } catch {
+            Syscall.close(fd)
+            try? Syscall.unlink(temporary)
+            throw error
+        }
+        do {
+            try Syscall.rename(temporary, to: path)
+        } catch {
+            try? Syscall.unlink(temporary)
+            throw error
+        }
+        try Syscall.fsyncDirectory(parentDirectory(of: path))
+    }
+
+    public static func parentDirectory(of path: [UInt8]) -> [UInt8] {
+        guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return Array(".".utf8) }
+        return slash == 0 ? [UInt8(ascii: "/")] : Array(path[..<slash])
+    }
+}
+
+/// An exclusive kernel lock (flock(2)) on a file, held for the life of the process. The kernel
+/// releases it when the process dies, so it can never go stale. The file holds the owner's pid.
+public final class ProcessLock: Sendable {
+    public let path: [UInt8]
+    private let fd: Int32
+
+    public enum Outcome: Sendable {
+        case acquired(ProcessLock)
+        /// Another process holds it; its pid as written in the file, if readable.
+        case heldBy(pid: Int32?)
+    }
+
+    private init(path: [UInt8], fd: Int32) {
+        self.path = path
+        self.fd = fd
+    }
+
+    /// Tries to take the lock without waiting. The file is opened with O_NOFOLLOW: a symlink
+    /// planted in its place is refused, not followed.
+    public static func acquire(_ path: [UInt8]) throws(SyscallError) -> Outcome {
+        let fd = try Syscall.open(path, flags: O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o644)
+        while true {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { break }
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            if code == EWOULDBLOCK {
+                let contents = (try? Syscall.readAll(fd, limit: 64)) ?? []
+                Syscall.close(fd)
+                let text = String(decoding: contents, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+                return .heldBy(pid: Int32(text))
+            }
+            Syscall.close(fd)
+            throw SyscallError(call: "flock", path: Syscall.display(path), errno: Errno(code))
+        }
+        _ = ftruncate(fd, 0)
+        try? Syscall.writeAll(fd, Array("\(getpid())\n".utf8))
+        return .acquired(ProcessLock(path: path, fd: fd))
+    }
+
+    deinit {
+        Syscall.close(fd)
+    }
+}
+
+/// What the kernel says about other processes (through /proc).
+public enum ProcessTable {
+    /// The command line of `pid`, spaces between arguments; nil when it cannot be read.
+    public static func commandLine(of pid: Int32) -> String? {
+        guard let bytes = try? Syscall.readSmallFile("/proc/\(pid)/cmdline"), !bytes.isEmpty else { return nil }
+        return bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+    }
+
+    /// Processes (that this user may inspect) with `path` open, found by reading /proc/*/fd links.
+    public static func processesHolding(_ path: [UInt8]) -> [Int32] {
+        guard let proc = opendir("/proc") else { return [] }
+        defer { closedir(proc) }
+        var holders: [Int32] = []
+        var link = [CChar](repeating: 0, count: 4096)
+        while let entry = readdir(proc) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let pid = Int32(name) else { continue }
+            guard let fds = opendir("/proc/\(pid)/fd") else { continue }
+            defer { closedir(fds) }
+            while let fdEntry = readdir(fds) {
+                let fdName = withUnsafeBytes(of: fdEntry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                guard Int(fdName) != nil else { continue }
+                let count = readlink("/proc/\(pid)/fd/\(fdName)", &link, link.count - 1)
+                guard count > 0 else { continue }
+                let target = link[..<count].map { UInt8(bitPattern: $0) }
+                if target == path {
+                    holders.append(pid)
+                    break
+                }
+            }
+        }
+        return holders
+    }
+
+    /// git processes whose working directory is `directory` or below it (a person's `git commit`
+    /// waiting in an editor holds `index.lock` without keeping it open).
+    public static func gitProcesses(within directory: [UInt8]) -> [Int32] {
+        guard let proc = opendir("/proc") else { return [] }
+        defer { closedir(proc) }
+        var found: [Int32] = []
+        var link = [CChar](repeating: 0, count: 4096)
+        while let entry = readdir(proc) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let pid = Int32(name), pid != getpid() else { continue }
+            guard let comm = try? Syscall.readSmallFile("/proc/\(pid)/comm"),
+                comm.starts(with: Array("git".utf8))
+            else { continue }
+            if parent(of: pid) == getpid() { continue }  // syncd's own git children
+            let count = readlink("/proc/\(pid)/cwd", &link, link.count - 1)
+            guard count > 0 else { continue }
+            let cwd = link[..<count].map { UInt8(bitPattern: $0) }
+            if cwd == directory || cwd.starts(with: directory + [UInt8(ascii: "/")]) { found.append(pid) }
+        }
+        return found
+    }
+
+    /// The parent pid of `pid` (field 4 of /proc/PID/stat, after the parenthesised command name).
+    public static func parent(of pid: Int32) -> Int32? {
+        guard let stat = try? Syscall.readSmallFile("/proc/\(pid)/stat"),
+            let close = stat.lastIndex(of: UInt8(ascii: ")"))
+        else { return nil }
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 1 else { return nil }
+        return Int32(String(decoding: fields[1], as: UTF8.self))
+    }
+
+    /// This machine's host name.
+    public static var hostName: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Wall-clock time for records people read (journal, state file). Durations use a monotonic clock.
+public enum WallClock {
+    /// Seconds since the epoch, with nanoseconds.
+    public static func now() -> timespec {
+        var value = timespec()
+        clock_gettime(CLOCK_REALTIME, &value)
+        return value
+    }
+
+    /// RFC 3339 UTC with milliseconds, e.g. `2026-11-22T07:02:03.123Z`.
+    public static func rfc3339(_ time: timespec = now()) -> String {
+        var seconds = time.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
+            + "\(pad(Int32(time.tv_nsec / 1_000_000), 3))Z"
+    }
+}
