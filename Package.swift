@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "SyncTestKit",
             dependencies: [
-                "SyncCore", "SyncSystem", "SyncGit", "SyncWatcher",
+                "SyncCore", "SyncSystem", "SyncGit", "SyncWatcher", "SyncEngine",
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: strict
@@ -58,6 +58,11 @@ let package = Package(
         .testTarget(
             name: "SyncWatcherTests",
             dependencies: ["SyncWatcher", "SyncTestKit"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SyncEngineTests",
+            dependencies: ["SyncEngine", "SyncTestKit"],
             swiftSettings: strict
         ),
         .testTarget(

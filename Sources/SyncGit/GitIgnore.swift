@@ -16,8 +16,11 @@ public struct GitIgnoreOracle: IgnoreOracle {
 
     public func ignored(_ paths: [RepoPath]) async throws -> Set<RepoPath> {
         guard !paths.isEmpty else { return [] }
+        // Each path goes in as `./path`: a name that starts with `:` would otherwise be read as
+        // pathspec magic (`:(glob)x` is a fatal error), and git echoes the `./` back.
         var input: [UInt8] = []
         for path in paths {
+            input.append(contentsOf: Self.dotSlash)
             input.append(contentsOf: path.bytes)
             input.append(0)
         }
@@ -28,6 +31,10 @@ public struct GitIgnoreOracle: IgnoreOracle {
             readOnly: true,
             acceptedExitCodes: [0, 1]
         )
-        return Set(result.nulSeparatedFields.map(RepoPath.init(bytes:)))
+        return Set(result.nulSeparatedFields.map { field in
+            RepoPath(bytes: field.starts(with: Self.dotSlash) ? Array(field.dropFirst(2)) : field)
+        })
     }
+
+    private static let dotSlash: [UInt8] = [UInt8(ascii: "."), UInt8(ascii: "/")]
 }

@@ -1,0 +1,278 @@
+import Glibc
+import SyncCore
+import SyncEngine
+import SyncGit
+import SyncSystem
+import SyncTestKit
+import Testing
+
+/// The committer against real git repositories: what it stages, what it refuses, when it waits.
+@Suite("Committer")
+struct CommitterTests {
+    struct Workspace {
+        let fixture: GitFixture
+        let repository: Repository
+        let committer: Committer
+        var batch = 0
+
+        init(staleLockAge: Duration = .seconds(600)) async throws {
+            fixture = try await GitFixture()
+            repository = try await fixture.repository()
+            let stateDirectory = SyncService.stateDirectory(of: repository)
+            try Syscall.makeDirectory(stateDirectory)
+            var options = Committer.Options()
+            options.staleLockAge = staleLockAge
+            options.host = "test-host"
+            committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { _, _ in })
+            try await committer.prepare()
+        }
+
+        mutating func commit(_ paths: [String], directories: [String] = [], fullScan: Bool = false) async throws -> CommitOutcome {
+            batch += 1
+            return try await committer.commit(CommitRequest(
+                paths: Set(paths.map(RepoPath.init)), directoryHints: Set(directories.map(RepoPath.init)),
+                fullScan: fullScan, batch: batch, trigger: "test"))
+        }
+
+        mutating func commit(bytes paths: [[UInt8]]) async throws -> CommitOutcome {
+            batch += 1
+            return try await committer.commit(CommitRequest(paths: Set(paths.map { RepoPath(bytes: $0) }), batch: batch, trigger: "test"))
+        }
+
+        func file(_ name: String) -> String { fixture.file(name) }
+        func remove() { fixture.remove() }
+    }
+
+    static func committed(_ outcome: CommitOutcome) -> CommitSummary? {
+        if case .committed(let summary) = outcome { return summary }
+        return nil
+    }
+
+    static func deferral(_ outcome: CommitOutcome) -> Deferral? {
+        if case .deferred(let deferral) = outcome { return deferral }
+        return nil
+    }
+
+    @Test("add, modify, delete, the executable bit and symlinks, with the index equal to HEAD afterwards")
+    func basicKinds() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.write(workspace.file("a.txt"), "one\n")
+        try Files.write(workspace.file("tool.sh"), "#!/bin/sh\n")
+        try Files.symlink("a.txt", at: workspace.file("link"))
+        let first = try #require(Self.committed(try await workspace.commit(["a.txt", "tool.sh", "link"])))
+        #expect(first.files.count == 3)
+        #expect(try await workspace.fixture.statusLines().isEmpty)
+        var tree = try await workspace.fixture.headTree()
+        #expect(tree[Array("link".utf8)]?.hasPrefix("120000") == true)
+        #expect(tree[Array("tool.sh".utf8)]?.hasPrefix("100644") == true)
+
+        try Files.write(workspace.file("a.txt"), "two\n")
+        chmod(workspace.file("tool.sh"), 0o755)
+        try Files.removeTree(workspace.file("link"))
+        let second = try #require(Self.committed(try await workspace.commit(["a.txt", "tool.sh", "link"])))
+        #expect(Set(second.files.map(\.status)) == [.modified, .deleted])
+        tree = try await workspace.fixture.headTree()
+        #expect(tree[Array("tool.sh".utf8)]?.hasPrefix("100755") == true)
+        #expect(tree[Array("link".utf8)] == nil)
+        #expect(try await workspace.fixture.statusLines().isEmpty)
+        let message = try await workspace.fixture.run(["log", "-1", "--format=%B"])
+        #expect(message.contains("Syncd-Batch: 2"))
+        #expect(message.contains("Syncd-Host: test-host"))
+        #expect(message.contains("\nM a.txt\n"))
+    }
+
+    @Test("odd names: not UTF-8, a newline, a leading dash, glob and pathspec-magic characters")
+    func oddNames() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        let names: [[UInt8]] = [
+            [0x66, 0xFF, 0x6F], Array("new\nline".utf8), Array("-rf".utf8), Array("*?[:]".utf8),
+            Array(":(glob)x".utf8), Array("sp ace".utf8), Array("back\\slash".utf8),
+        ]
+        for name in names { try Files.write(in: workspace.fixture.path, name: name) }
+        // A decoy that a glob `*?[:]` or magic `:(glob)x` would also match: it must stay out.
+        try Files.write(workspace.file("abc"), "decoy\n")
+        let summary = try #require(Self.committed(try await workspace.commit(bytes: names)))
+        #expect(summary.files.count == names.count)
+        let tree = try await workspace.fixture.headTree()
+        for name in names { #expect(tree[name] != nil, "missing \(name)") }
+        #expect(tree[Array("abc".utf8)] == nil)
+        let subject = try await workspace.fixture.run(["log", "-1", "--format=%B"])
+        #expect(subject.contains("new\\nline"))
+        #expect(subject.contains("f\\377o"))
+    }
+
+    @Test("a file replaced by a directory and back; a directory moved away and one moved in")
+    func fileDirectorySwaps() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.write(workspace.file("p"), "file\n")
+        _ = try await workspace.commit(["p"])
+        try Files.removeTree(workspace.file("p"))
+        try Files.mkdirs(workspace.file("p"))
+        try Files.write(workspace.file("p/q"), "inside\n")
+        _ = try #require(Self.committed(try await workspace.commit(["p", "p/q"])))
+        var tree = try await workspace.fixture.headTree()
+        #expect(tree[Array("p".utf8)] == nil && tree[Array("p/q".utf8)] != nil)
+        try Files.removeTree(workspace.file("p"))
+        try Files.write(workspace.file("p"), "file again\n")
+        _ = try #require(Self.committed(try await workspace.commit(["p"], directories: ["p"])))
+        tree = try await workspace.fixture.headTree()
+        #expect(tree[Array("p".utf8)] != nil && tree[Array("p/q".utf8)] == nil)
+
+        try Files.mkdirs(workspace.file("d/e"))
+        for name in ["d/x", "d/y", "d/e/z"] { try Files.write(workspace.file(name)) }
+        _ = try await workspace.commit(["d/x", "d/y", "d/e/z"])
+        let outside = try TemporaryDirectory(prefix: "syncd-outside")
+        defer { outside.remove() }
+        try Files.move(workspace.file("d"), outside.sub("d"))
+        // Only the directory is named, as inotify reports a move out of the tree.
+        _ = try #require(Self.committed(try await workspace.commit(["d"], directories: ["d"])))
+        tree = try await workspace.fixture.headTree()
+        #expect(tree.keys.filter { $0.starts(with: Array("d/".utf8)) }.isEmpty)
+        try Files.move(outside.sub("d"), workspace.file("moved"))
+        _ = try #require(Self.committed(try await workspace.commit(["moved"], directories: ["moved"])))
+        tree = try await workspace.fixture.headTree()
+        #expect(tree[Array("moved/e/z".utf8)] != nil && tree[Array("moved/x".utf8)] != nil)
+        #expect(try await workspace.fixture.statusLines().isEmpty)
+    }
+
+    @Test(".gitignore is honoured for untracked files; tracked files stay tracked; empty directories make no commit")
+    func ignoreRules() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.write(workspace.file(".gitignore"), "*.log\n")
+        try Files.write(workspace.file("kept.log"), "tracked before the rule\n")
+        _ = try await workspace.fixture.run(["add", "-f", "kept.log", ".gitignore"])
+        _ = try await workspace.fixture.run(["commit", "-qm", "base"])
+        try Files.write(workspace.file("noise.log"), "ignored\n")
+        try Files.write(workspace.file("kept.log"), "changed\n")
+        let summary = try #require(Self.committed(try await workspace.commit(["noise.log", "kept.log"])))
+        #expect(summary.files.map(\.path) == [RepoPath("kept.log")])
+        try Files.mkdirs(workspace.file("empty/inner"))
+        let outcome = try await workspace.commit(["empty", "empty/inner"], directories: ["empty", "empty/inner"])
+        guard case .unchanged = outcome else { Issue.record("an empty directory made \(outcome)"); return }
+    }
+
+    @Test("a batch in which nothing changed makes no commit")
+    func nothingChanged() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.write(workspace.file("a"), "same\n")
+        _ = try await workspace.commit(["a"])
+        let head = try await workspace.fixture.head()
+        try Files.write(workspace.file("a"), "same\n")  // rewritten with the same bytes
+        guard case .unchanged = try await workspace.commit(["a", "gone"]) else {
+            Issue.record("expected no commit")
+            return
+        }
+        #expect(try await workspace.fixture.head() == head)
+    }
+
+    @Test("a person's staged changes to other paths stay staged and out of syncd's commit")
+    func personStagedKept() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.write(workspace.file("base"), "base\n")
+        _ = try await workspace.commit(["base"])
+        try Files.write(workspace.file("person.txt"), "staged by hand\n")
+        try Files.write(workspace.file("base"), "staged change\n")
+        _ = try await workspace.fixture.run(["add", "person.txt", "base"])
+        try Files.write(workspace.file("writer.txt"), "from a writer\n")
+        let summary = try #require(Self.committed(try await workspace.commit(["writer.txt"])))
+        #expect(summary.files.map(\.path) == [RepoPath("writer.txt")])
+        let tree = try await workspace.fixture.headTree()
+        #expect(tree[Array("person.txt".utf8)] == nil)
+        #expect(try await workspace.fixture.stagedPaths().sorted() == ["base", "person.txt"])
+    }
+
+    @Test("waits during a merge, rebase, cherry-pick, revert, bisect and on a detached HEAD")
+    func defersOnForeignOperations() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.write(workspace.file("a"), "1\n")
+        _ = try await workspace.commit(["a"])
+        let head = try #require(try await workspace.fixture.head())
+        let gitDir = Syscall.display(workspace.repository.gitDir)
+        try Files.write(workspace.file("a"), "2\n")
+        for (marker, code) in [
+            ("MERGE_HEAD", Deferral.Code.merge), ("CHERRY_PICK_HEAD", .cherryPick), ("REVERT_HEAD", .revert), ("BISECT_LOG", .bisect),
+        ] {
+            try Files.write(gitDir + "/" + marker, head + "\n")
+            let deferral = try #require(Self.deferral(try await workspace.commit(["a"])))
+            #expect(deferral.code == code)
+            try Files.removeTree(gitDir + "/" + marker)
+        }
+        try Files.mkdirs(gitDir + "/rebase-merge")
+        #expect(Self.deferral(try await workspace.commit(["a"]))?.code == .rebase)
+        #expect(Self.deferral(try await workspace.commit(["a"]))?.message.contains("git rebase --abort") == true)
+        try Files.removeTree(gitDir + "/rebase-merge")
+        _ = try await workspace.fixture.run(["checkout", "-q", "--detach"])
+        #expect(Self.deferral(try await workspace.commit(["a"]))?.code == .detachedHead)
+        _ = try await workspace.fixture.run(["checkout", "-q", "main"])
+        #expect(Self.committed(try await workspace.commit(["a"])) != nil)
+        #expect(try await workspace.fixture.head() != head)
+    }
+
+    @Test("waits on unmerged paths")
+    func defersOnUnmergedPaths() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.write(workspace.file("c"), "base\n")
+        _ = try await workspace.commit(["c"])
+        let blob = try await workspace.fixture.run(["hash-object", "-w", "c"]).filter { !$0.isWhitespace }
+        // Stage entries 1-3 for "c" (what a conflicted stash pop leaves, without MERGE_HEAD).
+        let info = (1...3).map { "100644 \(blob) \($0)\tc\n" }.joined()
+        _ = try await workspace.fixture.git.run(["update-index", "--index-info"], input: Array(("0 \(String(repeating: "0", count: 40))\tc\n" + info).utf8))
+        try Files.write(workspace.file("c"), "resolved?\n")
+        #expect(Self.deferral(try await workspace.commit(["c"]))?.code == .unmerged)
+    }
+
+    @Test("an index.lock held by a live process makes it wait; once released it commits")
+    func heldIndexLock() async throws {
+        var workspace = try await Workspace(staleLockAge: .seconds(1))
+        defer { workspace.remove() }
+        let lock = Syscall.display(workspace.repository.gitDir) + "/index.lock"
+        // A process that creates index.lock and keeps it open, like a git command at work.
+        let holder = ProcessHarness("/bin/sh", ["-c", "exec 3>>\"$0\"; echo held; exec tail -f /dev/null", lock])
+        try await holder.waitForLine("the holder has the lock") { $0 == "held" }
+        // Old enough to be "stale" by age, but held open: it must not be removed.
+        var old = [timespec(tv_sec: 1, tv_nsec: 0), timespec(tv_sec: 1, tv_nsec: 0)]
+        _ = utimensat(AT_FDCWD, lock, &old, 0)
+        try Files.write(workspace.file("a"), "x\n")
+        let deferral = try #require(Self.deferral(try await workspace.commit(["a"])))
+        #expect(deferral.code == .indexLocked)
+        #expect(deferral.message.contains("held by pid"))
+        #expect(Syscall.exists(Array(lock.utf8)))
+        _ = try await holder.terminate()
+        try Files.removeTree(lock)
+        #expect(Self.committed(try await workspace.commit(["a"])) != nil)
+    }
+
+    @Test("a stale index.lock (old, open nowhere) is removed and the batch commits")
+    func staleIndexLock() async throws {
+        var workspace = try await Workspace(staleLockAge: .seconds(1))
+        defer { workspace.remove() }
+        let lock = Syscall.display(workspace.repository.gitDir) + "/index.lock"
+        try Files.write(lock, "")
+        try Files.write(workspace.file("a"), "x\n")
+        #expect(Self.deferral(try await workspace.commit(["a"]))?.code == .indexLocked)
+        var old = [timespec(tv_sec: 1, tv_nsec: 0), timespec(tv_sec: 1, tv_nsec: 0)]
+        _ = utimensat(AT_FDCWD, lock, &old, 0)
+        #expect(Self.committed(try await workspace.commit(["a"])) != nil)
+        #expect(!Syscall.exists(Array(lock.utf8)))
+        #expect(try await workspace.fixture.statusLines().isEmpty)
+    }
+
+    @Test("a full scan commits everything git sees as changed, including files no event named")
+    func fullScan() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.mkdirs(workspace.file("x/y"))
+        for name in ["one", "x/two", "x/y/three"] { try Files.write(workspace.file(name)) }
+        let summary = try #require(Self.committed(try await workspace.commit([], fullScan: true)))
+        #expect(summary.files.count == 3)
+        #expect(try await workspace.fixture.statusLines().isEmpty)
+    }
+}
