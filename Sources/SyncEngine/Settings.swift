@@ -54,9 +54,9 @@ public struct Settings: Sendable, Equatable {
             apply: { s, v in set(&s.quietPeriod, parseDuration(v), within: .zero ... .seconds(3600)) },
             current: { formatDuration($0.quietPeriod) }),
         Key(
-            name: "syncd.maxLatency", flag: "--max-latency", allowed: "a duration from 1s to 24h, like 20s or 5m",
+            name: "syncd.maxLatency", flag: "--max-latency", allowed: "a duration from 100ms to 24h, like 20s or 5m",
             help: "longest wait for the first uncommitted change, however busy the writers",
-            apply: { s, v in set(&s.maxLatency, parseDuration(v), within: .seconds(1) ... .seconds(86_400)) },
+            apply: { s, v in set(&s.maxLatency, parseDuration(v), within: .milliseconds(100) ... .seconds(86_400)) },
             current: { formatDuration($0.maxLatency) }),
         Key(
             name: "syncd.maxBatchPaths", flag: "--max-batch-paths", allowed: "a whole number from 1 to 1000000",

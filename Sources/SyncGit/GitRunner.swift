@@ -122,7 +122,7 @@ extension GitRunner {
 }
 
 /// One argument: text, or raw path bytes.
-public struct GitArgument: Sendable, ExpressibleByStringLiteral {
+public struct GitArgument: Sendable, ExpressibleByStringInterpolation {
     public let bytes: [UInt8]
     public init(_ text: String) { bytes = Array(text.utf8) }
     public init(stringLiteral value: String) { bytes = Array(value.utf8) }

@@ -9,7 +9,17 @@ public struct GitFixture: Sendable {
     public var git: GitRunner { GitRunner(workTree: Array(path.utf8)) }
 
     public init(prefix: String = "syncd-repo") async throws {
-        directory = try TemporaryDirectory(prefix: prefix)
+        try await self.init(directory: try TemporaryDirectory(prefix: prefix))
+    }
+
+    /// A repository at `path` (created), for example on a filesystem a test mounted.
+    public init(in path: String) async throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try await self.init(directory: TemporaryDirectory(existing: path))
+    }
+
+    private init(directory: TemporaryDirectory) async throws {
+        self.directory = directory
         _ = try await git.run(["init", "-q", "-b", "main"])
         _ = try await git.run(["config", "user.name", "syncd test"])
         _ = try await git.run(["config", "user.email", "test@syncd.invalid"])

@@ -20,6 +20,7 @@ public final class ProcessHarness: Sendable {
         var stdout = ""
         var stderr = ""
         var pid: pid_t?
+        var finished: Exit?
     }
 
     private final class Store: Sendable {
@@ -73,10 +74,23 @@ public final class ProcessHarness: Sendable {
                     try await group.waitForAll()
                 }
             }
+            let exit: Exit
             switch result.terminationStatus {
-            case .exited(let code): return .exited(code)
-            case .signaled(let signal): return .signaled(signal)
+            case .exited(let code): exit = .exited(code)
+            case .signaled(let signal): exit = .signaled(signal)
             }
+            store.state.withLock { $0.finished = exit }
+            return exit
+        }
+    }
+
+    /// How the process ended, once it has.
+    public var finished: Exit? { store.state.withLock { $0.finished } }
+
+    /// Throws when the process has already ended: waiting for its output is then pointless.
+    private func checkRunning(_ what: String) throws {
+        if let finished {
+            throw TestFailure("the process ended (\(finished)) before \(what); stderr: \(stderr.suffix(2000))")
         }
     }
 
@@ -97,14 +111,18 @@ public final class ProcessHarness: Sendable {
     @discardableResult
     public func waitForLine(_ what: String, within limit: Duration = .seconds(30), _ predicate: @escaping @Sendable (String) -> Bool) async throws -> String {
         try await waitUntil(limit, "\(what); stderr so far: \(stderr.suffix(2000))") { [self] in
-            lines.contains(where: predicate)
+            if lines.contains(where: predicate) { return true }
+            try checkRunning(what)
+            return false
         }
         return lines.first(where: predicate)!
     }
 
     public func waitForStderr(_ needle: String, within limit: Duration = .seconds(30)) async throws {
         try await waitUntil(limit, "stderr containing \(needle); stderr so far: \(stderr.suffix(2000))") { [self] in
-            stderr.contains(needle)
+            if stderr.contains(needle) { return true }
+            try checkRunning("stderr contained \(needle)")
+            return false
         }
     }
 

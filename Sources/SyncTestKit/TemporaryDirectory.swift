@@ -13,6 +13,11 @@ public struct TemporaryDirectory: Sendable {
         path = URL(fileURLWithPath: String(cString: created)).resolvingSymlinksInPath().path
     }
 
+    /// Adopts an existing directory (removed by `remove()` like any other).
+    public init(existing path: String) {
+        self.path = path
+    }
+
     public func remove() {
         try? FileManager.default.removeItem(atPath: path)
     }
