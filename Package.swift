@@ -42,7 +42,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "syncd-bench",
-            dependencies: ["SyncWatcher", "SyncTestKit"],
+            dependencies: ["SyncWatcher", "SyncEngine", "SyncTestKit"],
             swiftSettings: strict
         ),
         // Test support shared by unit tests, integration tests and benchmarks.

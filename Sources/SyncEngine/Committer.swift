@@ -37,6 +37,8 @@ public actor Committer {
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
     private let scratchIndex: [UInt8]
+    /// A path that never exists: git commands that need no index get it as GIT_INDEX_FILE.
+    private let noIndex: [UInt8]
 
     public init(repository: Repository, stateDirectory: [UInt8], options: Options, log: @escaping LogSink) {
         self.repository = repository
@@ -45,6 +47,7 @@ public actor Committer {
         self.log = log
         self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: log)
         self.scratchIndex = stateDirectory + Array("/index.next".utf8)
+        self.noIndex = stateDirectory + Array("/no-index".utf8)
     }
 
     /// One-time checks: the commit identity, the object format, and whether to split the index.
@@ -215,10 +218,26 @@ public actor Committer {
         }
         let unvetted = candidates.filter { !vetted.contains($0) }
         if !unvetted.isEmpty {
-            let ignored = try await GitIgnoreOracle(git: git).ignored(unvetted)
-            for path in unvetted where !ignored.contains(path) { vetted.insert(path) }
+            for path in try await notIgnored(unvetted) { vetted.insert(path) }
         }
         return vetted.filter(Self.isStageable).sorted()
+    }
+
+    /// The paths to stage among existing files: tracked ones, and untracked ones no ignore rule
+    /// matches. `check-ignore --no-index` answers from the rules alone without reading the index
+    /// (a 100,000-entry index costs ~15 ms per reader); only paths it reports as ignored are then
+    /// looked up in the index, since a tracked file stays tracked whatever the rules say.
+    private func notIgnored(_ paths: [RepoPath]) async throws -> [RepoPath] {
+        var input: [UInt8] = []
+        for path in paths { input += Array("./".utf8) + path.bytes + [0] }
+        let result = try await git.run(
+            ["check-ignore", "--no-index", "-z", "--stdin"], input: input, readOnly: true, acceptedExitCodes: [0, 1])
+        let ignored = Set(result.nulSeparatedFields.map { RepoPath(bytes: $0.starts(with: Array("./".utf8)) ? Array($0.dropFirst(2)) : $0) })
+        guard !ignored.isEmpty else { return paths }
+        var arguments: [GitArgument] = ["ls-files", "-z", "--cached", "--"]
+        arguments += ignored.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
+        let tracked = Set(try await git.run(arguments, readOnly: true).nulSeparatedFields.map { RepoPath(bytes: $0) })
+        return paths.filter { !ignored.contains($0) || tracked.contains($0) }
     }
 
     enum PathKind { case file, directory, missing, unsupported }
@@ -355,8 +374,11 @@ public actor Committer {
     }
 
     private func changedFiles(from old: String, to new: String) async throws -> [CommittedFile] {
+        // Two trees need no index; pointing GIT_INDEX_FILE at nothing saves reading it (~15 ms on
+        // 100,000 entries).
         let result = try await git.run(
-            ["diff-tree", "-r", "-z", "--no-renames", "--name-status", GitArgument(old), GitArgument(new)], readOnly: true)
+            ["diff-tree", "-r", "-z", "--no-renames", "--name-status", GitArgument(old), GitArgument(new)], readOnly: true,
+            environment: ["GIT_INDEX_FILE": Syscall.display(noIndex)])
         let fields = result.nulSeparatedFields
         var files: [CommittedFile] = []
         var index = 0

@@ -7,7 +7,7 @@ import SyncTestKit
 import SyncWatcher
 
 // Benchmarks for syncd. Build and run in release mode:
-//   swift run -c release syncd-bench [setup|decode|burst|memory|all] [--runs N]
+//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|all] [--runs N]
 // Every figure is the median of N runs (default 5). Results go to stdout as Markdown rows.
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -182,9 +182,15 @@ case "setup": try await benchSetup()
 case "decode": benchDecode()
 case "burst": try await benchBurst()
 case "memory": try await benchMemory()
+case "commit": try await benchCommitOneFile()
+case "run-burst": try await benchRunBurst()
+case "idle": try await benchIdle()
 default:
     try await benchSetup()
     benchDecode()
     try await benchBurst()
     try await benchMemory()
+    try await benchCommitOneFile()
+    try await benchRunBurst()
+    try await benchIdle()
 }
