@@ -1,6 +1,7 @@
 import SyncCore
 import SyncEngine
 import SyncTestKit
+import Foundation
 import Testing
 
 @Suite("Settings")
@@ -80,5 +81,14 @@ struct SettingsTests {
         #expect(warnings.count == 1)
         #expect(warnings.first?.contains("syncd.quietperiods") == true)
         #expect(warnings.first?.contains("syncd.quietPeriod,") == true)
+    }
+
+    @Test("the README documents every setting with its flag")
+    func readmeListsEverySetting() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        for key in Settings.keys {
+            #expect(readme.contains("| `\(key.name)` | `\(key.flag)` |"), "README lacks \(key.name)")
+        }
     }
 }
