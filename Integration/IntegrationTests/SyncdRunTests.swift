@@ -37,6 +37,22 @@ struct SyncdRunTests {
         try await fixture.fsck()
     }
 
+    @Test("SIGTERM with changes pending: they are committed before syncd exits 0")
+    func shutdownCommitsPending() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        // A long quiet period: nothing would be committed for a minute without the shutdown.
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "60s", "--max-latency", "120s"])
+        try await syncd.ready()
+        try Files.write(fixture.file("pending.txt"), "not yet committed\n")
+        try await waitUntil(.seconds(30), "the change is pending") { syncd.state()?["phase"] as? String == "pending" }
+        #expect(try await syncd.stop() == .exited(0))
+        #expect(try await fixture.headTree()[Array("pending.txt".utf8)] != nil)
+        #expect(try await fixture.run(["log", "-1", "--format=%B"]).contains("Syncd-Trigger: shutdown"))
+        #expect(syncd.state()?["phase"] as? String == "stopped")
+        try await fixture.fsck()
+    }
+
     @Test("10,000 files created in 100 directories in a burst land in a handful of commits")
     func burst() async throws {
         let fixture = try await GitFixture()

@@ -23,6 +23,9 @@ public actor Committer {
         public var splitIndex: Settings.SplitIndexMode = .auto
         public var staleLockAge: Duration = .seconds(600)
         public var host = ProcessTable.hostName
+        /// Called after the commit object exists and before the branch moves: a seam for tests
+        /// that make a person commit in exactly that window.
+        public var beforeSwap: (@Sendable (_ attempt: Int) async throws -> Void)?
         public init() {}
     }
 
@@ -37,6 +40,9 @@ public actor Committer {
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
     private let scratchIndex: [UInt8]
+    private var commitsSinceMaintenance = 0
+    /// Commits between two `git gc --auto` runs (git's automatic gc is off in syncd's calls).
+    static let maintenanceEvery = 100
     /// A path that never exists: git commands that need no index get it as GIT_INDEX_FILE.
     private let noIndex: [UInt8]
 
@@ -136,6 +142,7 @@ public actor Committer {
             if options.fsync {
                 try durable { () throws(SyscallError) in try Syscall.syncFileSystem(containing: repository.commonDir + Array("/objects".utf8)) }
             }
+            try await options.beforeSwap?(attempts)
             let expected = head?.commit ?? String(repeating: "0", count: commit.count)
             let swap = try await git.run(
                 writeConfiguration + [
@@ -165,7 +172,20 @@ public actor Committer {
                 try await stage(staging, environment: [:])
             }
             recordIndex()
+            commitsSinceMaintenance += 1
+            if commitsSinceMaintenance >= Self.maintenanceEvery { await maintain() }
             return .committed(CommitSummary(commit: commit, branch: branch, files: files, attempts: attempts))
+        }
+    }
+
+    /// `git gc --auto` in the foreground, with the repository's own thresholds (gc.auto): loose
+    /// objects from months of commits get packed. It never touches the working tree or the index.
+    func maintain() async {
+        commitsSinceMaintenance = 0
+        do {
+            _ = try await git.run(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"], userMaintenanceSettings: true)
+        } catch {
+            log(.warning, "git gc --auto failed in \(repository.workTreeDisplay): \(error); syncd tries again after \(Self.maintenanceEvery) more commits")
         }
     }
 

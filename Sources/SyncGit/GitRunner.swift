@@ -48,7 +48,8 @@ public struct GitRunner: Sendable {
         readOnly: Bool = false,
         acceptedExitCodes: Set<Int32> = [0],
         outputLimit: Int = 512 * 1024 * 1024,
-        environment extra: [String: String] = [:]
+        environment extra: [String: String] = [:],
+        userMaintenanceSettings: Bool = false
     ) async throws -> GitResult {
         var environment: [Environment.Key: String?] = [
             "GIT_TERMINAL_PROMPT": "0",
@@ -61,7 +62,10 @@ public struct GitRunner: Sendable {
         if readOnly { environment["GIT_OPTIONAL_LOCKS"] = "0" }
         for (key, value) in extra { environment[Environment.Key(stringLiteral: key)] = value }
         // swift-subprocess strdup()s raw-byte arguments: each needs its NUL terminator.
-        let allArguments = (Self.baseArguments.map { Array($0.utf8) } + arguments.map(\.bytes)).map { $0 + [0] }
+        // Automatic gc stays off (it detaches and outlives the call) except for the one call that
+        // runs maintenance on purpose with the user's own thresholds.
+        let base = userMaintenanceSettings ? ["-c", "core.quotePath=false"] : Self.baseArguments
+        let allArguments = (base.map { Array($0.utf8) } + arguments.map(\.bytes)).map { $0 + [0] }
         var options = PlatformOptions()
         // On cancellation: SIGTERM, then wait; git's own signal handlers remove its lock files.
         options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(5))]

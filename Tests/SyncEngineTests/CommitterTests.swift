@@ -15,14 +15,22 @@ struct CommitterTests {
         let committer: Committer
         var batch = 0
 
-        init(staleLockAge: Duration = .seconds(600)) async throws {
-            fixture = try await GitFixture()
-            repository = try await fixture.repository()
+        init(
+            fixture: GitFixture? = nil, staleLockAge: Duration = .seconds(600),
+            beforeSwap: (@Sendable (Int) async throws -> Void)? = nil
+        ) async throws {
+            if let fixture {
+                self.fixture = fixture
+            } else {
+                self.fixture = try await GitFixture()
+            }
+            repository = try await self.fixture.repository()
             let stateDirectory = SyncService.stateDirectory(of: repository)
             try Syscall.makeDirectory(stateDirectory)
             var options = Committer.Options()
             options.staleLockAge = staleLockAge
             options.host = "test-host"
+            options.beforeSwap = beforeSwap
             committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { _, _ in })
             try await committer.prepare()
         }
@@ -274,5 +282,52 @@ struct CommitterTests {
         let summary = try #require(Self.committed(try await workspace.commit([], fullScan: true)))
         #expect(summary.files.count == 3)
         #expect(try await workspace.fixture.statusLines().isEmpty)
+    }
+
+    @Test("a person commits between syncd's commit and its swap: the swap fails, the batch is redone on top, both survive")
+    func compareAndSwapLost() async throws {
+        let fixture = try await GitFixture()
+        // The person's commit lands in the one window that matters: after syncd built its commit
+        // on the old HEAD, before it moves the branch.
+        let person: @Sendable (Int) async throws -> Void = { attempt in
+            guard attempt == 1 else { return }
+            try Files.write(fixture.file("person.txt"), "by hand\n")
+            _ = try await fixture.git.run(["add", "person.txt"])
+            // `git commit -- PATH` commits only that path, as a careful person does.
+            _ = try await fixture.git.run(["commit", "-q", "-m", "person", "--", "person.txt"])
+        }
+        var workspace = try await Workspace(fixture: fixture, beforeSwap: person)
+        defer { workspace.remove() }
+        try Files.write(workspace.file("writer.txt"), "from a writer\n")
+        let summary = try #require(Self.committed(try await workspace.commit(["writer.txt"])))
+        #expect(summary.attempts == 2)
+        let subjects = try await fixture.run(["log", "--format=%s"]).split(separator: "\n")
+        #expect(subjects == ["syncd: add writer.txt", "person"])
+        let tree = try await fixture.headTree()
+        #expect(tree[Array("person.txt".utf8)] != nil && tree[Array("writer.txt".utf8)] != nil)
+        #expect(try await fixture.statusLines().isEmpty)
+        try await fixture.fsck()
+    }
+
+    @Test("a plain `git commit` in that window takes syncd's staged paths along: the redo finds nothing left, nothing is lost")
+    func personCommitSweepsStagedBatch() async throws {
+        let fixture = try await GitFixture()
+        let person: @Sendable (Int) async throws -> Void = { attempt in
+            guard attempt == 1 else { return }
+            try Files.write(fixture.file("person.txt"), "by hand\n")
+            _ = try await fixture.git.run(["add", "person.txt"])
+            _ = try await fixture.git.run(["commit", "-q", "-m", "person"])
+        }
+        var workspace = try await Workspace(fixture: fixture, beforeSwap: person)
+        defer { workspace.remove() }
+        try Files.write(workspace.file("writer.txt"), "from a writer\n")
+        guard case .unchanged = try await workspace.commit(["writer.txt"]) else {
+            Issue.record("expected the redo to find the batch already committed")
+            return
+        }
+        let tree = try await fixture.headTree()
+        #expect(tree[Array("person.txt".utf8)] != nil && tree[Array("writer.txt".utf8)] != nil)
+        #expect(try await fixture.statusLines().isEmpty)
+        try await fixture.fsck()
     }
 }
