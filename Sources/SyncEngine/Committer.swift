@@ -240,7 +240,8 @@ public actor Committer {
         if !unvetted.isEmpty {
             for path in try await notIgnored(unvetted) { vetted.insert(path) }
         }
-        return vetted.filter(Self.isStageable).sorted()
+        var nested = NestedRepositoryCache(repository: repository)
+        return vetted.filter { Self.isStageable($0) && !nested.isInside($0) }.sorted()
     }
 
     /// The paths to stage among existing files: tracked ones, and untracked ones no ignore rule
@@ -363,8 +364,8 @@ public actor Committer {
     /// (permissions, vanished mid-read) is dropped with a warning instead of failing the batch.
     private func stage(_ paths: [RepoPath], environment: [String: String]) async throws {
         var remaining = paths
-        for _ in 0..<8 {
-            guard !remaining.isEmpty else { return }
+        // Each round either succeeds or drops the one path git named, so this ends.
+        while !remaining.isEmpty {
             var input: [UInt8] = []
             for path in remaining { input += path.bytes + [0] }
             let result = try await git.run(
@@ -454,5 +455,27 @@ extension GitResult {
         var bytes = standardOutput[...]
         while bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Paths inside another repository nested in the working tree (a directory with its own `.git`,
+/// such as a submodule's checkout) belong to that repository; git refuses to stage them.
+struct NestedRepositoryCache {
+    let repository: Repository
+    private var known: [RepoPath: Bool] = [:]
+
+    init(repository: Repository) { self.repository = repository }
+
+    mutating func isInside(_ path: RepoPath) -> Bool {
+        isNested(path.parent)
+    }
+
+    /// True when `directory` or one of its ancestors (below the root) holds a `.git`.
+    private mutating func isNested(_ directory: RepoPath) -> Bool {
+        if directory.isRoot { return false }
+        if let answer = known[directory] { return answer }
+        let answer = Syscall.exists(repository.absolute(directory) + Array("/.git".utf8)) || isNested(directory.parent)
+        known[directory] = answer
+        return answer
     }
 }

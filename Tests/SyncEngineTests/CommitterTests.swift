@@ -4,15 +4,23 @@ import SyncEngine
 import SyncGit
 import SyncSystem
 import SyncTestKit
+import Synchronization
 import Testing
 
 /// The committer against real git repositories: what it stages, what it refuses, when it waits.
+/// Log lines a committer wrote, for tests that check what it said (or that it said nothing).
+final class LogLines: Sendable {
+    let lines = Mutex<[String]>([])
+    var warnings: [String] { lines.withLock { $0.filter { !$0.hasPrefix("debug") && !$0.hasPrefix("info") } } }
+}
+
 @Suite("Committer")
 struct CommitterTests {
     struct Workspace {
         let fixture: GitFixture
         let repository: Repository
         let committer: Committer
+        let logged = LogLines()
         var batch = 0
 
         init(
@@ -31,7 +39,10 @@ struct CommitterTests {
             options.staleLockAge = staleLockAge
             options.host = "test-host"
             options.beforeSwap = beforeSwap
-            committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { _, _ in })
+            let logged = logged
+            committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { level, message in
+                logged.lines.withLock { $0.append("\(level): \(message)") }
+            })
             try await committer.prepare()
         }
 
@@ -329,5 +340,18 @@ struct CommitterTests {
         #expect(tree[Array("person.txt".utf8)] != nil && tree[Array("writer.txt".utf8)] != nil)
         #expect(try await fixture.statusLines().isEmpty)
         try await fixture.fsck()
+    }
+
+    @Test("files inside a nested repository (its own .git) are left to that repository")
+    func nestedRepository() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.mkdirs(workspace.file("vendor/lib/src"))
+        _ = try await workspace.fixture.git.run(["-C", "vendor/lib", "init", "-q"])
+        try Files.write(workspace.file("vendor/lib/src/code.c"), "int x;\n")
+        try Files.write(workspace.file("top.txt"), "mine\n")
+        let summary = try #require(Self.committed(try await workspace.commit(["vendor/lib/src/code.c", "top.txt"])))
+        #expect(summary.files.map(\.path) == [RepoPath("top.txt")])
+        #expect(workspace.logged.warnings.isEmpty, "git was asked to stage inside the nested repository: \(workspace.logged.warnings)")
     }
 }
