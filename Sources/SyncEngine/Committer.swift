@@ -26,6 +26,8 @@ public actor Committer {
         /// Called after the commit object exists and before the branch moves: a seam for tests
         /// that make a person commit in exactly that window.
         public var beforeSwap: (@Sendable (_ attempt: Int) async throws -> Void)?
+        /// Never staged: the lock directory when it lies inside the working tree.
+        public var excluded: [RepoPath] = []
         public init() {}
     }
 
@@ -241,7 +243,10 @@ public actor Committer {
             for path in try await notIgnored(unvetted) { vetted.insert(path) }
         }
         var nested = NestedRepositoryCache(repository: repository)
-        return vetted.filter { Self.isStageable($0) && !nested.isInside($0) }.sorted()
+        let excluded = options.excluded
+        return vetted.filter { path in
+            Self.isStageable(path) && !nested.isInside(path) && !excluded.contains { path.isWithin($0) }
+        }.sorted()
     }
 
     /// The paths to stage among existing files: tracked ones, and untracked ones no ignore rule

@@ -25,6 +25,12 @@ public struct Settings: Sendable, Equatable {
     public var journalMaxBytes = 8 * 1024 * 1024
     /// The least severe log level written.
     public var logLevel: LogLevelSetting = .info
+    /// Where the lock files live (empty: syncd's state directory in the git directory).
+    public var lockDir = ""
+    /// Longest writer pause lease syncd takes.
+    public var writerLeaseCap: Duration = .seconds(300)
+    /// How long syncd waits for writers to release the sync lock before it names them in the log.
+    public var writerLockTimeout: Duration = .seconds(60)
 
     public init() {}
 
@@ -103,6 +109,25 @@ public struct Settings: Sendable, Equatable {
             help: "least severe log level written",
             apply: { s, v in set(&s.logLevel, LogLevelSetting(rawValue: v.lowercased())) },
             current: { $0.logLevel.rawValue }),
+        Key(
+            name: "syncd.lockDir", flag: "--lock-dir", allowed: "a directory path (relative to the top of the working tree, or absolute)",
+            help: "directory of the lock files writers and syncctl use",
+            apply: { s, v in
+                guard !v.isEmpty, !v.contains("\0") else { return false }
+                s.lockDir = v
+                return true
+            },
+            current: { $0.lockDir }),
+        Key(
+            name: "syncd.writerLeaseCap", flag: "--writer-lease-cap", allowed: "a duration from 1s to 1h, like 5m",
+            help: "longest writer pause lease syncd takes",
+            apply: { s, v in set(&s.writerLeaseCap, parseDuration(v), within: .seconds(1) ... .seconds(3600)) },
+            current: { formatDuration($0.writerLeaseCap) }),
+        Key(
+            name: "syncd.writerLockTimeout", flag: "--writer-lock-timeout", allowed: "a duration from 1s to 1h, like 60s",
+            help: "wait for writers holding the sync lock before naming them in the log",
+            apply: { s, v in set(&s.writerLockTimeout, parseDuration(v), within: .seconds(1) ... .seconds(3600)) },
+            current: { formatDuration($0.writerLockTimeout) }),
     ]
 
     /// Where a value came from, for error messages.

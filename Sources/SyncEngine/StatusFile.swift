@@ -7,6 +7,8 @@ public struct StatusSnapshot: Sendable, Equatable {
     public enum Phase: String, Sendable {
         case starting, idle, pending, committing, deferred, failing
         case breakerOpen = "breaker-open"
+        case paused
+        case emergencyStop = "emergency-stop"
         case stopped
     }
 
@@ -31,6 +33,21 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var breakerTrips = 0
     public var watchedDirectories = 0
     public var unwatchedDirectories = 0
+    public var paused = false
+    public var pausedReason = ""
+    public var pausedBy = ""
+    public var pausedUntil = ""
+    public var emergencyStop = false
+    public var emergencyReason = ""
+    public var emergencySince = ""
+    /// The newest `syncctl` request applied (its serial).
+    public var controlSerial: UInt64 = 0
+    /// The newest `syncctl sync` request finished, and how.
+    public var syncSerialDone: UInt64 = 0
+    public var syncOutcome = ""
+    /// Since when writers holding the sync lock keep syncd from snapshotting ("" when they do not).
+    public var writersBlockingSince = ""
+    public var lockDirectory = ""
 
     public init() {}
 
@@ -58,6 +75,18 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("breaker_trips", breakerTrips)
         line.add("watched_directories", watchedDirectories)
         line.add("unwatched_directories", unwatchedDirectories)
+        line.add("paused", paused)
+        line.add("paused_reason", pausedReason)
+        line.add("paused_by", pausedBy)
+        line.add("paused_until", pausedUntil)
+        line.add("emergency_stop", emergencyStop)
+        line.add("emergency_reason", emergencyReason)
+        line.add("emergency_since", emergencySince)
+        line.add("control_serial", Int(truncatingIfNeeded: controlSerial))
+        line.add("sync_serial_done", Int(truncatingIfNeeded: syncSerialDone))
+        line.add("sync_outcome", syncOutcome)
+        line.add("writers_blocking_since", writersBlockingSince)
+        line.add("lock_directory", lockDirectory)
         return line.text + "\n"
     }
 

@@ -42,6 +42,19 @@ public actor SyncService {
     private let wake: AsyncStream<Void>.Continuation
     private let wakeups: AsyncStream<Void>
 
+    // Coordination (docs/PROTOCOL.md).
+    public let lockDirectory: LockDirectory
+    private let syncLock: FileLock
+    private let lockInsideTree: RepoPath?
+    private var controlDirty = true
+    private var pause: DaemonPause?
+    private var emergency: EmergencyStop?
+    private var controlProblems: [String] = []
+    private var syncSerialPending: UInt64?
+    private var writersBlockingSince: Instant?
+    private var leaseWritten = false
+    private var lastBlockReport: Instant?
+
     /// Retry interval while a foreign git operation runs.
     static let deferRetry: Duration = .seconds(1)
     /// Most pending paths kept one by one; past it the next batch asks git for everything instead.
@@ -55,6 +68,8 @@ public actor SyncService {
     /// Takes the workspace's instance lock and opens the journal. Throws `.alreadyRunning` when
     /// another syncd has the lock.
     public init(repository: Repository, settings: Settings, log: @escaping LogSink) throws {
+        // syncctl signals SIGUSR1 once it finds the pid; its default action would kill us.
+        signal(SIGUSR1, SIG_IGN)
         self.repository = repository
         self.settings = settings
         self.log = log
@@ -91,6 +106,18 @@ public actor SyncService {
         } catch {
             throw SyncError(.syscall, "cannot open the journal in \(Syscall.display(directory))", cause: error)
         }
+        lockDirectory = LockDirectory.resolve(repository, configured: settings.lockDir)
+        try lockDirectory.prepare()
+        do {
+            syncLock = try FileLock(path: lockDirectory.syncLock)
+        } catch {
+            throw SyncError(
+                .syscall,
+                "cannot open the sync lock \(Syscall.display(lockDirectory.syncLock))"
+                    + (error.errno == Errno(ELOOP) ? ": it is a symlink; remove it (syncd never follows one there)" : ""),
+                cause: error)
+        }
+        lockInsideTree = lockDirectory.inside(repository)
         var watcherOptions = WatcherOptions()
         watcherOptions.degradedRescanInterval = settings.rescanInterval
         watcher = Watcher(repository: repository, options: watcherOptions, log: log)
@@ -98,6 +125,7 @@ public actor SyncService {
         committerOptions.fsync = settings.fsync
         committerOptions.splitIndex = settings.splitIndex
         committerOptions.staleLockAge = settings.staleLockAge
+        if let inside = lockDirectory.inside(repository) { committerOptions.excluded = [inside] }
         committer = Committer(repository: repository, stateDirectory: directory, options: committerOptions, log: log)
         batcher = Batcher(quietPeriod: settings.quietPeriod, maxLatency: settings.maxLatency, maxPaths: settings.maxBatchPaths)
         breaker = CircuitBreaker(maxCommits: settings.breakerMaxCommits, window: settings.breakerWindow)
@@ -107,6 +135,7 @@ public actor SyncService {
         status.workspace = repository.workTreeDisplay
         status.started = WallClock.rfc3339()
         status.lastBatch = nextBatch - 1
+        status.lockDirectory = lockDirectory.display
     }
 
     /// Runs until cancelled (then commits what is pending and returns) or until watching fails.
@@ -129,6 +158,9 @@ public actor SyncService {
                     while await watcher.changes.waitForPending() { wake.yield() }
                 }
                 group.addTask { try await self.loop() }
+                group.addTask {
+                    for await _ in SignalStream.make([SIGUSR1]) { await self.controlChanged() }
+                }
                 defer { group.cancelAll() }
                 try await group.next()
             }
@@ -161,8 +193,22 @@ public actor SyncService {
 
     /// Decides at `now`: commit a due batch, or wait for the next deadline.
     private func step() async {
+        if controlDirty { reloadControl() }
         let now = clock.now
         guard ready else { return }
+        if let emergency {
+            setPhase(.emergencyStop, reason: "emergency stop since \(WallClock.rfc3339(seconds: emergency.since)) by \(emergency.by): \(emergency.reason)", code: "emergency-stop")
+            return
+        }
+        if let pause {
+            if let until = pause.until, ControlFile.now() >= until {
+                resumeAfterExpiry(pause)
+            } else {
+                setPhase(.paused, reason: "paused by \(pause.by): \(pause.reason)", code: "paused")
+                if let until = pause.until { schedule(now.advanced(by: .milliseconds(Int64((until - ControlFile.now()) * 1000) + 10))) }
+                return
+            }
+        }
         if breaker.isOpen(at: now), let until = breaker.openUntil {
             setPhase(.breakerOpen, reason: status.reason, code: "circuit-breaker")
             schedule(until)
@@ -171,7 +217,9 @@ public actor SyncService {
         if let trigger = batcher.due(at: now) {
             await commitBatch(trigger: startupBatch && trigger == .requested ? "startup" : trigger.rawValue)
         }
-        if status.phase == .committing || (status.phase == .breakerOpen && !breaker.isOpen(at: clock.now)) {
+        if status.phase == .committing || status.phase == .paused || status.phase == .emergencyStop
+            || (status.phase == .breakerOpen && !breaker.isOpen(at: clock.now))
+        {
             setPhase(batcher.hasPending ? .pending : .idle)
         }
         if let deadline = batcher.deadline { schedule(deadline) }
@@ -199,7 +247,10 @@ public actor SyncService {
             fullScan = true
             log(.info, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
         }
+        var relevant = 0
         for change in taken.changes {
+            if let lockInsideTree, change.path.isWithin(lockInsideTree) { continue }
+            relevant += 1
             pending.insert(change.path)
             if change.isDirectory { directoryHints.insert(change.path) }
         }
@@ -208,7 +259,7 @@ public actor SyncService {
             directoryHints = []
             fullScan = true
         }
-        if !taken.changes.isEmpty || !taken.rescanReasons.isEmpty {
+        if relevant > 0 || !taken.rescanReasons.isEmpty {
             batcher.changed(pendingPaths: fullScan ? max(pending.count, 1) : pending.count, at: now)
             status.pendingPaths = pending.count
             if status.phase == .idle { setPhase(.pending) }
@@ -233,6 +284,10 @@ public actor SyncService {
         }
         let request = CommitRequest(
             paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger)
+        // Writers hold the sync lock shared while they write; syncd snapshots only under the
+        // exclusive lock, so no commit holds half of a multi-file update.
+        guard acquireSyncLock(batch: batch) else { return }
+        defer { releaseSyncLock() }
         setPhase(.committing)
         let started = clock.now
         do {
@@ -290,6 +345,12 @@ public actor SyncService {
     }
 
     private func finishBatch() {
+        if let serial = syncSerialPending {
+            status.syncSerialDone = serial
+            status.syncOutcome = "done"
+            syncSerialPending = nil
+            writeStatus()
+        }
         startupBatch = false
         pending = []
         directoryHints = []
@@ -336,9 +397,153 @@ public actor SyncService {
     /// Commits what is pending when syncd stops (SIGTERM, SIGINT).
     private func finalBatch() async {
         drainChanges()
-        guard ready, batcher.hasPending, !breaker.isOpen(at: clock.now) else { return }
+        guard ready, batcher.hasPending, !breaker.isOpen(at: clock.now), emergency == nil, pause == nil else { return }
         log(.info, "stopping: committing \(pending.count) pending path(s) first")
         await commitBatch(trigger: "shutdown")
+    }
+
+    // MARK: - coordination
+
+    private func controlChanged() {
+        controlDirty = true
+        wake.yield()
+    }
+
+    /// Re-reads the control files (at start and on SIGUSR1 from syncctl). Broken files get a loud
+    /// log line and the safe reading: a broken emergency stop stops, a broken pause pauses.
+    private func reloadControl() {
+        controlDirty = false
+        var problems: [String] = []
+        switch ControlFile.read(EmergencyStop.self, at: lockDirectory.emergencyStop) {
+        case .absent: emergency = nil
+        case .value(let value): emergency = value
+        case .broken(let message):
+            problems.append(message + "; syncd treats it as an emergency stop: `syncctl resume --clear-emergency` clears it")
+            emergency = EmergencyStop(reason: "unreadable emergency-stop file", by: "unknown", since: ControlFile.now(), serial: 0)
+        }
+        switch ControlFile.read(DaemonPause.self, at: lockDirectory.daemonPause) {
+        case .absent: pause = nil
+        case .value(let value): pause = value
+        case .broken(let message):
+            problems.append(message + "; syncd treats it as a pause: `syncctl resume` clears it")
+            pause = DaemonPause(reason: "unreadable pause file", by: "unknown", since: ControlFile.now(), until: nil, serial: 0)
+        }
+        if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.controlRequest) {
+            status.controlSerial = max(status.controlSerial, request.serial)
+        }
+        if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.syncRequest),
+            request.serial > status.syncSerialDone, request.serial != syncSerialPending
+        {
+            status.controlSerial = max(status.controlSerial, request.serial)
+            if emergency != nil || pause != nil {
+                status.syncSerialDone = request.serial
+                status.syncOutcome = emergency != nil ? "refused: emergency stop" : "refused: paused"
+            } else {
+                syncSerialPending = request.serial
+                batcher.request(at: clock.now)
+                log(.info, "sync requested by \(request.by): committing now")
+            }
+        }
+        if problems != controlProblems {
+            for problem in problems { log(.error, problem) }
+            controlProblems = problems
+        }
+        let wasPaused = status.paused
+        let wasStopped = status.emergencyStop
+        status.paused = pause != nil
+        status.pausedReason = pause?.reason ?? ""
+        status.pausedBy = pause?.by ?? ""
+        status.pausedUntil = pause?.until.map { WallClock.rfc3339(seconds: $0) } ?? ""
+        status.emergencyStop = emergency != nil
+        status.emergencyReason = emergency?.reason ?? ""
+        status.emergencySince = emergency.map { WallClock.rfc3339(seconds: $0.since) } ?? ""
+        if status.emergencyStop != wasStopped {
+            log(status.emergencyStop ? .error : .info, status.emergencyStop
+                ? "EMERGENCY STOP by \(emergency?.by ?? "?"): \(emergency?.reason ?? ""); no git activity until `syncctl resume --clear-emergency`"
+                : "emergency stop cleared; committing resumes")
+            record(status.emergencyStop ? "emergency-stop" : "emergency-cleared") { line in line.add("reason", status.emergencyReason) }
+        }
+        if status.paused != wasPaused {
+            log(.info, status.paused
+                ? "paused by \(pause?.by ?? "?")\(status.pausedUntil.isEmpty ? "" : " until \(status.pausedUntil)"): \(pause?.reason ?? ""); changes are collected and committed as one batch on resume"
+                : "resumed: committing what was collected")
+            record(status.paused ? "pause" : "resume") { line in line.add("reason", status.pausedReason) }
+            if !status.paused, !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
+        }
+        if !status.paused && !status.emergencyStop && (status.phase == .paused || status.phase == .emergencyStop) {
+            setPhase(batcher.hasPending ? .pending : .idle)
+        }
+        writeStatus()
+    }
+
+    private func resumeAfterExpiry(_ expired: DaemonPause) {
+        try? ControlFile.remove(lockDirectory.daemonPause)
+        pause = nil
+        status.paused = false
+        status.pausedReason = ""
+        status.pausedBy = ""
+        status.pausedUntil = ""
+        log(.info, "the pause by \(expired.by) expired; committing what was collected")
+        record("resume") { line in line.add("reason", "expired") }
+        if !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
+        setPhase(batcher.hasPending ? .pending : .idle)
+    }
+
+    /// Takes the sync lock exclusively without waiting. While writers hold it, the batch waits
+    /// (retried every 100 ms); after 0.5 s syncd takes a writer pause lease so new writers hold
+    /// off and the current ones can finish; after `writerLockTimeout` it names them in the log.
+    private func acquireSyncLock(batch: Int) -> Bool {
+        let now = clock.now
+        let acquired: Bool
+        do {
+            acquired = try syncLock.tryLock(.exclusive)
+        } catch {
+            failed(batch: batch, error: SyncError(.syscall, "cannot take the sync lock \(Syscall.display(syncLock.path))", cause: error))
+            return false
+        }
+        if acquired { return true }
+        let since = writersBlockingSince ?? now
+        if writersBlockingSince == nil {
+            writersBlockingSince = now
+            status.writersBlockingSince = WallClock.rfc3339()
+        }
+        let waited = now - since
+        if waited >= .milliseconds(500), !leaseWritten {
+            let created = ControlFile.now()
+            let lease = WriterLease(
+                holder: ProcessIdentity.current(), reason: "syncd is snapshotting batch \(batch)", createdAt: created,
+                expiresAt: created + Double(settings.writerLeaseCap.components.seconds))
+            do {
+                try ControlFile.write(lease, to: lockDirectory.writerLease)
+                leaseWritten = true
+            } catch {
+                log(.warning, "cannot write the writer pause lease: \(error)")
+            }
+        }
+        if waited >= settings.writerLockTimeout, lastBlockReport.map({ now - $0 >= .seconds(60) }) ?? true {
+            lastBlockReport = now
+            let holders = ProcessTable.processesHolding(syncLock.path).filter { $0 != getpid() }
+            let names = holders.map { pid in "pid \(pid)" + (ProcessTable.commandLine(of: pid).map { " (\($0))" } ?? "") }
+            log(.warning, "writers have held the sync lock \(Syscall.display(syncLock.path)) for \(Self.milliseconds(waited) / 1000) s"
+                + (names.isEmpty ? "" : ": " + names.joined(separator: ", "))
+                + "; syncd keeps waiting and commits nothing half-written. A writer that never releases it must be fixed or stopped")
+        }
+        batcher.hold(until: now.advanced(by: .milliseconds(100)))
+        setPhase(.deferred, reason: "writers hold the sync lock", code: "writers-active")
+        return false
+    }
+
+    private func releaseSyncLock() {
+        syncLock.unlock()
+        if leaseWritten {
+            try? ControlFile.remove(lockDirectory.writerLease)
+            leaseWritten = false
+        }
+        if writersBlockingSince != nil {
+            writersBlockingSince = nil
+            lastBlockReport = nil
+            status.writersBlockingSince = ""
+        }
     }
 
     private func schedule(_ deadline: Instant) {

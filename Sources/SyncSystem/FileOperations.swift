@@ -80,7 +80,7 @@ extension Syscall {
     }
 
     /// Calls `body` with a NUL-terminated copy of `bytes` and returns its result (no errno handling).
-    static func withCStringResult<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> R) -> R {
+    public static func withCStringResult<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> R) -> R {
         var terminated = bytes
         terminated.append(0)
         return terminated.withUnsafeBufferPointer { buffer in
@@ -172,17 +172,25 @@ public enum ProcessTable {
         return bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
     }
 
-    /// Processes (that this user may inspect) with `path` open, found by reading /proc/*/fd links.
-    public static func processesHolding(_ path: [UInt8]) -> [Int32] {
-        guard let proc = opendir("/proc") else { return [] }
-        defer { closedir(proc) }
+    /// Processes (that this user may inspect) with `path` open, found by reading /proc/*/fd links;
+    /// only among `candidates` when given.
+    public static func processesHolding(_ path: [UInt8], among candidates: [Int32]? = nil) -> [Int32] {
+        var pids: [Int32] = []
+        if let candidates {
+            pids = candidates
+        } else {
+            guard let proc = opendir("/proc") else { return [] }
+            while let entry = readdir(proc) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if let pid = Int32(name) { pids.append(pid) }
+            }
+            closedir(proc)
+        }
         var holders: [Int32] = []
         var link = [CChar](repeating: 0, count: 4096)
-        while let entry = readdir(proc) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard let pid = Int32(name) else { continue }
+        for pid in pids {
             guard let fds = opendir("/proc/\(pid)/fd") else { continue }
             defer { closedir(fds) }
             while let fdEntry = readdir(fds) {
@@ -251,6 +259,34 @@ public enum WallClock {
         var value = timespec()
         clock_gettime(CLOCK_REALTIME, &value)
         return value
+    }
+
+    /// Seconds since the epoch of a `YYYY-MM-DDTHH:MM:SS[.fff]Z` time (the form syncd writes).
+    public static func seconds(rfc3339 text: String) -> Double? {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 20 else { return nil }
+        func number(_ range: Range<Int>) -> Int32? { Int32(String(decoding: bytes[range], as: UTF8.self)) }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
+        else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        var fraction = 0.0
+        if bytes[19] == UInt8(ascii: "."), let end = bytes.firstIndex(of: UInt8(ascii: "Z")), end > 20 {
+            fraction = Double("0." + String(decoding: bytes[20..<end], as: UTF8.self)) ?? 0
+        }
+        return Double(timegm(&parts)) + fraction
+    }
+
+    /// RFC 3339 UTC for seconds since the epoch.
+    public static func rfc3339(seconds: Double) -> String {
+        let whole = seconds.rounded(.down)
+        return rfc3339(timespec(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1e9)))
     }
 
     /// RFC 3339 UTC with milliseconds, e.g. `2026-11-22T07:02:03.123Z`.

@@ -99,6 +99,12 @@ struct Run: AsyncParsableCommand {
     var journalMaxSize: String?
     @Option(help: "Least severe log level: debug, info, warning, error (syncd.logLevel, default info).")
     var logLevel: String?
+    @Option(help: "Directory of the lock files (syncd.lockDir, default .git/syncd).")
+    var lockDir: String?
+    @Option(help: "Longest writer pause lease syncd takes (syncd.writerLeaseCap, default 5m).")
+    var writerLeaseCap: String?
+    @Option(help: "Wait for writers holding the sync lock before naming them (syncd.writerLockTimeout, default 60s).")
+    var writerLockTimeout: String?
 
     var overrides: [(name: String, value: String)] {
         [
@@ -106,6 +112,7 @@ struct Run: AsyncParsableCommand {
             ("syncd.breakerMaxCommits", breakerMaxCommits), ("syncd.breakerWindow", breakerWindow),
             ("syncd.staleLockAge", staleLockAge), ("syncd.fsync", fsync), ("syncd.splitIndex", splitIndex),
             ("syncd.rescanInterval", rescanInterval), ("syncd.journalMaxSize", journalMaxSize), ("syncd.logLevel", logLevel),
+            ("syncd.lockDir", lockDir), ("syncd.writerLeaseCap", writerLeaseCap), ("syncd.writerLockTimeout", writerLockTimeout),
         ].compactMap { name, value in value.map { (name, $0) } }
     }
 

@@ -1,0 +1,108 @@
+import FoundationEssentials
+import Glibc
+import SyncCore
+import SyncGit
+import SyncSystem
+
+/// What `syncctl` needs: find the workspace's files and its running syncd, write a request,
+/// signal syncd, and wait until state.json confirms it.
+public struct ControlClient: Sendable {
+    public let repository: Repository
+    public let lockDirectory: LockDirectory
+    public let stateDirectory: [UInt8]
+
+    public static func open(at path: String) async throws -> ControlClient {
+        let repository = try await Repository.discover(at: path)
+        let configured = try await repository.git.run(
+            ["config", "--get", "syncd.lockDir"], readOnly: true, acceptedExitCodes: [0, 1])
+        let value = String(decoding: configured.standardOutput, as: UTF8.self).trimmingCharacters(in: "\n")
+        return ControlClient(
+            repository: repository,
+            lockDirectory: LockDirectory.resolve(repository, configured: configured.exitCode == 0 ? value : nil),
+            stateDirectory: SyncService.stateDirectory(of: repository))
+    }
+
+    /// The pid of the syncd that holds this workspace's instance lock, if one runs.
+    public func runningPid() -> Int32? {
+        let lock = stateDirectory + Array("/syncd.lock".utf8)
+        guard let bytes = try? Syscall.readFile(lock, limit: 64, flags: O_NOFOLLOW),
+            let pid = Int32(String(decoding: bytes, as: UTF8.self).filter(\.isNumber)), pid > 0
+        else { return nil }
+        // The pid file may be stale (syncd killed): the pid must still have the lock file open.
+        return ProcessTable.processesHolding(lock, among: [pid]).isEmpty ? nil : pid
+    }
+
+    /// state.json as JSON.
+    public func state() -> [String: JSONValue]? {
+        guard let bytes = try? Syscall.readFile(stateDirectory + Array("/state.json".utf8), limit: 1 << 20, flags: O_NOFOLLOW),
+            let value = try? JSONDecoder().decode([String: JSONValue].self, from: Data(bytes))
+        else { return nil }
+        return value
+    }
+
+    /// Tells the running syncd to re-read the control files. False when none runs.
+    @discardableResult
+    public func notify() -> Bool {
+        guard let pid = runningPid() else { return false }
+        return kill(pid, SIGUSR1) == 0
+    }
+
+    /// Waits until `confirmed(state)` holds, up to `timeout`.
+    public func waitForState(timeout: Duration, _ confirmed: ([String: JSONValue]) -> Bool) async -> [String: JSONValue]? {
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: timeout)
+        while clock.now < end {
+            if let state = state(), confirmed(state) { return state }
+            try? await clock.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    /// Who runs this command, for the `by` field of requests.
+    public static var requester: String {
+        let user = getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid\(getuid())"
+        return "\(user)@\(ProcessTable.hostName) (pid \(getpid()))"
+    }
+}
+
+/// A JSON value, for reading state.json without a schema.
+public enum JSONValue: Codable, Sendable, Equatable, CustomStringConvertible {
+    case string(String), number(Double), bool(Bool), null, array([JSONValue]), object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+        else if let value = try? container.decode(Double.self) { self = .number(value) }
+        else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
+        else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .bool(let value): try container.encode(value)
+        case .null: try container.encodeNil()
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+
+    public var string: String? { if case .string(let value) = self { value } else { nil } }
+    public var number: Double? { if case .number(let value) = self { value } else { nil } }
+    public var bool: Bool? { if case .bool(let value) = self { value } else { nil } }
+
+    public var description: String {
+        switch self {
+        case .string(let value): value
+        case .number(let value): value == value.rounded() ? String(Int64(value)) : String(value)
+        case .bool(let value): value ? "true" : "false"
+        case .null: "null"
+        case .array(let values): "[" + values.map(\.description).joined(separator: ", ") + "]"
+        case .object(let values): "{" + values.keys.sorted().map { "\($0): \(values[$0]!)" }.joined(separator: ", ") + "}"
+        }
+    }
+}

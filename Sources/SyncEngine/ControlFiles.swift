@@ -1,0 +1,194 @@
+import FoundationEssentials
+import Glibc
+import SyncCore
+import SyncGit
+import SyncSystem
+
+/// The lock directory: the files syncd, `syncctl` and writers use to coordinate (docs/PROTOCOL.md).
+/// By default it is syncd's state directory inside the git directory; `syncd.lockDir` moves it.
+public struct LockDirectory: Sendable {
+    public let path: [UInt8]
+
+    public var syncLock: [UInt8] { path + Array("/sync.lock".utf8) }
+    /// The writer pause lease: writers wait while an unexpired lease of a live holder exists.
+    public var writerLease: [UInt8] { path + Array("/writer-pause.json".utf8) }
+    /// The daemon pause (`syncctl pause`), persistent across restarts.
+    public var daemonPause: [UInt8] { path + Array("/paused.json".utf8) }
+    /// The emergency stop, persistent until cleared.
+    public var emergencyStop: [UInt8] { path + Array("/emergency-stop.json".utf8) }
+    /// The last control request (its serial is confirmed in state.json).
+    public var controlRequest: [UInt8] { path + Array("/control-request.json".utf8) }
+    /// The last `syncctl sync` request.
+    public var syncRequest: [UInt8] { path + Array("/sync-request.json".utf8) }
+
+    public var display: String { Syscall.display(path) }
+
+    public init(path: [UInt8]) { self.path = path }
+
+    /// `syncd.lockDir` when set (relative to the top of the working tree), else `.git/syncd`.
+    public static func resolve(_ repository: Repository, configured: String?) -> LockDirectory {
+        guard let configured, !configured.isEmpty else {
+            return LockDirectory(path: SyncService.stateDirectory(of: repository))
+        }
+        var bytes = Array(configured.utf8)
+        while bytes.count > 1, bytes.last == UInt8(ascii: "/") { bytes.removeLast() }
+        if bytes.first != UInt8(ascii: "/") { bytes = repository.workTree + [UInt8(ascii: "/")] + bytes }
+        return LockDirectory(path: bytes)
+    }
+
+    /// The lock directory as a path inside the working tree, when it is there (it is then kept out
+    /// of commits).
+    public func inside(_ repository: Repository) -> RepoPath? {
+        let prefix = repository.workTree + [UInt8(ascii: "/")]
+        guard path.starts(with: prefix), path.count > prefix.count else { return nil }
+        return RepoPath(bytes: Array(path[prefix.count...]))
+    }
+
+    /// Creates the directory if needed and checks that this process can write there.
+    public func prepare() throws {
+        do {
+            try Syscall.makeDirectory(path)
+        } catch {
+            throw SyncError(.syscall, "cannot create the lock directory \(display): check the permissions of its parent, or set syncd.lockDir", cause: error)
+        }
+        let writable = Syscall.withCStringResult(path) { access($0, W_OK) } == 0
+        guard writable else {
+            throw SyncError(
+                .syscall,
+                "the lock directory \(display) is not writable by this user (uid \(getuid())): "
+                    + "fix its owner or mode (chmod u+w), or point syncd.lockDir elsewhere")
+        }
+    }
+}
+
+/// `paused.json`: syncd collects changes but neither commits nor syncs.
+public struct DaemonPause: Codable, Sendable, Equatable {
+    public var reason: String
+    public var by: String
+    /// Seconds since the epoch.
+    public var since: Double
+    /// nil: until `syncctl resume`.
+    public var until: Double?
+    public var serial: UInt64
+    public init(reason: String, by: String, since: Double, until: Double?, serial: UInt64) {
+        self.reason = reason
+        self.by = by
+        self.since = since
+        self.until = until
+        self.serial = serial
+    }
+}
+
+/// `emergency-stop.json`: no git activity at all until cleared (`syncctl resume --clear-emergency`).
+public struct EmergencyStop: Codable, Sendable, Equatable {
+    public var reason: String
+    public var by: String
+    public var since: Double
+    public var serial: UInt64
+    public init(reason: String, by: String, since: Double, serial: UInt64) {
+        self.reason = reason
+        self.by = by
+        self.since = since
+        self.serial = serial
+    }
+}
+
+/// `control-request.json` and `sync-request.json`: the last request from `syncctl`, by serial.
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public var command: String
+    public var serial: UInt64
+    public var by: String
+    public init(command: String, serial: UInt64, by: String) {
+        self.command = command
+        self.serial = serial
+        self.by = by
+    }
+}
+
+/// `writer-pause.json`: syncd asks writers to pause (before it snapshots while writers keep the
+/// shared lock busy, and before it changes the working tree). Writers honour it only while it is
+/// unexpired and its holder is alive, so a dead syncd cannot wedge them.
+public struct WriterLease: Codable, Sendable, Equatable {
+    public var holder: ProcessIdentity
+    public var reason: String
+    public var createdAt: Double
+    public var expiresAt: Double
+
+    enum CodingKeys: String, CodingKey {
+        case holder, reason
+        case createdAt = "created_at"
+        case expiresAt = "expires_at"
+    }
+
+    public init(holder: ProcessIdentity, reason: String, createdAt: Double, expiresAt: Double) {
+        self.holder = holder
+        self.reason = reason
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+
+    /// In force at `now` (seconds since the epoch): not expired, holder alive.
+    public func isActive(at now: Double) -> Bool {
+        now < expiresAt && holder.isAlive
+    }
+}
+
+/// Reading and writing the control files, with a clear outcome for every broken input.
+public enum ControlFile {
+    public enum Read<Value> {
+        case absent
+        case value(Value)
+        /// Unreadable or not what it should be; the message says which file and what to do.
+        case broken(String)
+    }
+
+    public static func read<Value: Decodable>(_ type: Value.Type, at path: [UInt8]) -> Read<Value> {
+        let bytes: [UInt8]
+        do {
+            bytes = try Syscall.readFile(path, limit: 64 * 1024, flags: O_NOFOLLOW)
+        } catch {
+            if error.errno == Errno(ENOENT) { return .absent }
+            if error.errno == Errno(ELOOP) {
+                return .broken("\(Syscall.display(path)) is a symlink; syncd never follows one there: remove it")
+            }
+            return .broken("cannot read \(Syscall.display(path)): \(error)")
+        }
+        do {
+            return .value(try JSONDecoder().decode(Value.self, from: Data(bytes)))
+        } catch {
+            return .broken("\(Syscall.display(path)) is not valid (\(bytes.count) bytes, \(String(describing: error).prefix(120)))")
+        }
+    }
+
+    public static func write<Value: Encodable>(_ value: Value, to path: [UInt8]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(value)
+        do {
+            try AtomicFile.write(path, Array(data) + [UInt8(ascii: "\n")])
+        } catch {
+            throw SyncError(.syscall, "cannot write \(Syscall.display(path))", cause: error)
+        }
+    }
+
+    public static func remove(_ path: [UInt8]) throws {
+        do {
+            try Syscall.unlink(path)
+        } catch {
+            throw SyncError(.syscall, "cannot remove \(Syscall.display(path))", cause: error)
+        }
+    }
+
+    /// Seconds since the epoch, now.
+    public static func now() -> Double {
+        let time = WallClock.now()
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    /// A serial for a new request: microseconds since the epoch (increasing across processes, and
+    /// below 2^53 so every JSON reader keeps it exact).
+    public static func newSerial() -> UInt64 {
+        let time = WallClock.now()
+        return UInt64(time.tv_sec) * 1_000_000 + UInt64(time.tv_nsec / 1000)
+    }
+}

@@ -1,0 +1,345 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import Subprocess
+import SyncCore
+import SyncEngine
+import SyncSystem
+
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// Exit codes (README, "syncctl").
+enum ExitStatus {
+    static let failure: Int32 = 1
+    /// No syncd runs for the workspace; what was asked is recorded and applies at its next start.
+    static let notRunning: Int32 = 3
+    /// syncd did not confirm in time.
+    static let notConfirmed: Int32 = 4
+    /// as-writer: an emergency stop is set, or the pause or the lock did not clear in time.
+    static let unavailable: Int32 = 75
+}
+
+@main
+struct Syncctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "syncctl",
+        abstract: "Control syncd: status, pause and resume, sync now, emergency stop, and run writers under the protocol.",
+        subcommands: [Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self]
+    )
+}
+
+struct WorkspaceOptions: ParsableArguments {
+    @Option(name: [.customShort("C"), .long], help: "The workspace (any directory inside its working tree).")
+    var workspace: String = "."
+
+    func client() async throws -> ControlClient {
+        do {
+            return try await ControlClient.open(at: workspace)
+        } catch let error as SyncError {
+            fail(error.description)
+        }
+    }
+}
+
+func fail(_ message: String, code: Int32 = ExitStatus.failure) -> Never {
+    try? Syscall.writeAll(2, Array("syncctl: \(message)\n".utf8))
+    exit(code)
+}
+
+func say(_ line: String) {
+    try? Syscall.writeAll(1, Array((line + "\n").utf8))
+}
+
+func age(_ rfc3339: String) -> String? {
+    guard let then = WallClock.seconds(rfc3339: rfc3339) else { return nil }
+    let seconds = max(0, Int(ControlFile.now() - then))
+    if seconds < 120 { return "\(seconds) s ago" }
+    if seconds < 7200 { return "\(seconds / 60) min ago" }
+    return "\(seconds / 3600) h ago"
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What syncd is doing (for people, or --json for programs).")
+    @OptionGroup var options: WorkspaceOptions
+    @Flag(help: "Print one JSON object: state.json plus running, pid, ages and lock holders.")
+    var json = false
+
+    func run() async throws {
+        let client = try await options.client()
+        let pid = client.runningPid()
+        var state = client.state() ?? [:]
+        if pid == nil {
+            // state.json is from the last run; the control files on disk are what applies next.
+            let pause: DaemonPause? = if case .value(let value) = ControlFile.read(DaemonPause.self, at: client.lockDirectory.daemonPause) { value } else { nil }
+            let stop: SyncEngine.EmergencyStop? = if case .value(let value) = ControlFile.read(SyncEngine.EmergencyStop.self, at: client.lockDirectory.emergencyStop) { value } else { nil }
+            state["paused"] = .bool(pause != nil || Syscall.exists(client.lockDirectory.daemonPause))
+            state["paused_reason"] = .string(pause?.reason ?? "")
+            state["paused_by"] = .string(pause?.by ?? "")
+            state["paused_until"] = .string(pause?.until.map { WallClock.rfc3339(seconds: $0) } ?? "")
+            state["emergency_stop"] = .bool(stop != nil || Syscall.exists(client.lockDirectory.emergencyStop))
+            state["emergency_reason"] = .string(stop?.reason ?? "")
+            state["emergency_since"] = .string(stop.map { WallClock.rfc3339(seconds: $0.since) } ?? "")
+            state["reason"] = .string("")
+        }
+        let holders = ProcessTable.processesHolding(client.lockDirectory.syncLock).filter { $0 != pid }
+        let lease: WriterLease? = {
+            if case .value(let lease) = ControlFile.read(WriterLease.self, at: client.lockDirectory.writerLease),
+                lease.isActive(at: ControlFile.now())
+            { return lease }
+            return nil
+        }()
+        if json {
+            state["running"] = .bool(pid != nil)
+            state["pid"] = pid.map { .number(Double($0)) } ?? .null
+            state["workspace"] = .string(client.repository.workTreeDisplay)
+            state["sync_lock_holders"] = .array(holders.map { .number(Double($0)) })
+            state["writer_lease"] = lease.map { .object(["pid": .number(Double($0.holder.pid)), "reason": .string($0.reason), "expires_at": .string(WallClock.rfc3339(seconds: $0.expiresAt))]) } ?? .null
+            if let at = state["last_commit_at"]?.string, !at.isEmpty, let text = age(at) {
+                state["last_commit_age"] = .string(text)
+            }
+            if pid == nil, state["phase"] != nil { state["phase"] = .string("not-running") }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            say(String(decoding: try encoder.encode(state), as: UTF8.self))
+            return
+        }
+        let phase = state["phase"]?.string ?? "unknown"
+        say("syncd for \(client.repository.workTreeDisplay): " + (pid.map { "running (pid \($0)), \(phase)" } ?? "not running"))
+        if let reason = state["reason"]?.string, !reason.isEmpty { say("  why: \(reason)") }
+        if let commit = state["last_commit"]?.string, !commit.isEmpty {
+            let when = (state["last_commit_at"]?.string).flatMap(age) ?? ""
+            say("  last commit: \(commit.prefix(12)) \(when) (batch \(state["last_commit_batch"]?.description ?? "?"))")
+        } else {
+            say("  last commit: none since start")
+        }
+        say("  pending: \(state["pending_paths"]?.description ?? "0") path(s)")
+        if state["paused"]?.bool == true {
+            let until = state["paused_until"]?.string ?? ""
+            say("  PAUSED by \(state["paused_by"]?.string ?? "?")\(until.isEmpty ? "" : " until \(until)"): \(state["paused_reason"]?.string ?? "")")
+        }
+        if state["emergency_stop"]?.bool == true {
+            say("  EMERGENCY STOP since \(state["emergency_since"]?.string ?? "?"): \(state["emergency_reason"]?.string ?? "") — clear with `syncctl resume --clear-emergency`")
+        }
+        if !holders.isEmpty { say("  writers holding the sync lock: " + holders.map { "pid \($0)" }.joined(separator: ", ")) }
+        if let lease { say("  writers asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)): \(lease.reason)") }
+        if let error = state["last_error"]?.string, !error.isEmpty {
+            say("  last error (\(state["last_error_at"]?.string ?? "")): \(error)")
+        }
+    }
+}
+
+/// Writes the control request, signals syncd and waits for its confirmation.
+func request(
+    _ command: String, _ client: ControlClient, timeout: Duration,
+    confirmed: @escaping (UInt64, [String: JSONValue]) -> Bool
+) async throws -> (serial: UInt64, state: [String: JSONValue]?, running: Bool) {
+    let serial = ControlFile.newSerial()
+    try ControlFile.write(ControlRequest(command: command, serial: serial, by: ControlClient.requester), to: client.lockDirectory.controlRequest)
+    guard client.notify() else { return (serial, nil, false) }
+    let state = await client.waitForState(timeout: timeout) { confirmed(serial, $0) }
+    return (serial, state, true)
+}
+
+func applied(_ serial: UInt64, _ state: [String: JSONValue]) -> Bool {
+    (state["control_serial"]?.number).map { UInt64($0) >= serial } ?? false
+}
+
+struct Pause: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop committing (changes are still collected and committed as one batch on resume or expiry).")
+    @OptionGroup var options: WorkspaceOptions
+    @Option(name: .customLong("for"), help: "How long, like 10m or 1h (default: until `syncctl resume`).")
+    var duration: String?
+    @Option(help: "Why, shown in status and logs.")
+    var reason = "paused with syncctl"
+    @Option(help: "How long to wait for syncd to confirm.")
+    var timeout = "10s"
+
+    func run() async throws {
+        let client = try await options.client()
+        var until: Double?
+        if let duration {
+            guard let value = Settings.parseDuration(duration), value > .zero else {
+                throw ValidationError("--for \(duration): expected a duration like 10m, 1h or 90s")
+            }
+            until = ControlFile.now() + Double(value.components.seconds) + Double(value.components.attoseconds) / 1e18
+        }
+        let wait = try parseTimeout(timeout)
+        let pause = DaemonPause(reason: reason, by: ControlClient.requester, since: ControlFile.now(), until: until, serial: ControlFile.newSerial())
+        try ControlFile.write(pause, to: client.lockDirectory.daemonPause)
+        let outcome = try await request("pause", client, timeout: wait) { serial, state in
+            applied(serial, state) && state["paused"]?.bool == true
+        }
+        guard outcome.running else {
+            fail("no syncd is running for \(client.repository.workTreeDisplay); the pause is recorded and applies when it starts", code: ExitStatus.notRunning)
+        }
+        guard outcome.state != nil else { fail("syncd did not confirm the pause within \(timeout); it is recorded in \(Syscall.display(client.lockDirectory.daemonPause))", code: ExitStatus.notConfirmed) }
+        say("paused" + (until.map { " until \(WallClock.rfc3339(seconds: $0))" } ?? " until `syncctl resume`") + ": \(reason)")
+    }
+}
+
+func parseTimeout(_ text: String) throws -> Duration {
+    guard let value = Settings.parseDuration(text), value > .zero else {
+        throw ValidationError("--timeout \(text): expected a duration like 10s")
+    }
+    return value
+}
+
+struct Resume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "End a pause (and, with --clear-emergency, an emergency stop).")
+    @OptionGroup var options: WorkspaceOptions
+    @Flag(help: "Also clear an emergency stop.")
+    var clearEmergency = false
+    @Option(help: "How long to wait for syncd to confirm.")
+    var timeout = "10s"
+
+    func run() async throws {
+        let client = try await options.client()
+        let wait = try parseTimeout(timeout)
+        let emergencySet = Syscall.exists(client.lockDirectory.emergencyStop)
+        if emergencySet && !clearEmergency {
+            fail("an emergency stop is set for \(client.repository.workTreeDisplay); clear it on purpose with `syncctl resume --clear-emergency`")
+        }
+        try ControlFile.remove(client.lockDirectory.daemonPause)
+        if clearEmergency { try ControlFile.remove(client.lockDirectory.emergencyStop) }
+        let outcome = try await request("resume", client, timeout: wait) { serial, state in
+            applied(serial, state) && state["paused"]?.bool == false && state["emergency_stop"]?.bool == false
+        }
+        guard outcome.running else {
+            fail("no syncd is running for \(client.repository.workTreeDisplay); nothing is paused now, so it commits normally when it starts", code: ExitStatus.notRunning)
+        }
+        guard outcome.state != nil else { fail("syncd did not confirm within \(timeout)", code: ExitStatus.notConfirmed) }
+        say(clearEmergency && emergencySet ? "emergency stop cleared; syncd resumed" : "resumed")
+    }
+}
+
+struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Commit what is pending now, and wait for it.")
+    @OptionGroup var options: WorkspaceOptions
+    @Option(help: "How long to wait for the commit.")
+    var timeout = "60s"
+
+    func run() async throws {
+        let client = try await options.client()
+        let wait = try parseTimeout(timeout)
+        let serial = ControlFile.newSerial()
+        try ControlFile.write(ControlRequest(command: "sync", serial: serial, by: ControlClient.requester), to: client.lockDirectory.syncRequest)
+        guard client.notify() else {
+            fail("no syncd is running for \(client.repository.workTreeDisplay): nothing was committed (syncd commits everything pending when it starts)", code: ExitStatus.notRunning)
+        }
+        guard let state = await client.waitForState(timeout: wait, { state in
+            (state["sync_serial_done"]?.number).map { UInt64($0) >= serial } ?? false
+        }) else {
+            let reason = client.state()?["reason"]?.string ?? ""
+            fail("the sync did not finish within \(timeout)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
+        }
+        let outcome = state["sync_outcome"]?.string ?? "done"
+        if outcome.hasPrefix("refused") { fail("not synced: \(outcome.dropFirst("refused: ".count)); see `syncctl status`") }
+        say("synced: last commit \(state["last_commit"]?.string.map { String($0.prefix(12)) } ?? "none")")
+    }
+}
+
+struct EmergencyStop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emergency-stop",
+        abstract: "Halt all of syncd's git activity now; persists across restarts until `syncctl resume --clear-emergency`.")
+    @OptionGroup var options: WorkspaceOptions
+    @Option(help: "Why, shown in status and logs.")
+    var reason = "emergency stop with syncctl"
+    @Option(help: "How long to wait for syncd to confirm.")
+    var timeout = "10s"
+
+    func run() async throws {
+        let client = try await options.client()
+        let wait = try parseTimeout(timeout)
+        let started = ContinuousClock.now
+        let stop = SyncEngine.EmergencyStop(reason: reason, by: ControlClient.requester, since: ControlFile.now(), serial: ControlFile.newSerial())
+        try ControlFile.write(stop, to: client.lockDirectory.emergencyStop)
+        let outcome = try await request("emergency-stop", client, timeout: wait) { serial, state in
+            applied(serial, state) && state["emergency_stop"]?.bool == true && state["phase"]?.string == "emergency-stop"
+        }
+        guard outcome.running else {
+            fail("no syncd is running for \(client.repository.workTreeDisplay); the emergency stop is recorded and holds when it starts", code: ExitStatus.notRunning)
+        }
+        guard outcome.state != nil else { fail("syncd did not confirm within \(timeout); the stop is recorded", code: ExitStatus.notConfirmed) }
+        let elapsed = ContinuousClock.now - started
+        say("emergency stop confirmed in \(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000) ms: no git activity until `syncctl resume --clear-emergency`")
+    }
+}
+
+struct AsWriter: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "as-writer",
+        abstract: "Run a command as a well-behaved writer: wait out a pause lease, hold the shared sync lock while it runs, return its exit status.",
+        discussion: "Example: syncctl as-writer -C ~/notes -- ./regenerate-status.sh")
+    @OptionGroup var options: WorkspaceOptions
+    @Option(help: "Longest wait for a pause lease or the lock before giving up (exit 75).")
+    var wait = "10m"
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    func run() async throws {
+        var command = command
+        if command.first == "--" { command.removeFirst() }
+        guard let executable = command.first else { throw ValidationError("name the command to run after --") }
+        let limit = try parseTimeout(wait)
+        let client = try await options.client()
+        let directory = client.lockDirectory
+        let lock: FileLock
+        do {
+            lock = try FileLock(path: directory.syncLock)
+        } catch {
+            fail("cannot open the sync lock \(Syscall.display(directory.syncLock)): \(error)"
+                + (error.errno == Errno(ELOOP) ? " (a symlink: remove it)" : ""))
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: limit)
+        var announced = false
+        while true {
+            if Syscall.exists(directory.emergencyStop) {
+                fail("an emergency stop is set for \(client.repository.workTreeDisplay); not running \(executable) (see `syncctl status`)", code: ExitStatus.unavailable)
+            }
+            let leaseActive: Bool
+            if case .value(let lease) = ControlFile.read(WriterLease.self, at: directory.writerLease), lease.isActive(at: ControlFile.now()) {
+                leaseActive = true
+                if !announced {
+                    try? Syscall.writeAll(2, Array("syncctl: writers are asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)) (\(lease.reason)); waiting\n".utf8))
+                    announced = true
+                }
+            } else {
+                leaseActive = false
+            }
+            if !leaseActive, try lock.tryLock(.shared) {
+                // A lease written between the check and the lock wins: let syncd go first.
+                if case .value(let lease) = ControlFile.read(WriterLease.self, at: directory.writerLease), lease.isActive(at: ControlFile.now()) {
+                    lock.unlock()
+                } else {
+                    break
+                }
+            }
+            if clock.now >= deadline {
+                fail("gave up after \(wait): " + (leaseActive ? "a pause lease is still in force" : "syncd holds the sync lock"), code: ExitStatus.unavailable)
+            }
+            try await clock.sleep(for: .milliseconds(20))
+        }
+        defer { lock.unlock() }
+        SignalStream.ignoreSIGPIPE()
+        do {
+            let result = try await Subprocess.run(
+                .name(executable), arguments: Arguments(Array(command.dropFirst())),
+                input: .currentStandardInput, output: .currentStandardOutput, error: .currentStandardError)
+            switch result.terminationStatus {
+            case .exited(let code): if code != 0 { throw ExitCode(code) }
+            case .signaled(let signal): throw ExitCode(128 + signal)
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            fail("cannot run \(executable): \(error)", code: 127)
+        }
+    }
+}
