@@ -76,7 +76,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SyncTestKit", "SyncCore"],
+            dependencies: ["SyncTestKit", "SyncCore", "SyncSystem", "SyncEngine"],
             path: "Integration/IntegrationTests",
             swiftSettings: strict
         ),
