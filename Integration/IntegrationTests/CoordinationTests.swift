@@ -24,8 +24,9 @@ struct CoordinationTests {
         defer { fixture.remove() }
         let syncd = SyncdHarness(fixture, ["--quiet-period", "30ms", "--max-latency", "150ms", "--breaker-max-commits", "100000"])
         try await syncd.ready()
-        // Between the two writes the pair disagrees for 20 ms: a snapshot taken then would commit it.
-        let script = #"echo "$1" > a; sleep 0.02; echo "$(($1 * 2))" > b"#
+        // Between the two writes the pair disagrees for 100 ms, longer than the quiet period: a
+        // snapshot taken without the lock would commit it.
+        let script = #"echo "$1" > a; sleep 0.1; echo "$(($1 * 2))" > b"#
         try await Pace.every(.milliseconds(200), for: .seconds(30)) { index in
             let writer = ProcessHarness(syncctl, ["as-writer", "-C", fixture.path, "--", "sh", "-c", script, "sh", "\(index + 1)"], workingDirectory: fixture.path)
             let exit = try await writer.exit()
