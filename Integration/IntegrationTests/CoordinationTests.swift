@@ -297,4 +297,38 @@ struct CoordinationTests {
         #expect(try await fixture.headTree().keys.allSatisfy { !$0.starts(with: Array(".sync-locks".utf8)) })
         #expect(try await syncd.stop() == .exited(0))
     }
+
+    @Test("the documented shell recipe (docs/examples/writer.sh) waits for a live lease, ignores a dead one, writes under the lock")
+    func shellRecipe() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let recipe = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/examples/writer.sh").path
+        try Files.mkdirs(fixture.path + "/.git/syncd")
+        let lease = Array(lockPath(fixture, "writer-pause.json").utf8)
+        let now = ControlFile.now()
+        let me = ProcessIdentity.current()
+        try AtomicFile.write(lease, Array(try Self.json(WriterLease(holder: ProcessIdentity(pid: 999_999, startTime: 1, bootID: me.bootID), reason: "dead", createdAt: now, expiresAt: now + 600)).utf8))
+        let free = ProcessHarness(recipe, [fixture.path, "sh", "-c", "echo one > first"])
+        #expect(try await free.exit() == .exited(0), "\(free.stderr)")
+        #expect(FileManager.default.fileExists(atPath: fixture.file("first")))
+
+        try AtomicFile.write(lease, Array(try Self.json(WriterLease(holder: me, reason: "live", createdAt: now, expiresAt: now + 600)).utf8))
+        let waiting = ProcessHarness(recipe, [fixture.path, "sh", "-c", "echo two > second"])
+        try await Pace.holds(for: .seconds(1), "the writer waits while the lease is in force") {
+            !FileManager.default.fileExists(atPath: fixture.file("second")) && waiting.finished == nil
+        }
+        try FileManager.default.removeItem(atPath: lockPath(fixture, "writer-pause.json"))
+        #expect(try await waiting.exit() == .exited(0), "\(waiting.stderr)")
+        #expect(FileManager.default.fileExists(atPath: fixture.file("second")))
+
+        // Under the shared lock: syncd's exclusive lock cannot be taken while the command runs.
+        let holding = ProcessHarness(recipe, [fixture.path, "sh", "-c", "echo held; exec tail -f /dev/null"])
+        try await holding.waitForLine("the recipe runs its command") { $0 == "held" }
+        let exclusive = try FileLock(path: Array(lockPath(fixture, "sync.lock").utf8))
+        #expect(try exclusive.tryLock(.exclusive) == false)
+        holding.signal(SIGKILL)
+        _ = try await holding.exit()
+        try await waitUntil(.seconds(10), "the lock is free once the writer is gone") { try exclusive.tryLock(.exclusive) }
+    }
 }

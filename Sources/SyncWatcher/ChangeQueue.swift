@@ -82,10 +82,14 @@ public final class ChangeQueue: Sendable {
         }
     }
 
-    /// Waits until something is pending, without taking it. Returns false once the watcher has
-    /// stopped or the calling task is cancelled.
+    /// Waits for the next ring of the doorbell that finds something pending, without taking it.
+    /// Returns false once the watcher has stopped or the calling task is cancelled.
+    ///
+    /// It always suspends for a ring: returning at once because something is still pending would
+    /// spin while the consumer is busy (a commit in progress), burning a core and starving the
+    /// cooperative pool. A consumer drains everything on each wake-up, so no change waits for a
+    /// ring that never comes.
     public func waitForPending() async -> Bool {
-        if hasPending { return true }
         for await _ in doorbell where hasPending {
             return true
         }

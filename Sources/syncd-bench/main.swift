@@ -7,7 +7,7 @@ import SyncTestKit
 import SyncWatcher
 
 // Benchmarks for syncd. Build and run in release mode:
-//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|all] [--runs N]
+//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|all] [--runs N]
 // Every figure is the median of N runs (default 5). Results go to stdout as Markdown rows.
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -185,6 +185,7 @@ case "memory": try await benchMemory()
 case "commit": try await benchCommitOneFile()
 case "run-burst": try await benchRunBurst()
 case "idle": try await benchIdle()
+case "coordination": try await benchCoordination()
 default:
     try await benchSetup()
     benchDecode()
@@ -193,4 +194,5 @@ default:
     try await benchCommitOneFile()
     try await benchRunBurst()
     try await benchIdle()
+    try await benchCoordination()
 }

@@ -1,0 +1,85 @@
+import Foundation
+import Glibc
+import SyncCore
+import SyncEngine
+import SyncSystem
+import SyncTestKit
+
+/// Runs `syncctl ARGS` and returns its wall time in seconds.
+func timedSyncctl(_ arguments: [String]) async throws -> Double {
+    let start = clock.now
+    let process = ProcessHarness(ProcessHarness.product("syncctl"), arguments)
+    let exit = try await process.exit(within: .seconds(60))
+    guard exit == .exited(0) else { throw TestFailure("syncctl \(arguments): \(exit) \(process.stderr)") }
+    return seconds(clock.now - start)
+}
+
+/// Under a busy workload (a writer changing files nonstop, syncd committing every ~100 ms):
+/// how long `syncctl pause` and `syncctl emergency-stop` take until syncd confirms, and how long
+/// writers wait for the shared lock while syncd snapshots batches.
+func benchCoordination() async throws {
+    let fixture = try await GitFixture(prefix: "syncd-bench-coordination")
+    defer { fixture.remove() }
+    for directory in 0..<20 { try Files.mkdirs(fixture.file("d\(directory)")) }
+    let syncd = SyncdHarness(fixture, ["--quiet-period", "20ms", "--max-latency", "100ms", "--breaker-max-commits", "100000"])
+    try await syncd.ready()
+    let busy = Task {
+        var index = 0
+        while !Task.isCancelled {
+            try? Files.write(fixture.file("d\(index % 20)/f\(index % 500)"), "\(index)\n")
+            index += 1
+            if index % 50 == 0 { try? await Pace.wait(.milliseconds(5)) }
+        }
+    }
+    defer { busy.cancel() }
+    try await waitUntil(.seconds(30), "syncd busy committing") { (syncd.state()?["commits"] as? Int ?? 0) >= 5 }
+
+    var pauses: [Double] = []
+    var stops: [Double] = []
+    for _ in 0..<runs {
+        pauses.append(try await timedSyncctl(["pause", "-C", fixture.path]))
+        _ = try await timedSyncctl(["resume", "-C", fixture.path])
+        try await Pace.wait(.milliseconds(300))
+        stops.append(try await timedSyncctl(["emergency-stop", "-C", fixture.path]))
+        _ = try await timedSyncctl(["resume", "-C", fixture.path, "--clear-emergency"])
+        try await Pace.wait(.milliseconds(300))
+    }
+
+    // A writer taking the shared lock 200 times while syncd commits: blocking flock on a thread.
+    let lock = try FileLock(path: Array((fixture.path + "/.git/syncd/sync.lock").utf8))
+    var waits: [Double] = []
+    for _ in 0..<200 {
+        let start = clock.now
+        try await Blocking.lockShared(lock)
+        waits.append(seconds(clock.now - start))
+        lock.unlock()
+        try await Pace.wait(.milliseconds(10))
+    }
+    let commits = syncd.state()?["commits"] as? Int ?? 0
+    busy.cancel()
+    _ = try await syncd.stop()
+    let sorted = waits.sorted()
+    print("| `syncctl pause` until syncd confirms, under a busy workload (\(commits) commits during the run) | \(format(median(pauses), "s")) |")
+    print("| `syncctl emergency-stop` until syncd confirms that git activity stopped, same workload | \(format(median(stops), "s")) |")
+    print("| a writer's wait for the shared lock while syncd snapshots batches (200 takes): median / 99th percentile / max | \(format(median(waits) * 1000, "ms")) / \(format(sorted[Int(Double(sorted.count) * 0.99) - 1] * 1000, "ms")) / \(format(sorted.last! * 1000, "ms")) |")
+}
+
+enum Blocking {
+    /// flock(LOCK_SH) that waits, off the cooperative pool.
+    static func lockShared(_ lock: FileLock) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async {
+                while true {
+                    do {
+                        if try lock.tryLock(.shared) { break }
+                    } catch {
+                        continuation.resume(throwing: error)
+                        return
+                    }
+                    usleep(100)
+                }
+                continuation.resume()
+            }
+        }
+    }
+}
