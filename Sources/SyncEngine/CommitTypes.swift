@@ -62,6 +62,7 @@ public struct Deferral: Sendable, Equatable, CustomStringConvertible {
         public static let unmerged = Code(rawValue: "unmerged-paths")
         public static let detachedHead = Code(rawValue: "detached-head")
         public static let casContention = Code(rawValue: "branch-moving")
+        public static let emergencyStop = Code(rawValue: "emergency-stop")
     }
 
     public var code: Code
@@ -74,4 +75,15 @@ public enum CommitOutcome: Sendable {
     /// The batch's paths match HEAD already: no commit.
     case unchanged
     case deferred(Deferral)
+}
+
+import Synchronization
+
+/// Set when an emergency stop arrives while a commit runs: the committer checks it between its
+/// steps (and between chunks of a big staging run) and sets the batch aside instead of going on.
+public final class StopFlag: Sendable {
+    private let value = Mutex(false)
+    public init() {}
+    public func set(_ stop: Bool) { value.withLock { $0 = stop } }
+    public var isSet: Bool { value.withLock { $0 } }
 }

@@ -28,6 +28,10 @@ public actor Committer {
         public var beforeSwap: (@Sendable (_ attempt: Int) async throws -> Void)?
         /// Never staged: the lock directory when it lies inside the working tree.
         public var excluded: [RepoPath] = []
+        /// An emergency stop in progress: the commit stops at the next step boundary.
+        public var stop = StopFlag()
+        /// Paths per update-index run: a stop is noticed between runs.
+        public var stagingChunk = 2000
         public init() {}
     }
 
@@ -119,6 +123,7 @@ public actor Committer {
                     message: "unmerged paths in \(repository.workTreeDisplay) (\(paths.prefix(3).map(\.description).joined(separator: ", "))): "
                         + "resolve the conflict and `git add` the files, and syncd continues"))
             }
+            if let stopped = stopCheck("staging") { return stopped }
             let useScratch: Bool
             if case .staged(let staged) = others, !staged.isEmpty {
                 try prepareScratchIndex()
@@ -128,7 +133,8 @@ public actor Committer {
                 useScratch = false
             }
             let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
-            try await stage(staging, environment: environment)
+            if try await !stage(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
+            if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
             if tree == (head?.tree ?? emptyTree) {
                 if !useScratch { recordIndex() }
@@ -145,6 +151,7 @@ public actor Committer {
                 try durable { () throws(SyscallError) in try Syscall.syncFileSystem(containing: repository.commonDir + Array("/objects".utf8)) }
             }
             try await options.beforeSwap?(attempts)
+            if let stopped = stopCheck("moving the branch") { return stopped }
             let expected = head?.commit ?? String(repeating: "0", count: commit.count)
             let swap = try await git.run(
                 writeConfiguration + [
@@ -171,7 +178,7 @@ public actor Committer {
             if useScratch {
                 // The real index takes the committed entries for the batch's paths; the person's
                 // staged changes to other paths stay staged.
-                try await stage(staging, environment: [:])
+                _ = try await stage(staging, environment: [:], stoppable: false)
             }
             recordIndex()
             commitsSinceMaintenance += 1
@@ -365,9 +372,22 @@ public actor Committer {
         _ = try await git.run(["update-index", "-z", "--index-info"], input: lines, environment: environment)
     }
 
-    /// `git update-index --add --remove --replace -z --stdin` with `paths`. A path git cannot read
-    /// (permissions, vanished mid-read) is dropped with a warning instead of failing the batch.
-    private func stage(_ paths: [RepoPath], environment: [String: String]) async throws {
+    /// `git update-index --add --remove --replace -z --stdin` with `paths`, in chunks of
+    /// `stagingChunk` so an emergency stop is noticed between them. Returns false when a stop
+    /// cut it short. A path git cannot read (permissions, vanished mid-read) is dropped with a
+    /// warning instead of failing the batch.
+    private func stage(_ paths: [RepoPath], environment: [String: String], stoppable: Bool = true) async throws -> Bool {
+        var start = 0
+        while start < paths.count {
+            if stoppable, options.stop.isSet { return false }
+            let end = min(paths.count, start + max(1, options.stagingChunk))
+            try await stageChunk(Array(paths[start..<end]), environment: environment)
+            start = end
+        }
+        return true
+    }
+
+    private func stageChunk(_ paths: [RepoPath], environment: [String: String]) async throws {
         var remaining = paths
         // Each round either succeeds or drops the one path git named, so this ends.
         while !remaining.isEmpty {
@@ -389,6 +409,14 @@ public actor Committer {
             log(.warning, "git cannot read \(name) (\(result.standardError.split(separator: "\n").first ?? "")); it is left out of this batch")
             if remaining.count == before { throw SyncError(.git, "git update-index failed on \(name) in \(repository.workTreeDisplay)") }
         }
+    }
+
+    /// A deferral when an emergency stop arrived; nil to go on.
+    private func stopCheck(_ step: String) -> CommitOutcome? {
+        guard options.stop.isSet else { return nil }
+        return .deferred(Deferral(
+            code: .emergencyStop,
+            message: "emergency stop: the batch was set aside before \(step); its changes stay in the working tree"))
     }
 
     /// The rest of the line that follows `marker` in `text`.

@@ -54,6 +54,7 @@ public actor SyncService {
     private var writersBlockingSince: Instant?
     private var leaseWritten = false
     private var lastBlockReport: Instant?
+    private let stopFlag = StopFlag()
 
     /// Retry interval while a foreign git operation runs.
     static let deferRetry: Duration = .seconds(1)
@@ -126,6 +127,7 @@ public actor SyncService {
         committerOptions.splitIndex = settings.splitIndex
         committerOptions.staleLockAge = settings.staleLockAge
         if let inside = lockDirectory.inside(repository) { committerOptions.excluded = [inside] }
+        committerOptions.stop = stopFlag
         committer = Committer(repository: repository, stateDirectory: directory, options: committerOptions, log: log)
         batcher = Batcher(quietPeriod: settings.quietPeriod, maxLatency: settings.maxLatency, maxPaths: settings.maxBatchPaths)
         breaker = CircuitBreaker(maxCommits: settings.breakerMaxCommits, window: settings.breakerWindow)
@@ -406,6 +408,9 @@ public actor SyncService {
 
     private func controlChanged() {
         controlDirty = true
+        // Runs even while a commit is awaited (actors are reentrant): the committer sees the stop
+        // at its next step.
+        if Syscall.exists(lockDirectory.emergencyStop) { stopFlag.set(true) }
         wake.yield()
     }
 
@@ -414,6 +419,7 @@ public actor SyncService {
     private func reloadControl() {
         controlDirty = false
         var problems: [String] = []
+        defer { stopFlag.set(emergency != nil) }
         switch ControlFile.read(EmergencyStop.self, at: lockDirectory.emergencyStop) {
         case .absent: emergency = nil
         case .value(let value): emergency = value

@@ -25,7 +25,7 @@ struct CommitterTests {
 
         init(
             fixture: GitFixture? = nil, staleLockAge: Duration = .seconds(600),
-            beforeSwap: (@Sendable (Int) async throws -> Void)? = nil
+            beforeSwap: (@Sendable (Int) async throws -> Void)? = nil, stop: StopFlag = StopFlag()
         ) async throws {
             if let fixture {
                 self.fixture = fixture
@@ -39,6 +39,7 @@ struct CommitterTests {
             options.staleLockAge = staleLockAge
             options.host = "test-host"
             options.beforeSwap = beforeSwap
+            options.stop = stop
             let logged = logged
             committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { level, message in
                 logged.lines.withLock { $0.append("\(level): \(message)") }
@@ -353,5 +354,21 @@ struct CommitterTests {
         let summary = try #require(Self.committed(try await workspace.commit(["vendor/lib/src/code.c", "top.txt"])))
         #expect(summary.files.map(\.path) == [RepoPath("top.txt")])
         #expect(workspace.logged.warnings.isEmpty, "git was asked to stage inside the nested repository: \(workspace.logged.warnings)")
+    }
+
+    @Test("an emergency stop sets the batch aside at the next step: before staging, or just before the branch moves")
+    func emergencyStopBetweenSteps() async throws {
+        let stop = StopFlag()
+        var workspace = try await Workspace(beforeSwap: { _ in stop.set(true) }, stop: stop)
+        defer { workspace.remove() }
+        try Files.write(workspace.file("a"), "1\n")
+        let late = try #require(Self.deferral(try await workspace.commit(["a"])))
+        #expect(late.code == .emergencyStop)
+        #expect(try await workspace.fixture.head() == nil, "the branch must not move after the stop")
+        try await workspace.fixture.fsck()
+        // Already stopped: nothing is even staged.
+        try Files.write(workspace.file("b"), "2\n")
+        #expect(Self.deferral(try await workspace.commit(["b"]))?.code == .emergencyStop)
+        #expect(try await workspace.fixture.stagedPaths() == ["a"])
     }
 }
