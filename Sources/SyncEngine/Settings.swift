@@ -31,6 +31,15 @@ public struct Settings: Sendable, Equatable {
     public var writerLeaseCap: Duration = .seconds(300)
     /// How long syncd waits for writers to release the sync lock before it names them in the log.
     public var writerLockTimeout: Duration = .seconds(60)
+    /// The remote to sync with (empty: the branch's upstream remote, else `origin`; none: no sync).
+    public var remote = ""
+    /// Least time between two sync cycles.
+    public var syncInterval: Duration = .seconds(300)
+    /// Limit for one fetch or push.
+    public var networkTimeout: Duration = .seconds(120)
+    /// Bundle backups kept (newest first), and the oldest kept.
+    public var backupKeep = 20
+    public var backupMaxAge: Duration = .seconds(30 * 86_400)
 
     public init() {}
 
@@ -128,6 +137,35 @@ public struct Settings: Sendable, Equatable {
             help: "wait for writers holding the sync lock before naming them in the log",
             apply: { s, v in set(&s.writerLockTimeout, parseDuration(v), within: .seconds(1) ... .seconds(3600)) },
             current: { formatDuration($0.writerLockTimeout) }),
+        Key(
+            name: "syncd.remote", flag: "--remote", allowed: "the name of a configured remote (`git remote`), or `none` to never sync",
+            help: "remote to sync with (default: the branch's upstream remote, else origin)",
+            apply: { s, v in
+                guard !v.isEmpty, !v.contains(" "), !v.hasPrefix("-") else { return false }
+                s.remote = v
+                return true
+            },
+            current: { $0.remote }),
+        Key(
+            name: "syncd.syncInterval", flag: "--sync-interval", allowed: "a duration from 1s to 24h, like 5m",
+            help: "least time between two sync cycles",
+            apply: { s, v in set(&s.syncInterval, parseDuration(v), within: .seconds(1) ... .seconds(86_400)) },
+            current: { formatDuration($0.syncInterval) }),
+        Key(
+            name: "syncd.networkTimeout", flag: "--network-timeout", allowed: "a duration from 1s to 1h, like 2m",
+            help: "limit for one fetch or push",
+            apply: { s, v in set(&s.networkTimeout, parseDuration(v), within: .seconds(1) ... .seconds(3600)) },
+            current: { formatDuration($0.networkTimeout) }),
+        Key(
+            name: "syncd.backupKeep", flag: "--backup-keep", allowed: "a whole number from 1 to 10000",
+            help: "bundle backups kept",
+            apply: { s, v in set(&s.backupKeep, Int(v), within: 1 ... 10_000) },
+            current: { String($0.backupKeep) }),
+        Key(
+            name: "syncd.backupMaxAge", flag: "--backup-max-age", allowed: "a duration from 1h to 3650d, like 30d",
+            help: "oldest bundle backup kept",
+            apply: { s, v in set(&s.backupMaxAge, parseDuration(v), within: .seconds(3600) ... .seconds(3650 * 86_400)) },
+            current: { formatDuration($0.backupMaxAge) }),
     ]
 
     /// Where a value came from, for error messages.

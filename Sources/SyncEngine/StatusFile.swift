@@ -48,6 +48,15 @@ public struct StatusSnapshot: Sendable, Equatable {
     /// Since when writers holding the sync lock keep syncd from snapshotting ("" when they do not).
     public var writersBlockingSince = ""
     public var lockDirectory = ""
+    /// Remote sync: the remote ("" when syncing is off), times, what is not pushed yet.
+    public var remote = ""
+    public var lastSyncAt = ""
+    public var lastPushAt = ""
+    public var unpushedCommits = 0
+    public var offlineSince = ""
+    public var syncError = ""
+    public var conflictBranch = ""
+    public var conflictFiles: [String] = []
 
     public init() {}
 
@@ -87,6 +96,14 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("sync_outcome", syncOutcome)
         line.add("writers_blocking_since", writersBlockingSince)
         line.add("lock_directory", lockDirectory)
+        line.add("remote", remote)
+        line.add("last_sync_at", lastSyncAt)
+        line.add("last_push_at", lastPushAt)
+        line.add("unpushed_commits", unpushedCommits)
+        line.add("offline_since", offlineSince)
+        line.add("sync_error", syncError)
+        line.add("conflict_branch", conflictBranch)
+        line.add("conflict_files", conflictFiles)
         return line.text + "\n"
     }
 

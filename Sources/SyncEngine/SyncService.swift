@@ -56,6 +56,12 @@ public actor SyncService {
     private var lastBlockReport: Instant?
     private let stopFlag = StopFlag()
 
+    // Remote sync.
+    private var syncer: Syncer?
+    private var nextSyncAt: Instant?
+    private var syncBackoff: Duration = .zero
+    private var lastSyncProblem: (message: String, loggedAt: Instant)?
+
     /// Retry interval while a foreign git operation runs.
     static let deferRetry: Duration = .seconds(1)
     /// Most pending paths kept one by one; past it the next batch asks git for everything instead.
@@ -150,6 +156,7 @@ public actor SyncService {
         }
         writeStatus()
         try await committer.prepare()
+        try await prepareSyncer()
         let watcher = watcher
         let wake = wake
         var failure: (any Error)?
@@ -173,7 +180,10 @@ public actor SyncService {
         timer?.cancel()
         // Shutting down: commit what is pending, outside the cancelled task so git is not torn down.
         if failure == nil {
-            await Task { await self.finalBatch() }.value
+            await Task {
+                await self.finalBatch()
+                await self.finalSync()
+            }.value
         }
         status.phase = .stopped
         status.reason = failure.map { String(describing: $0) } ?? ""
@@ -223,6 +233,10 @@ public actor SyncService {
             || (status.phase == .breakerOpen && !breaker.isOpen(at: clock.now))
         {
             setPhase(batcher.hasPending ? .pending : .idle)
+        }
+        if syncer != nil, let due = nextSyncAt, !batcher.hasPending, currentBatch == nil {
+            if clock.now >= due { await syncCycle() }
+            if let due = nextSyncAt { schedule(due) }
         }
         if let deadline = batcher.deadline { schedule(deadline) }
         if breaker.isOpen(at: clock.now), let until = breaker.openUntil { schedule(until) }
@@ -404,6 +418,133 @@ public actor SyncService {
         await commitBatch(trigger: "shutdown")
     }
 
+    // MARK: - remote sync
+
+    private func prepareSyncer() async throws {
+        guard settings.remote != "none" else {
+            log(.info, "syncd.remote is none: committing locally only")
+            return
+        }
+        let branch = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log).branch()
+        let name: String
+        if settings.remote.isEmpty {
+            guard let found = await Syncer.defaultRemote(repository, branch: branch) else {
+                log(.info, "no remote configured: committing locally only (add one with `git remote add origin URL`)")
+                return
+            }
+            name = found
+        } else {
+            name = settings.remote
+            let known = try await repository.git.run(["remote", "get-url", GitArgument(name)], readOnly: true, acceptedExitCodes: [0, 2, 128])
+            guard known.exitCode == 0 else {
+                throw SyncError(
+                    .invalidSetting,
+                    "syncd.remote is \"\(name)\", which is not a remote of \(repository.workTreeDisplay) (`git remote -v` lists them): "
+                        + "add it, or set syncd.remote to an existing remote or to none")
+            }
+        }
+        var options = Syncer.Options(remote: name, backupDirectory: stateDirectory + Array("/backups".utf8))
+        options.networkTimeout = settings.networkTimeout
+        options.backupKeep = settings.backupKeep
+        options.backupMaxAge = settings.backupMaxAge
+        options.fsync = settings.fsync
+        syncer = Syncer(repository: repository, options: options, log: log)
+        status.remote = name
+        nextSyncAt = clock.now
+        log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)) and after commits")
+    }
+
+    /// One sync cycle: fetch, backup, integrate (under the writer lease and the exclusive lock
+    /// when the working tree must change), push.
+    private func syncCycle() async {
+        guard let syncer, emergency == nil, pause == nil else { return }
+        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log)
+        guard let branch = state.branch(), state.foreignOperation() == nil else {
+            nextSyncAt = clock.now.advanced(by: .seconds(5))
+            return
+        }
+        record("sync-start") { line in line.add("remote", syncer.options.remote) }
+        do {
+            var outcome = try await syncer.cycle(branch: branch, mayChangeWorkTree: false)
+            if outcome == .needsWorkTree {
+                guard try acquireSyncLock(purpose: "syncd is integrating \(syncer.options.remote)", leaseAfter: .zero) else {
+                    nextSyncAt = clock.now.advanced(by: .milliseconds(100))
+                    return
+                }
+                defer { releaseSyncLock() }
+                outcome = try await syncer.cycle(branch: branch, mayChangeWorkTree: true)
+            }
+            await finishSync(outcome, syncer: syncer, branch: branch)
+        } catch {
+            syncProblem(String(describing: (error as? SyncError)?.description ?? "\(error)"))
+        }
+    }
+
+    private func finishSync(_ outcome: Syncer.Outcome, syncer: Syncer, branch: String) async {
+        let now = clock.now
+        status.unpushedCommits = await syncer.unpushed(branch: branch)
+        switch outcome {
+        case .synced(let pushed, let integrated):
+            status.lastSyncAt = WallClock.rfc3339()
+            if pushed { status.lastPushAt = status.lastSyncAt }
+            if !status.offlineSince.isEmpty { log(.info, "\(syncer.options.remote) is reachable again; synced") }
+            if !status.conflictBranch.isEmpty { log(.info, "the conflict with \(syncer.options.remote) is resolved; syncing again") }
+            status.offlineSince = ""
+            status.syncError = ""
+            status.conflictBranch = ""
+            status.conflictFiles = []
+            syncBackoff = .zero
+            lastSyncProblem = nil
+            nextSyncAt = now.advanced(by: settings.syncInterval)
+            record("sync-done") { line in
+                line.add("pushed", pushed)
+                line.add("integrated", integrated)
+            }
+        case .conflict(let side, let files):
+            if status.conflictBranch != side {
+                log(.error, "CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; "
+                    + "the local side is pushed to \(side). Resolve it by hand (`git merge \(syncer.options.remote)/\(branch.dropFirst("refs/heads/".count))`, "
+                    + "fix the files, commit); syncd keeps committing locally and syncs again once the histories merge")
+                record("sync-conflict") { line in
+                    line.add("branch", side)
+                    line.add("files", files)
+                }
+            }
+            status.conflictBranch = side
+            status.conflictFiles = files
+            status.lastSyncAt = WallClock.rfc3339()
+            nextSyncAt = now.advanced(by: settings.syncInterval)
+        case .offline(let message):
+            syncProblem(message)
+        case .needsWorkTree:
+            nextSyncAt = now.advanced(by: .milliseconds(100))
+        }
+        writeStatus()
+    }
+
+    /// The remote is unreachable or a step failed: back off (5 s doubling up to the interval,
+    /// with jitter) and log the first failure, then at most every 10 minutes.
+    private func syncProblem(_ message: String) {
+        let now = clock.now
+        if status.offlineSince.isEmpty { status.offlineSince = WallClock.rfc3339() }
+        status.syncError = message
+        syncBackoff = min(max(syncBackoff * 2, .seconds(5)), max(settings.syncInterval, .seconds(5)))
+        let jitter = Duration.milliseconds(Int64.random(in: 0...max(1, Int64(Self.milliseconds(syncBackoff) / 5))))
+        nextSyncAt = now.advanced(by: syncBackoff + jitter)
+        if lastSyncProblem == nil || lastSyncProblem!.message != message || now - lastSyncProblem!.loggedAt >= .seconds(600) {
+            log(.warning, "cannot sync with \(status.remote): \(message); commits go on locally (\(status.unpushedCommits) not pushed), retrying with backoff")
+            record("sync-failed") { line in line.add("error", message) }
+            lastSyncProblem = (message, now)
+        }
+        writeStatus()
+    }
+
+    /// At shutdown: push what is not pushed yet, within the network timeout.
+    private func finalSync() async {
+        guard syncer != nil, ready, emergency == nil, pause == nil, currentBatch == nil else { return }
+        await syncCycle()
+    }
+
     // MARK: - coordination
 
     private func controlChanged() {
@@ -447,6 +588,7 @@ public actor SyncService {
             } else {
                 syncSerialPending = request.serial
                 batcher.request(at: clock.now)
+                if syncer != nil { nextSyncAt = clock.now }
                 log(.info, "sync requested by \(request.by): committing now")
             }
         }
@@ -495,29 +637,17 @@ public actor SyncService {
         setPhase(batcher.hasPending ? .pending : .idle)
     }
 
-    /// Takes the sync lock exclusively without waiting. While writers hold it, the batch waits
-    /// (retried every 100 ms); after 0.5 s syncd takes a writer pause lease so new writers hold
-    /// off and the current ones can finish; after `writerLockTimeout` it names them in the log.
-    private func acquireSyncLock(batch: Int) -> Bool {
+    /// Takes the sync lock exclusively without waiting. While writers hold it the caller retries
+    /// (every 100 ms); after `leaseAfter` syncd takes a writer pause lease so new writers hold off
+    /// and the current ones can finish; after `writerLockTimeout` it names them in the log.
+    private func acquireSyncLock(purpose: String, leaseAfter: Duration) throws -> Bool {
         let now = clock.now
-        let acquired: Bool
-        do {
-            acquired = try syncLock.tryLock(.exclusive)
-        } catch {
-            failed(batch: batch, error: SyncError(.syscall, "cannot take the sync lock \(Syscall.display(syncLock.path))", cause: error))
-            return false
-        }
-        if acquired { return true }
         let since = writersBlockingSince ?? now
-        if writersBlockingSince == nil {
-            writersBlockingSince = now
-            status.writersBlockingSince = WallClock.rfc3339()
-        }
         let waited = now - since
-        if waited >= .milliseconds(500), !leaseWritten {
+        if waited >= leaseAfter, !leaseWritten {
             let created = ControlFile.now()
             let lease = WriterLease(
-                holder: ProcessIdentity.current(), reason: "syncd is snapshotting batch \(batch)", createdAt: created,
+                holder: ProcessIdentity.current(), reason: purpose, createdAt: created,
                 expiresAt: created + Double(settings.writerLeaseCap.components.seconds))
             do {
                 try ControlFile.write(lease, to: lockDirectory.writerLease)
@@ -525,6 +655,17 @@ public actor SyncService {
             } catch {
                 log(.warning, "cannot write the writer pause lease: \(error)")
             }
+        }
+        let acquired: Bool
+        do {
+            acquired = try syncLock.tryLock(.exclusive)
+        } catch {
+            throw SyncError(.syscall, "cannot take the sync lock \(Syscall.display(syncLock.path))", cause: error)
+        }
+        if acquired { return true }
+        if writersBlockingSince == nil {
+            writersBlockingSince = now
+            status.writersBlockingSince = WallClock.rfc3339()
         }
         if waited >= settings.writerLockTimeout, lastBlockReport.map({ now - $0 >= .seconds(60) }) ?? true {
             lastBlockReport = now
@@ -534,7 +675,18 @@ public actor SyncService {
                 + (names.isEmpty ? "" : ": " + names.joined(separator: ", "))
                 + "; syncd keeps waiting and commits nothing half-written. A writer that never releases it must be fixed or stopped")
         }
-        batcher.hold(until: now.advanced(by: .milliseconds(100)))
+        return false
+    }
+
+    /// The batch's turn at the sync lock: false (and the batch deferred 100 ms) while writers hold it.
+    private func acquireSyncLock(batch: Int) -> Bool {
+        do {
+            if try acquireSyncLock(purpose: "syncd is snapshotting batch \(batch)", leaseAfter: .milliseconds(500)) { return true }
+        } catch {
+            failed(batch: batch, error: error)
+            return false
+        }
+        batcher.hold(until: clock.now.advanced(by: .milliseconds(100)))
         setPhase(.deferred, reason: "writers hold the sync lock", code: "writers-active")
         return false
     }

@@ -13,6 +13,12 @@ public struct GitResult: Sendable {
     public var standardOutput: [UInt8]
     public var standardError: String
 
+    public init(exitCode: Int32, standardOutput: [UInt8], standardError: String) {
+        self.exitCode = exitCode
+        self.standardOutput = standardOutput
+        self.standardError = standardError
+    }
+
     /// stdout split at NUL bytes (the `-z` format), empty trailing field dropped.
     public var nulSeparatedFields: [[UInt8]] {
         var fields = standardOutput.split(separator: 0, omittingEmptySubsequences: false).map(Array.init)

@@ -105,6 +105,16 @@ struct Run: AsyncParsableCommand {
     var writerLeaseCap: String?
     @Option(help: "Wait for writers holding the sync lock before naming them (syncd.writerLockTimeout, default 60s).")
     var writerLockTimeout: String?
+    @Option(help: "Remote to sync with, or none (syncd.remote, default: the upstream remote, else origin).")
+    var remote: String?
+    @Option(help: "Least time between two sync cycles (syncd.syncInterval, default 5m).")
+    var syncInterval: String?
+    @Option(help: "Limit for one fetch or push (syncd.networkTimeout, default 2m).")
+    var networkTimeout: String?
+    @Option(help: "Bundle backups kept (syncd.backupKeep, default 20).")
+    var backupKeep: String?
+    @Option(help: "Oldest bundle backup kept (syncd.backupMaxAge, default 30d).")
+    var backupMaxAge: String?
 
     var overrides: [(name: String, value: String)] {
         [
@@ -113,6 +123,8 @@ struct Run: AsyncParsableCommand {
             ("syncd.staleLockAge", staleLockAge), ("syncd.fsync", fsync), ("syncd.splitIndex", splitIndex),
             ("syncd.rescanInterval", rescanInterval), ("syncd.journalMaxSize", journalMaxSize), ("syncd.logLevel", logLevel),
             ("syncd.lockDir", lockDir), ("syncd.writerLeaseCap", writerLeaseCap), ("syncd.writerLockTimeout", writerLockTimeout),
+            ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.networkTimeout", networkTimeout),
+            ("syncd.backupKeep", backupKeep), ("syncd.backupMaxAge", backupMaxAge),
         ].compactMap { name, value in value.map { (name, $0) } }
     }
 

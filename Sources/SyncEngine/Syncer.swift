@@ -1,0 +1,307 @@
+import Glibc
+import SyncCore
+import SyncGit
+import SyncSystem
+import SyncWatcher
+
+/// One sync cycle with the remote, run by the service between batches:
+///
+/// 1. fetch the branch into its remote-tracking ref (no lock: the working tree is not touched);
+/// 2. take an incremental `git bundle` of what the remote does not have (a full one the first
+///    time), written under a temporary name, fsynced, renamed; old bundles pruned;
+/// 3. if the remote has commits the branch lacks, integrate under the writer lease and the
+///    exclusive sync lock (the caller holds them): fast-forward, or for diverged histories a
+///    merge built with `merge-tree --write-tree` and applied with
+///    `merge --ff-only --no-overwrite-ignore` (git's own safe checkout; ignored local files are
+///    never overwritten); a conflict leaves branch and working tree alone and pushes the local
+///    side to `syncd/conflict/<host>/<time>`;
+/// 4. push the branch with an explicit refspec, never forced; a rejection means fetch and
+///    integrate again (bounded).
+public actor Syncer {
+    public struct Options: Sendable {
+        public var remote: String
+        public var networkTimeout: Duration = .seconds(120)
+        public var backupDirectory: [UInt8]
+        public var backupKeep = 20
+        public var backupMaxAge: Duration = .seconds(30 * 86_400)
+        public var host = ProcessTable.hostName
+        public var fsync = true
+        public init(remote: String, backupDirectory: [UInt8]) {
+            self.remote = remote
+            self.backupDirectory = backupDirectory
+        }
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        /// Local and remote agree (after whatever was pushed or integrated).
+        case synced(pushed: Bool, integrated: Bool)
+        /// The histories conflict: the local side was pushed to `branch`; `files` conflict.
+        case conflict(branch: String, files: [String])
+        /// The working tree must change but the caller did not grant the lock; try again with it.
+        case needsWorkTree
+        /// The remote could not be reached; the message says why.
+        case offline(String)
+    }
+
+    private let repository: Repository
+    private let git: GitRunner
+    public let options: Options
+    private let log: LogSink
+    private var conflictBranch: String?
+
+    public init(repository: Repository, options: Options, log: @escaping LogSink) {
+        self.repository = repository
+        self.git = repository.git
+        self.options = options
+        self.log = log
+    }
+
+    /// The remote syncd pushes to: `syncd.remote`, else the branch's upstream remote, else
+    /// `origin` when it exists; nil when the repository has no remote (syncing is then off).
+    public static func defaultRemote(_ repository: Repository, branch: String?) async -> String? {
+        let git = repository.git
+        if let branch, branch.hasPrefix("refs/heads/") {
+            let name = String(branch.dropFirst("refs/heads/".count))
+            if let upstream = try? await git.run(["config", "--get", GitArgument("branch.\(name).remote")], readOnly: true, acceptedExitCodes: [0, 1]),
+                upstream.exitCode == 0
+            {
+                let value = upstream.text
+                if !value.isEmpty, value != "." { return value }
+            }
+        }
+        guard let remotes = try? await git.run(["remote"], readOnly: true) else { return nil }
+        let names = remotes.text.split(separator: "\n").map(String.init)
+        return names.contains("origin") ? "origin" : names.first
+    }
+
+    /// Fetches, backs up, integrates (only when `mayChangeWorkTree`), pushes.
+    public func cycle(branch: String, mayChangeWorkTree: Bool) async throws -> Outcome {
+        let name = String(branch.dropFirst("refs/heads/".count))
+        let tracking = "refs/remotes/\(options.remote)/\(name)"
+        for _ in 0..<3 {
+            if let failure = try await fetch(name: name, tracking: tracking) { return .offline(failure) }
+            if try await git.run(["rev-parse", "-q", "--verify", GitArgument(branch)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0 {
+                try await backup(branch: branch, tracking: tracking)
+            }
+            let (behind, ahead) = try await divergence(branch: branch, tracking: tracking)
+            var integrated = false
+            if behind > 0 {
+                guard mayChangeWorkTree else { return .needsWorkTree }
+                switch try await integrate(branch: branch, tracking: tracking, diverged: ahead > 0) {
+                case .done: integrated = true
+                case .conflict(let files):
+                    let side = try await pushConflict(branch: branch)
+                    return .conflict(branch: side, files: files)
+                }
+            }
+            conflictBranch = nil
+            let (_, stillAhead) = try await divergence(branch: branch, tracking: tracking)
+            if stillAhead == 0 { return .synced(pushed: false, integrated: integrated) }
+            switch try await push(name: name) {
+            case .pushed: return .synced(pushed: true, integrated: integrated)
+            case .rejected: continue  // the remote moved: fetch and integrate again
+            case .failed(let message): return .offline(message)
+            }
+        }
+        return .offline("the remote kept moving during three attempts; syncd tries again at the next cycle")
+    }
+
+    /// Commits on the branch that the remote-tracking ref does not have.
+    public func unpushed(branch: String) async -> Int {
+        let name = String(branch.dropFirst("refs/heads/".count))
+        guard let result = try? await divergence(branch: branch, tracking: "refs/remotes/\(options.remote)/\(name)") else { return 0 }
+        return result.ahead
+    }
+
+    // MARK: - steps
+
+    private func networkArguments() -> [GitArgument] {
+        // Never wait for credentials; ssh in batch mode (GitRunner's environment), low-speed abort.
+        ["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=\(Int(options.networkTimeout.components.seconds))"]
+    }
+
+    /// nil on success, else why the remote could not be reached.
+    private func fetch(name: String, tracking: String) async throws -> String? {
+        let result = try await runNetwork(
+            networkArguments() + ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", GitArgument(options.remote),
+                                  GitArgument("+refs/heads/\(name):\(tracking)")])
+        if result.exitCode == 0 { return nil }
+        // A remote without the branch yet (first push) is not a failure.
+        if result.standardError.contains("couldn't find remote ref") { return nil }
+        return Self.firstLine(result.standardError, or: "git fetch exited \(result.exitCode)")
+    }
+
+    private func runNetwork(_ arguments: [GitArgument]) async throws -> GitResult {
+        try await withThrowingTaskGroup(of: GitResult?.self) { group in
+            group.addTask { try await self.git.run(arguments, acceptedExitCodes: Set(0...255)) }
+            group.addTask {
+                try await Task.sleep(for: self.options.networkTimeout)
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            guard let result = first else {
+                return GitResult(exitCode: 124, standardOutput: [], standardError: "timed out after \(Settings.formatDuration(self.options.networkTimeout))")
+            }
+            return result
+        }
+    }
+
+    private func divergence(branch: String, tracking: String) async throws -> (behind: Int, ahead: Int) {
+        let exists = try await git.run(["rev-parse", "-q", "--verify", GitArgument(tracking)], readOnly: true, acceptedExitCodes: [0, 1])
+        let local = try await git.run(["rev-parse", "-q", "--verify", GitArgument(branch)], readOnly: true, acceptedExitCodes: [0, 1])
+        if local.exitCode != 0 { return (exists.exitCode == 0 ? 1 : 0, 0) }
+        if exists.exitCode != 0 { return (0, 1) }
+        let counts = try await git.run(
+            ["rev-list", "--left-right", "--count", GitArgument("\(tracking)...\(branch)")], readOnly: true)
+        let parts = counts.text.split(whereSeparator: { $0 == "\t" || $0 == " " }).compactMap { Int($0) }
+        return parts.count == 2 ? (parts[0], parts[1]) : (0, 0)
+    }
+
+    enum Integration { case done, conflict([String]) }
+
+    private func integrate(branch: String, tracking: String, diverged: Bool) async throws -> Integration {
+        var target = tracking
+        if diverged {
+            let merged = try await git.run(
+                ["merge-tree", "--write-tree", "--name-only", "-z", GitArgument(branch), GitArgument(tracking)],
+                acceptedExitCodes: [0, 1])
+            let fields = merged.nulSeparatedFields
+            guard let tree = fields.first.map({ String(decoding: $0, as: UTF8.self) }) else {
+                throw SyncError(.malformed, "git merge-tree printed no tree in \(repository.workTreeDisplay)")
+            }
+            if merged.exitCode == 1 {
+                // Conflicted file names follow the tree, up to an empty field (then messages).
+                let names = fields.dropFirst().prefix { !$0.isEmpty }.map { String(decoding: $0, as: UTF8.self) }
+                return .conflict(Array(Set(names)).sorted())
+            }
+            let message = "syncd: merge \(options.remote)/\(branch.dropFirst("refs/heads/".count)) into \(branch.dropFirst("refs/heads/".count))\n\nSyncd-Host: \(options.host)\n"
+            target = try await git.run(
+                ["commit-tree", GitArgument(tree), "-p", GitArgument(branch), "-p", GitArgument(tracking), "-F", "-"],
+                input: Array(message.utf8)).text
+        }
+        // git's own checkout moves branch, index and working tree together and refuses to
+        // overwrite local changes or ignored files.
+        let result = try await git.run(
+            ["merge", "--ff-only", "--no-overwrite-ignore", "--quiet", "--no-edit", GitArgument(target)],
+            acceptedExitCodes: [0, 1, 128])
+        guard result.exitCode == 0 else {
+            let untouched = result.standardError.contains("would be overwritten") || result.standardError.contains("untracked working tree files")
+            throw SyncError(
+                .git,
+                "syncd did not integrate \(options.remote) into \(repository.workTreeDisplay): "
+                    + Self.firstLine(result.standardError, or: "git merge exited \(result.exitCode)")
+                    + (untouched ? " (local files would be overwritten: nothing was changed; they are committed at the next batch and syncd retries)" : ""))
+        }
+        log(.info, diverged ? "merged \(options.remote) (the histories had diverged)" : "fast-forwarded to \(options.remote)")
+        return .done
+    }
+
+    enum Push { case pushed, rejected, failed(String) }
+
+    private func push(name: String) async throws -> Push {
+        let result = try await runNetwork(
+            networkArguments() + ["push", "--porcelain", "--quiet", GitArgument(options.remote),
+                                  GitArgument("refs/heads/\(name):refs/heads/\(name)")])
+        if result.exitCode == 0 {
+            // Record what the remote now has, so the next backup is incremental.
+            _ = try? await git.run(["update-ref", GitArgument("refs/remotes/\(options.remote)/\(name)"), GitArgument("refs/heads/\(name)")])
+            return .pushed
+        }
+        let text = String(decoding: result.standardOutput, as: UTF8.self) + result.standardError
+        if text.contains("[rejected]") || text.contains("non-fast-forward") || text.contains("fetch first") { return .rejected }
+        return .failed(Self.firstLine(result.standardError, or: "git push exited \(result.exitCode)"))
+    }
+
+    /// Pushes the local branch to a conflict branch the user can see (one per conflict episode).
+    private func pushConflict(branch: String) async throws -> String {
+        let side = conflictBranch ?? "syncd/conflict/\(options.host)/\(Self.compactTime())"
+        conflictBranch = side
+        _ = try await git.run(["update-ref", GitArgument("refs/heads/\(side)"), GitArgument(branch)])
+        let result = try await runNetwork(
+            networkArguments() + ["push", "--porcelain", "--quiet", GitArgument(options.remote),
+                                  GitArgument("refs/heads/\(side):refs/heads/\(side)")])
+        if result.exitCode != 0 {
+            log(.warning, "could not push the conflict branch \(side): \(Self.firstLine(result.standardError, or: "exit \(result.exitCode)")); it exists locally")
+        }
+        return side
+    }
+
+    // MARK: - backups
+
+    /// An incremental bundle of what the remote does not have (full the first time); nothing
+    /// when there is nothing new. Temporary name, fsync, rename, fsync of the directory.
+    func backup(branch: String, tracking: String) async throws {
+        try Syscall.makeDirectory(options.backupDirectory)
+        let hasTracking = try await git.run(["rev-parse", "-q", "--verify", GitArgument(tracking)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0
+        let name = "\(Self.compactTime())-\(options.host).bundle"
+        let final = options.backupDirectory + [UInt8(ascii: "/")] + Array(name.utf8)
+        let temporary = final + Array(".partial".utf8)
+        var arguments: [GitArgument] = ["bundle", "create", "--quiet", GitArgument(rawBytes: temporary), GitArgument(branch)]
+        if hasTracking { arguments.append(GitArgument("^\(tracking)")) }
+        let result = try await git.run(arguments, readOnly: true, acceptedExitCodes: [0, 128])
+        if result.exitCode != 0 {
+            try? Syscall.unlink(temporary)
+            if result.standardError.contains("Refusing to create empty bundle") { return }
+            throw SyncError(
+                GitRunner.isDiskFull(result.standardError) ? .diskFull : .git,
+                "cannot write the backup bundle \(Syscall.display(final)): \(Self.firstLine(result.standardError, or: "exit \(result.exitCode)"))")
+        }
+        do {
+            let fd = try Syscall.open(temporary, flags: O_RDONLY)
+            defer { Syscall.close(fd) }
+            try Syscall.fsync(fd, path: temporary)
+            try Syscall.rename(temporary, to: final)
+            try Syscall.fsyncDirectory(options.backupDirectory)
+        } catch {
+            try? Syscall.unlink(temporary)
+            throw SyncError(error.errno == Errno(ENOSPC) ? .diskFull : .syscall, "cannot store the backup bundle \(Syscall.display(final))", cause: error)
+        }
+        pruneBackups()
+    }
+
+    /// Keeps the newest `backupKeep` bundles and none older than `backupMaxAge`.
+    private func pruneBackups() {
+        let bundles = Self.listBackups(options.backupDirectory)
+        let now = ControlFile.now()
+        for (index, bundle) in bundles.enumerated() {
+            let tooMany = index >= options.backupKeep
+            let tooOld = now - bundle.modified > Double(options.backupMaxAge.components.seconds)
+            if tooMany || tooOld { try? Syscall.unlink(bundle.path) }
+        }
+    }
+
+    public struct Backup: Sendable {
+        public var path: [UInt8]
+        public var name: String
+        public var size: Int
+        public var modified: Double
+    }
+
+    /// Bundles in `directory`, newest first.
+    public static func listBackups(_ directory: [UInt8]) -> [Backup] {
+        guard let entries = try? DirectoryListing.list(directory).filter({ $0.type == .regular }).map(\.name) else { return [] }
+        var backups: [Backup] = []
+        for name in entries where name.count > 7 && name.suffix(7).elementsEqual(".bundle".utf8) {
+            let path = directory + [UInt8(ascii: "/")] + name
+            guard let info = try? Syscall.lstat(path) else { continue }
+            backups.append(Backup(
+                path: path, name: String(decoding: name, as: UTF8.self), size: Int(info.st_size),
+                modified: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9))
+        }
+        return backups.sorted { $0.name > $1.name }
+    }
+
+    static func compactTime() -> String {
+        let text = WallClock.rfc3339()  // 2026-11-22T07:02:03.123Z
+        return text.filter { $0 != "-" && $0 != ":" }.replacingDot()
+    }
+
+    static func firstLine(_ text: String, or fallback: String) -> String {
+        text.split(separator: "\n").first { $0.contains { !$0.isWhitespace } }.map(String.init) ?? fallback
+    }
+}
+
+extension String {
+    fileprivate func replacingDot() -> String { String(map { $0 == "." ? "-" : $0 }) }
+}
