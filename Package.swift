@@ -76,7 +76,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SyncTestKit", "SyncCore", "SyncSystem", "SyncEngine"],
+            dependencies: ["SyncTestKit", "SyncCore", "SyncSystem", "SyncGit", "SyncEngine"],
             path: "Integration/IntegrationTests",
             swiftSettings: strict
         ),

@@ -48,6 +48,7 @@ public actor Syncer {
     public let options: Options
     private let log: LogSink
     private var conflictBranch: String?
+    private var lastBundledTip: String?
 
     public init(repository: Repository, options: Options, log: @escaping LogSink) {
         self.repository = repository
@@ -78,11 +79,13 @@ public actor Syncer {
     public func cycle(branch: String, mayChangeWorkTree: Bool) async throws -> Outcome {
         let name = String(branch.dropFirst("refs/heads/".count))
         let tracking = "refs/remotes/\(options.remote)/\(name)"
+        // The backup comes first: it needs no network, and local commits matter most while the
+        // remote is unreachable.
+        if try await git.run(["rev-parse", "-q", "--verify", GitArgument(branch)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0 {
+            try await backup(branch: branch, tracking: tracking)
+        }
         for _ in 0..<3 {
             if let failure = try await fetch(name: name, tracking: tracking) { return .offline(failure) }
-            if try await git.run(["rev-parse", "-q", "--verify", GitArgument(branch)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0 {
-                try await backup(branch: branch, tracking: tracking)
-            }
             let (behind, ahead) = try await divergence(branch: branch, tracking: tracking)
             var integrated = false
             if behind > 0 {
@@ -238,7 +241,13 @@ public actor Syncer {
         let final = options.backupDirectory + [UInt8(ascii: "/")] + Array(name.utf8)
         let temporary = final + Array(".partial".utf8)
         var arguments: [GitArgument] = ["bundle", "create", "--quiet", GitArgument(rawBytes: temporary), GitArgument(branch)]
-        if hasTracking { arguments.append(GitArgument("^\(tracking)")) }
+        // The first bundle is full (it restores on its own); later ones hold what the remote
+        // lacks, and what the previous bundle already held.
+        let previous = Self.listBackups(options.backupDirectory).first
+        if hasTracking, previous != nil { arguments.append(GitArgument("^\(tracking)")) }
+        if let previous, let tip = lastBundledTip ?? Self.bundleTip(previous.path, branch: branch) {
+            arguments.append(GitArgument("^\(tip)"))
+        }
         let result = try await git.run(arguments, readOnly: true, acceptedExitCodes: [0, 128])
         if result.exitCode != 0 {
             try? Syscall.unlink(temporary)
@@ -257,7 +266,19 @@ public actor Syncer {
             try? Syscall.unlink(temporary)
             throw SyncError(error.errno == Errno(ENOSPC) ? .diskFull : .syscall, "cannot store the backup bundle \(Syscall.display(final))", cause: error)
         }
+        lastBundledTip = try? await git.run(["rev-parse", GitArgument(branch)], readOnly: true).text
         pruneBackups()
+    }
+
+    /// The commit a bundle records for `branch` (its header lists "SHA refname" lines).
+    static func bundleTip(_ path: [UInt8], branch: String) -> String? {
+        guard let bytes = try? Syscall.readFile(path, limit: 64 * 1024) else { return nil }
+        for line in bytes.split(separator: UInt8(ascii: "\n")).prefix(64) {
+            let text = String(decoding: line, as: UTF8.self)
+            if text.hasSuffix(" " + branch) { return String(text.prefix { $0 != " " }) }
+            if text.isEmpty { break }
+        }
+        return nil
     }
 
     /// Keeps the newest `backupKeep` bundles and none older than `backupMaxAge`.

@@ -1,0 +1,188 @@
+import Foundation
+import Glibc
+import SyncCore
+import SyncGit
+import SyncTestKit
+import Testing
+
+/// Two workspaces syncing through a bare repository over file://, each with its own syncd.
+@Suite("remote sync (real remotes)", .serialized)
+struct RemoteSyncTests {
+    /// A bare remote with one commit on main, and workspaces cloned from it.
+    struct Remote {
+        let root: TemporaryDirectory
+        var url: String { root.path + "/remote.git" }
+
+        init() async throws {
+            root = try TemporaryDirectory(prefix: "syncd-remote")
+            let seed = try await GitFixture(in: root.path + "/seed")
+            try await seed.run(["init", "-q", "--bare", "-b", "main", GitArgument(root.path + "/remote.git")])
+            try Files.write(seed.file("README"), "shared\n")
+            try await seed.run(["add", "README"])
+            try await seed.run(["commit", "-q", "-m", "seed"])
+            try await seed.run(["push", "-q", GitArgument(url), "main"])
+        }
+
+        func clone(_ name: String) async throws -> GitFixture {
+            let fixture = try await GitFixture(in: root.path + "/" + name + "-tmp")
+            fixture.remove()
+            let cloner = try await GitFixture(in: root.path + "/cloner")
+            try await cloner.run(["clone", "-q", GitArgument(url), GitArgument(root.path + "/" + name)])
+            let clone = try await GitFixture(in: root.path + "/" + name)
+            try await clone.run(["config", "user.name", "syncd \(name)"])
+            try await clone.run(["config", "user.email", "\(name)@syncd.invalid"])
+            return clone
+        }
+
+        func remoteHead(_ branch: String = "main") async throws -> String? {
+            let probe = try await GitFixture(in: root.path + "/probe")
+            let result = try await probe.git.run(["ls-remote", GitArgument(url), GitArgument("refs/heads/\(branch)")], readOnly: true)
+            return String(decoding: result.standardOutput, as: UTF8.self).split(separator: "\t").first.map(String.init)
+        }
+
+        func remoteBranches() async throws -> [String] {
+            let probe = try await GitFixture(in: root.path + "/probe")
+            let result = try await probe.git.run(["ls-remote", "--heads", GitArgument(url)], readOnly: true)
+            return String(decoding: result.standardOutput, as: UTF8.self).split(separator: "\n").compactMap { $0.split(separator: "\t").last.map(String.init) }
+        }
+
+        func remove() { root.remove() }
+    }
+
+    static let fast = ["--quiet-period", "100ms", "--max-latency", "1s", "--sync-interval", "1s"]
+
+    @Test("two workspaces editing different files concurrently converge to the same tree; nothing is lost")
+    func converge() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let b = try await remote.clone("b")
+        let syncA = SyncdHarness(a, Self.fast)
+        let syncB = SyncdHarness(b, Self.fast)
+        try await syncA.ready()
+        try await syncB.ready()
+        // 20 s of two writers (the 60 s is the stress script's job), 4 writes a second each.
+        try await Pace.every(.milliseconds(250), for: .seconds(20)) { index in
+            try Files.write(a.file("a-\(index % 10).txt"), "a \(index)\n")
+            try Files.write(b.file("b-\(index % 10).txt"), "b \(index)\n")
+        }
+        try await waitUntil(.seconds(120), interval: .milliseconds(200), "both workspaces and the remote agree") {
+            guard try await a.statusLines().isEmpty, try await b.statusLines().isEmpty else { return false }
+            let treeA = try await a.headTree()
+            let treeB = try await b.headTree()
+            guard treeA == treeB else { return false }
+            let remoteHead = try await remote.remoteHead()
+            let headA = try await a.head()
+            let headB = try await b.head()
+            return remoteHead == headA && remoteHead == headB
+        }
+        let tree = try await a.headTree()
+        for index in 0..<10 {
+            #expect(tree[Array("a-\(index).txt".utf8)] != nil && tree[Array("b-\(index).txt".utf8)] != nil)
+        }
+        let lastA = try String(contentsOfFile: b.file("a-9.txt"), encoding: .utf8)
+        #expect(lastA.hasPrefix("a "))
+        try await a.fsck()
+        try await b.fsck()
+        #expect(try await syncA.stop() == .exited(0))
+        #expect(try await syncB.stop() == .exited(0))
+    }
+
+    @Test("both editing the same line: a conflict branch holds the local side, both versions recoverable, status says so, local commits go on")
+    func conflict() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let b = try await remote.clone("b")
+        // B's version reaches the remote first.
+        try Files.write(b.file("README"), "B's line\n")
+        try await b.run(["commit", "-q", "-am", "B edits"])
+        try await b.run(["push", "-q", "origin", "main"])
+        let syncA = SyncdHarness(a, Self.fast)
+        try Files.write(a.file("README"), "A's line\n")
+        try await syncA.ready()
+        try await waitUntil(.seconds(60), "conflict in state.json") {
+            !((syncA.state()?["conflict_branch"] as? String) ?? "").isEmpty
+        }
+        let state = try #require(syncA.state())
+        let side = try #require(state["conflict_branch"] as? String)
+        #expect(side.hasPrefix("syncd/conflict/"))
+        #expect(state["conflict_files"] as? [String] == ["README"])
+        #expect(syncA.process.stderr.contains("CONFLICT with origin in README"))
+        // Nothing changed here: A's line is still in A's tree; the remote still has B's.
+        #expect(try String(contentsOfFile: a.file("README"), encoding: .utf8) == "A's line\n")
+        #expect(try await remote.remoteBranches().contains("refs/heads/\(side)"))
+        let recovered = try await a.run(["show", GitArgument("origin/main:README")])
+        #expect(recovered == "B's line\n")
+        let local = try await a.run(["show", GitArgument("\(side):README")])
+        #expect(local == "A's line\n")
+        // Local commits continue.
+        try Files.write(a.file("more.txt"), "after the conflict\n")
+        try await waitUntil(.seconds(30), "local commit") { try await a.headTree()[Array("more.txt".utf8)] != nil }
+        #expect(try await syncA.stop() == .exited(0))
+        try await a.fsck()
+    }
+
+    @Test("the remote starts tracking a file that is ignored and present locally: the local file is untouched")
+    func ignoredLocalFileKept() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let b = try await remote.clone("b")
+        try Files.write(a.file(".git/info/exclude"), "keep.log\n")
+        try Files.write(a.file("keep.log"), "LOCAL PRECIOUS\n")
+        try Files.write(b.file("keep.log"), "remote content\n")
+        try await b.run(["add", "keep.log"])
+        try await b.run(["commit", "-q", "-m", "track keep.log"])
+        try await b.run(["push", "-q", "origin", "main"])
+        let syncA = SyncdHarness(a, Self.fast)
+        try await syncA.ready()
+        try await waitUntil(.seconds(60), "the sync refused") { !((syncA.state()?["sync_error"] as? String) ?? "").isEmpty }
+        #expect(try String(contentsOfFile: a.file("keep.log"), encoding: .utf8) == "LOCAL PRECIOUS\n")
+        let syncError = syncA.state()?["sync_error"] as? String ?? ""
+        #expect(syncA.process.stderr.contains("keep.log") || syncError.contains("overwritten"))
+        #expect(try await syncA.stop() == .exited(0))
+        #expect(try String(contentsOfFile: a.file("keep.log"), encoding: .utf8) == "LOCAL PRECIOUS\n")
+    }
+
+    @Test("offline: no error storm, unpushed commits counted, pushed when the remote is back; bundles restore into a fresh repository")
+    func offlineAndBackups() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let syncA = SyncdHarness(a, Self.fast)
+        try await syncA.ready()
+        try Files.write(a.file("first.txt"), "1\n")
+        try await waitUntil(.seconds(60), "first push") { try await remote.remoteHead() == a.head() }
+        try Files.move(remote.url, remote.url + ".away")
+        for index in 0..<5 {
+            try Files.write(a.file("offline-\(index).txt"), "\(index)\n")
+            try await waitUntil(.seconds(30), "offline commit \(index)") { try await a.headTree()[Array("offline-\(index).txt".utf8)] != nil }
+        }
+        try await waitUntil(.seconds(30), "unpushed counted") { (syncA.state()?["unpushed_commits"] as? Int ?? 0) >= 5 }
+        let offlineSince = syncA.state()?["offline_since"] as? String ?? ""
+        #expect(!offlineSince.isEmpty)
+        try await Pace.wait(.seconds(4))
+        let warnings = syncA.process.stderr.components(separatedBy: "cannot sync with").count - 1
+        #expect(warnings >= 1 && warnings <= 2, "warnings while offline: \(warnings)")
+        try Files.move(remote.url + ".away", remote.url)
+        try await waitUntil(.seconds(60), "pushed after the remote is back") { try await remote.remoteHead() == a.head() }
+        try await waitUntil(.seconds(10), "offline cleared") { (syncA.state()?["offline_since"] as? String) == "" }
+        #expect(try await syncA.stop() == .exited(0))
+
+        // The bundles, applied oldest first to an empty repository, hold everything that was pushed.
+        let backups = a.path + "/.git/syncd/backups"
+        let bundles = try FileManager.default.contentsOfDirectory(atPath: backups).filter { $0.hasSuffix(".bundle") }.sorted()
+        #expect(bundles.count >= 2)
+        let scratch = try await GitFixture(in: remote.root.path + "/scratch")
+        var last = ""
+        for bundle in bundles {
+            let output = try await scratch.run(["bundle", "unbundle", GitArgument(backups + "/" + bundle)])
+            last = output.split(separator: " ").first.map(String.init) ?? last
+        }
+        try await scratch.run(["update-ref", "refs/heads/restored", GitArgument(last)])
+        let restored = try await scratch.run(["rev-parse", "restored"]).filter { !$0.isWhitespace }
+        #expect(restored == (try await a.head()))
+        try await scratch.fsck()
+    }
+}
