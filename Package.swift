@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "syncctl",
             dependencies: [
-                "SyncEngine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SyncEngine", "SyncGit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: strict

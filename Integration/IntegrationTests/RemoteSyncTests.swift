@@ -184,5 +184,26 @@ struct RemoteSyncTests {
         let restored = try await scratch.run(["rev-parse", "restored"]).filter { !$0.isWhitespace }
         #expect(restored == (try await a.head()))
         try await scratch.fsck()
+
+        // The same with syncctl: list, restore into a new directory, restore as a new branch.
+        let syncctl = ProcessHarness.product("syncctl")
+        let list = ProcessHarness(syncctl, ["backups", "-C", a.path])
+        #expect(try await list.exit() == .exited(0))
+        #expect(list.stdout.contains("full") && list.stdout.contains("incremental"))
+        let newest = try #require(bundles.last)
+        let into = remote.root.path + "/restored-copy"
+        let restoreCopy = ProcessHarness(syncctl, ["restore", "-C", a.path, newest, "--into", into])
+        #expect(try await restoreCopy.exit() == .exited(0), "\(restoreCopy.stderr)")
+        #expect(FileManager.default.fileExists(atPath: into + "/offline-4.txt"))
+        let copy = try await GitFixture(in: into)
+        #expect(try await copy.head() == (try await a.head()))
+        let statusBefore = try await a.statusLines()
+        let restoreBranch = ProcessHarness(syncctl, ["restore", "-C", a.path, newest, "--branch", "rollback"])
+        #expect(try await restoreBranch.exit() == .exited(0), "\(restoreBranch.stderr)")
+        #expect(try await a.run(["rev-parse", "rollback"]).filter { !$0.isWhitespace } == (try await a.head()))
+        #expect(try await a.statusLines() == statusBefore)
+        let again = ProcessHarness(syncctl, ["restore", "-C", a.path, newest, "--branch", "rollback"])
+        #expect(try await again.exit() == .exited(1))
+        #expect(again.stderr.contains("exists already"))
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Subprocess
 import SyncCore
 import SyncEngine
+import SyncGit
 import SyncSystem
 
 #if canImport(System)
@@ -28,7 +29,7 @@ struct Syncctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "syncctl",
         abstract: "Control syncd: status, pause and resume, sync now, emergency stop, and run writers under the protocol.",
-        subcommands: [Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self]
+        subcommands: [Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self]
     )
 }
 
@@ -341,5 +342,102 @@ struct AsWriter: AsyncParsableCommand {
         } catch {
             fail("cannot run \(executable): \(error)", code: 127)
         }
+    }
+}
+
+struct Backups: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the bundle backups, newest first.")
+    @OptionGroup var options: WorkspaceOptions
+
+    func run() async throws {
+        let client = try await options.client()
+        let directory = client.stateDirectory + Array("/backups".utf8)
+        let backups = Syncer.listBackups(directory)
+        guard !backups.isEmpty else {
+            say("no backups yet in \(Syscall.display(directory)) (syncd writes one per sync cycle that has new commits)")
+            return
+        }
+        for backup in backups {
+            let header = BundleHeader.read(backup.path)
+            let kind = header.prerequisites.isEmpty ? "full" : "incremental"
+            let tips = header.refs.map { "\($0.name) \($0.commit.prefix(12))" }.joined(separator: ", ")
+            say("\(backup.name)  \(WallClock.rfc3339(seconds: backup.modified))  \(backup.size) bytes  \(kind)  \(tips)")
+        }
+    }
+}
+
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Restore a bundle backup into a new branch of the workspace, or into a new directory; never over the working tree.")
+    @OptionGroup var options: WorkspaceOptions
+    @Argument(help: "A bundle name from `syncctl backups`, or a path.")
+    var bundle: String
+    @Option(help: "The new branch to create (default: syncd/restore/<bundle name>).")
+    var branch: String?
+    @Option(help: "Restore into this new directory instead (a fresh clone with the chain of bundles up to this one).")
+    var into: String?
+
+    func run() async throws {
+        let client = try await options.client()
+        let directory = client.stateDirectory + Array("/backups".utf8)
+        let backups = Syncer.listBackups(directory)
+        let path: [UInt8] = bundle.contains("/") ? Array(bundle.utf8) : directory + Array("/\(bundle)".utf8)
+        guard Syscall.exists(path) else { fail("no bundle \(bundle) (see `syncctl backups`)") }
+        let header = BundleHeader.read(path)
+        guard let tip = header.refs.first else { fail("\(Syscall.display(path)) is not a git bundle (no refs in its header)") }
+        let stem = String(decoding: path.split(separator: UInt8(ascii: "/")).last ?? [], as: UTF8.self)
+        let stemName = stem.hasSuffix(".bundle") ? String(stem.dropLast(".bundle".count)) : stem
+        let git = client.repository.git
+        if let into {
+            guard !Syscall.exists(Array(into.utf8)) else { fail("\(into) exists; restore needs a new directory") }
+            // The chain: every bundle up to this one, oldest first (a full one starts it).
+            let name = String(decoding: path.split(separator: UInt8(ascii: "/")).last ?? [], as: UTF8.self)
+            let chain = backups.filter { $0.name <= name }.sorted { $0.name < $1.name }.map(\.path)
+            let target = GitRunner(workTree: Array(into.utf8))
+            _ = try await GitRunner(workTree: Array(".".utf8)).run(["init", "-q", GitArgument(into)])
+            for part in (chain.isEmpty ? [path] : chain) {
+                let result = try await target.run(["bundle", "unbundle", GitArgument(rawBytes: part)], acceptedExitCodes: [0, 1, 128])
+                if result.exitCode != 0 {
+                    fail("cannot apply \(Syscall.display(part)): \(result.standardError.split(separator: "\n").first ?? "") (an older bundle of the chain is missing?)")
+                }
+            }
+            let local = tip.name.hasPrefix("refs/heads/") ? tip.name : "refs/heads/restored"
+            _ = try await target.run(["update-ref", GitArgument(local), GitArgument(tip.commit)])
+            _ = try await target.run(["symbolic-ref", "HEAD", GitArgument(local)])
+            _ = try await target.run(["reset", "-q", "--hard"])
+            say("restored \(tip.name) at \(tip.commit.prefix(12)) into \(into)")
+            return
+        }
+        let newBranch = branch ?? "syncd/restore/\(stemName)"
+        let unbundled = try await git.run(["bundle", "unbundle", GitArgument(rawBytes: path)], acceptedExitCodes: [0, 1, 128])
+        guard unbundled.exitCode == 0 else {
+            fail("cannot apply \(Syscall.display(path)): \(unbundled.standardError.split(separator: "\n").first ?? "")")
+        }
+        // The empty old value makes update-ref refuse to replace an existing branch.
+        let created = try await git.run(["update-ref", GitArgument("refs/heads/\(newBranch)"), GitArgument(tip.commit), ""], acceptedExitCodes: [0, 128])
+        guard created.exitCode == 0 else { fail("branch \(newBranch) exists already; pick another with --branch") }
+        say("restored \(tip.name) at \(tip.commit.prefix(12)) as branch \(newBranch) (the working tree is untouched)")
+    }
+}
+
+/// The header of a git bundle: `-SHA` prerequisite lines and `SHA refname` lines, up to an empty line.
+struct BundleHeader {
+    var prerequisites: [String] = []
+    var refs: [(commit: String, name: String)] = []
+
+    static func read(_ path: [UInt8]) -> BundleHeader {
+        var header = BundleHeader()
+        guard let bytes = try? Syscall.readFile(path, limit: 64 * 1024) else { return header }
+        for (index, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            if index == 0 { continue }  // "# v2 git bundle"
+            if line.isEmpty { break }
+            let text = String(decoding: line, as: UTF8.self)
+            if text.hasPrefix("-") {
+                header.prerequisites.append(String(text.dropFirst().prefix { $0 != " " }))
+            } else if let space = text.firstIndex(of: " ") {
+                header.refs.append((String(text[..<space]), String(text[text.index(after: space)...])))
+            }
+        }
+        return header
     }
 }
