@@ -206,4 +206,58 @@ struct RemoteSyncTests {
         #expect(try await again.exit() == .exited(1))
         #expect(again.stderr.contains("exists already"))
     }
+
+    /// `git daemon` serving the remote's directory on 127.0.0.1, pushes allowed.
+    static func startDaemon(root: String, port: Int) async throws -> ProcessHarness {
+        // git-daemon itself (not the `git daemon` wrapper, which would survive as its parent's
+        // orphan when the test kills the wrapper).
+        let probe = try await GitFixture(in: root + "/daemon-probe")
+        let execPath = try await probe.run(["--exec-path"]).filter { $0 != "\n" }
+        let daemon = ProcessHarness(execPath + "/git-daemon", [
+            "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1",
+            "--port=\(port)", "--base-path=\(root)", root,
+        ])
+        try await waitUntil(.seconds(20), "git daemon answering on port \(port); stderr: \(daemon.stderr)") {
+            let result = try await probe.git.run(["ls-remote", GitArgument("git://127.0.0.1:\(port)/remote.git")], readOnly: true, acceptedExitCodes: Set(0...255))
+            if daemon.finished != nil { throw TestFailure("git daemon exited: \(daemon.stderr)") }
+            return result.exitCode == 0
+        }
+        return daemon
+    }
+
+    @Test("the remote stopped (git daemon killed): no error storm, unpushed commits grow, the push succeeds once it is back")
+    func daemonStopped() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let port = Int.random(in: 20_000..<60_000)
+        var daemon = try await Self.startDaemon(root: remote.root.path, port: port)
+        let a = try await remote.clone("a")
+        try await a.run(["remote", "set-url", "origin", GitArgument("git://127.0.0.1:\(port)/remote.git")])
+        let syncA = SyncdHarness(a, Self.fast + ["--network-timeout", "5s"])
+        try await syncA.ready()
+        try Files.write(a.file("online.txt"), "pushed over git://\n")
+        try await waitUntil(.seconds(60), "pushed through the daemon") {
+            guard try await a.headTree()[Array("online.txt".utf8)] != nil else { return false }
+            let remoteHead = try await remote.remoteHead()
+            return try await remoteHead == a.head()
+        }
+        daemon.signal(SIGKILL)
+        _ = try await daemon.exit()
+        for index in 0..<3 {
+            try Files.write(a.file("while-down-\(index).txt"), "\(index)\n")
+            try await waitUntil(.seconds(30), "committed while the remote is down") {
+                try await a.headTree()[Array("while-down-\(index).txt".utf8)] != nil
+            }
+        }
+        try await waitUntil(.seconds(30), "unpushed commits counted") { (syncA.state()?["unpushed_commits"] as? Int ?? 0) >= 3 }
+        try await Pace.wait(.seconds(5))
+        let warnings = syncA.process.stderr.components(separatedBy: "cannot sync with").count - 1
+        #expect(warnings >= 1 && warnings <= 2, "warnings while the remote was down: \(warnings)")
+        daemon = try await Self.startDaemon(root: remote.root.path, port: port)
+        try await waitUntil(.seconds(90), "pushed after the daemon is back") { try await remote.remoteHead() == a.head() }
+        try await waitUntil(.seconds(10), "state.json shows nothing unpushed") { syncA.state()?["unpushed_commits"] as? Int == 0 }
+        #expect(try await syncA.stop() == .exited(0))
+        daemon.signal(SIGTERM)
+        _ = try await daemon.exit()
+    }
 }
