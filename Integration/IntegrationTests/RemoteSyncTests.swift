@@ -260,4 +260,88 @@ struct RemoteSyncTests {
         daemon.signal(SIGTERM)
         _ = try await daemon.exit()
     }
+
+    /// A (syncd running, quiet period of an hour so nothing commits by itself) gets a hand-made
+    /// commit and an uncommitted change; then B pushes, so A's next cycle must integrate.
+    static func divergeWithWork(_ remote: Remote, _ a: GitFixture, readme: Bool) async throws {
+        // An emergency stop holds A's syncd still while both sides move, so its next cycle
+        // surely finds them diverged with uncommitted work (no race with its 1 s interval).
+        let syncctl = ProcessHarness.product("syncctl")
+        let stop = ProcessHarness(syncctl, ["emergency-stop", "-C", a.path])
+        guard try await stop.exit() == .exited(0) else { throw TestFailure("emergency-stop: \(stop.stderr)") }
+        let b = try await remote.clone("b")
+        try Files.write(b.file("b.txt"), "from b\n")
+        if readme { try Files.write(b.file("README"), "remote version\n") }
+        try await b.run(["add", "-A"])
+        try await b.run(["commit", "-q", "-m", "B"])
+        try await b.run(["push", "-q", "origin", "main"])
+        try Files.write(a.file("a.txt"), "committed in a\n")
+        try await a.run(["add", "a.txt"])
+        try await a.run(["commit", "-q", "-m", "A"])
+        try Files.write(a.file("wip.txt"), "uncommitted in a\n")
+        if readme { try Files.write(a.file("README"), "local edit, not committed\n") }
+        let resume = ProcessHarness(syncctl, ["resume", "--clear-emergency", "-C", a.path])
+        guard try await resume.exit() == .exited(0) else { throw TestFailure("resume: \(resume.stderr)") }
+    }
+
+    static let slowCommits = ["--quiet-period", "1h", "--max-latency", "2h", "--sync-interval", "1s"]
+
+    @Test("uncommitted changes are stashed by hash around the integration and restored; overlapping ones keep both versions")
+    func stashAroundIntegration() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let syncA = SyncdHarness(a, Self.slowCommits)
+        try await syncA.ready()
+        try await Self.divergeWithWork(remote, a, readme: true)
+        try await waitUntil(.seconds(60), "integrated") { try await a.headTree()[Array("b.txt".utf8)] != nil }
+        try await waitUntil(.seconds(30), "stash record removed") {
+            !FileManager.default.fileExists(atPath: a.path + "/.git/syncd/stash-in-flight.json")
+        }
+        #expect(try String(contentsOfFile: a.file("wip.txt"), encoding: .utf8) == "uncommitted in a\n")
+        // README changed on both sides: the integrated version is in place, the local one kept in the stash.
+        #expect(try String(contentsOfFile: a.file("README"), encoding: .utf8) == "remote version\n")
+        #expect(syncA.process.stderr.contains("both versions are kept"))
+        let stashes = try await a.run(["stash", "list", "--format=%H"]).split(separator: "\n").map(String.init)
+        #expect(stashes.count == 1)
+        let kept = try await a.run(["show", GitArgument("\(stashes.first ?? ""):README")])
+        #expect(kept == "local edit, not committed\n")
+        try await waitUntil(.seconds(30), "pushed") { try await remote.remoteHead() == a.head() }
+        #expect(try await syncA.stop() == .exited(0))
+        try await a.fsck()
+    }
+
+    @Test("kill -9 at each phase of a sync cycle (before the fetch, after the stash, before the merge, before the push), then a restart: everything restored, fsck clean")
+    func killDuringSyncPhases() async throws {
+        for failpoint in ["before-fetch", "after-stash", "before-merge", "before-push"] {
+            let remote = try await Remote()
+            defer { remote.remove() }
+            let a = try await remote.clone("a")
+            let doomed = SyncdHarness(a, Self.slowCommits, environment: ["SYNCD_FAILPOINT": failpoint])
+            try await doomed.ready()
+            try await Self.divergeWithWork(remote, a, readme: false)
+            try await doomed.process.waitForStderr("failpoint \(failpoint) reached")
+            if failpoint != "before-fetch" {
+                #expect(doomed.process.stderr.contains("set aside in stash"), "\(failpoint): nothing was stashed")
+            }
+            try await doomed.kill9()
+            let restarted = SyncdHarness(a, Self.fast)
+            try await restarted.ready()
+            try await waitUntil(.seconds(60), interval: .milliseconds(100), "\(failpoint): converged after the restart") {
+                guard try await a.statusLines().isEmpty else { return false }
+                let tree = try await a.headTree()
+                guard tree[Array("a.txt".utf8)] != nil, tree[Array("b.txt".utf8)] != nil, tree[Array("wip.txt".utf8)] != nil else { return false }
+                let remoteHead = try await remote.remoteHead()
+                return try await remoteHead == a.head()
+            }
+            #expect(try String(contentsOfFile: a.file("wip.txt"), encoding: .utf8) == "uncommitted in a\n", "\(failpoint)")
+            #expect(!FileManager.default.fileExists(atPath: a.path + "/.git/syncd/stash-in-flight.json"), "\(failpoint)")
+            #expect(try await a.run(["stash", "list"]).isEmpty, "\(failpoint): a stash left behind")
+            if failpoint == "after-stash" || failpoint == "before-merge" {
+                #expect(restarted.process.stderr.contains("a sync was interrupted"), "\(failpoint): no recovery")
+            }
+            try await a.fsck()
+            #expect(try await restarted.stop() == .exited(0))
+        }
+    }
 }

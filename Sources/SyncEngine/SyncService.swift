@@ -156,6 +156,8 @@ public actor SyncService {
         }
         writeStatus()
         try await committer.prepare()
+        // Before anything else: an integration interrupted by a crash gets its stash back.
+        await StashInFlight.recover(git: repository.git, directory: stateDirectory, log: log)
         try await prepareSyncer()
         let watcher = watcher
         let wake = wake
@@ -234,12 +236,16 @@ public actor SyncService {
         {
             setPhase(batcher.hasPending ? .pending : .idle)
         }
-        if syncer != nil, let due = nextSyncAt, !batcher.hasPending, currentBatch == nil {
-            if clock.now >= due { await syncCycle() }
-            if let due = nextSyncAt { schedule(due) }
+        if syncer != nil, let due = nextSyncAt, currentBatch == nil, batcher.due(at: clock.now) == nil, clock.now >= due {
+            await syncCycle()
         }
-        if let deadline = batcher.deadline { schedule(deadline) }
-        if breaker.isOpen(at: clock.now), let until = breaker.openUntil { schedule(until) }
+        // One timer for the earliest thing to do: the batch, the next sync cycle (only when it
+        // can run: a batch waiting to be retried goes first), the breaker closing.
+        var wakeAt: [Instant] = []
+        if let deadline = batcher.deadline { wakeAt.append(deadline) }
+        if syncer != nil, currentBatch == nil, let due = nextSyncAt { wakeAt.append(due) }
+        if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
+        if let earliest = wakeAt.min() { schedule(earliest) }
     }
 
     /// Moves what the watcher has collected into the pending set.
@@ -443,7 +449,7 @@ public actor SyncService {
                         + "add it, or set syncd.remote to an existing remote or to none")
             }
         }
-        var options = Syncer.Options(remote: name, backupDirectory: stateDirectory + Array("/backups".utf8))
+        var options = Syncer.Options(remote: name, backupDirectory: stateDirectory + Array("/backups".utf8), stateDirectory: stateDirectory)
         options.networkTimeout = settings.networkTimeout
         options.backupKeep = settings.backupKeep
         options.backupMaxAge = settings.backupMaxAge

@@ -26,9 +26,12 @@ public actor Syncer {
         public var backupMaxAge: Duration = .seconds(30 * 86_400)
         public var host = ProcessTable.hostName
         public var fsync = true
-        public init(remote: String, backupDirectory: [UInt8]) {
+        /// Where the stash of an integration in flight is recorded (for recovery after a crash).
+        public var stateDirectory: [UInt8]
+        public init(remote: String, backupDirectory: [UInt8], stateDirectory: [UInt8]) {
             self.remote = remote
             self.backupDirectory = backupDirectory
+            self.stateDirectory = stateDirectory
         }
     }
 
@@ -85,12 +88,24 @@ public actor Syncer {
             try await backup(branch: branch, tracking: tracking)
         }
         for _ in 0..<3 {
+            if mayChangeWorkTree { await Failpoint.hit("before-fetch", log: log) }
             if let failure = try await fetch(name: name, tracking: tracking) { return .offline(failure) }
             let (behind, ahead) = try await divergence(branch: branch, tracking: tracking)
             var integrated = false
             if behind > 0 {
                 guard mayChangeWorkTree else { return .needsWorkTree }
-                switch try await integrate(branch: branch, tracking: tracking, diverged: ahead > 0) {
+                // What is not committed is stashed by hash (recorded first), and restored after.
+                let stash = try await StashInFlight.save(git: git, directory: options.stateDirectory, log: log)
+                await Failpoint.hit("after-stash", log: log)
+                let result: Integration
+                do {
+                    result = try await integrate(branch: branch, tracking: tracking, diverged: ahead > 0)
+                } catch {
+                    await stash?.restore(git: git, directory: options.stateDirectory, log: log)
+                    throw error
+                }
+                await stash?.restore(git: git, directory: options.stateDirectory, log: log)
+                switch result {
                 case .done: integrated = true
                 case .conflict(let files):
                     let side = try await pushConflict(branch: branch)
@@ -100,6 +115,7 @@ public actor Syncer {
             conflictBranch = nil
             let (_, stillAhead) = try await divergence(branch: branch, tracking: tracking)
             if stillAhead == 0 { return .synced(pushed: false, integrated: integrated) }
+            if mayChangeWorkTree { await Failpoint.hit("before-push", log: log) }
             switch try await push(name: name) {
             case .pushed: return .synced(pushed: true, integrated: integrated)
             case .rejected: continue  // the remote moved: fetch and integrate again
@@ -183,6 +199,7 @@ public actor Syncer {
                 ["commit-tree", GitArgument(tree), "-p", GitArgument(branch), "-p", GitArgument(tracking), "-F", "-"],
                 input: Array(message.utf8)).text
         }
+        await Failpoint.hit("before-merge", log: log)
         // git's own checkout moves branch, index and working tree together and refuses to
         // overwrite local changes or ignored files.
         let result = try await git.run(
@@ -325,4 +342,72 @@ public actor Syncer {
 
 extension String {
     fileprivate func replacingDot() -> String { String(map { $0 == "." ? "-" : $0 }) }
+}
+
+/// Uncommitted changes set aside while the working tree is integrated: `git stash push
+/// --include-untracked`, identified by its hash (never by position: `stash pop` by position pops
+/// the wrong entry when nothing was stashed), recorded in `stash-in-flight` before the
+/// integration starts and removed once restored. A record found at startup means a crash in
+/// between: `recover` restores it.
+public struct StashInFlight: Codable, Sendable {
+    public var hash: String
+    public var message: String
+
+    static func recordPath(_ directory: [UInt8]) -> [UInt8] { directory + Array("/stash-in-flight.json".utf8) }
+
+    /// Stashes what is not committed; nil when there was nothing.
+    static func save(git: GitRunner, directory: [UInt8], log: LogSink) async throws -> StashInFlight? {
+        let message = "syncd: set aside during a sync at \(WallClock.rfc3339())"
+        let pushed = try await git.run(["stash", "push", "--include-untracked", "--quiet", "--message", GitArgument(message)], acceptedExitCodes: [0, 1])
+        guard pushed.exitCode == 0 else {
+            throw SyncError(.git, "git stash failed before integrating: \(Syncer.firstLine(pushed.standardError, or: "exit 1"))")
+        }
+        let top = try await git.run(["log", "-g", "-1", "--format=%H%x00%gs", "refs/stash"], readOnly: true, acceptedExitCodes: [0, 128])
+        let fields = top.text.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+        // Only our own entry counts: an older stash of a person's is never touched.
+        guard top.exitCode == 0, fields.count == 2, fields[1].hasSuffix(message) else { return nil }
+        let stash = StashInFlight(hash: fields[0], message: message)
+        try ControlFile.write(stash, to: recordPath(directory))
+        log(.info, "uncommitted changes set aside in stash \(stash.hash.prefix(12)) during the integration")
+        return stash
+    }
+
+    /// Applies the stash by hash. If that cannot be done cleanly (the integration changed the same
+    /// files), both versions are kept: the integrated files stay, the local ones stay in the stash
+    /// entry, and the log names it.
+    func restore(git: GitRunner, directory: [UInt8], log: LogSink) async {
+        do {
+            let applied = try await git.run(["stash", "apply", "--quiet", GitArgument(hash)], acceptedExitCodes: Set(0...255))
+            if applied.exitCode == 0 {
+                try await drop(git: git)
+            } else {
+                let unmerged = try await git.run(["diff", "--name-only", "--diff-filter=U", "-z"], readOnly: true)
+                let paths = unmerged.nulSeparatedFields
+                if !paths.isEmpty {
+                    _ = try await git.run(["checkout", "-q", "HEAD", "--"] + paths.map { GitArgument(rawBytes: $0) })
+                }
+                log(.warning, "local changes could not be laid back over the integrated files (\(Syncer.firstLine(applied.standardError, or: "conflict"))): "
+                    + "both versions are kept: the integrated files are in the working tree, the local ones in stash \(hash) "
+                    + "(`git stash show -p \(hash)`, `git checkout \(hash) -- PATH`)")
+            }
+            try ControlFile.remove(Self.recordPath(directory))
+        } catch {
+            log(.error, "cannot restore stash \(hash) (\(error)); it is kept: `git stash apply \(hash)` restores it")
+        }
+    }
+
+    private func drop(git: GitRunner) async throws {
+        let entries = try await git.run(["log", "-g", "--format=%H", "refs/stash"], readOnly: true, acceptedExitCodes: [0, 128])
+        let hashes = entries.text.split(separator: "\n").map(String.init)
+        if let index = hashes.firstIndex(of: hash) {
+            _ = try await git.run(["stash", "drop", "--quiet", GitArgument("stash@{\(index)}")], acceptedExitCodes: [0, 1])
+        }
+    }
+
+    /// At startup: a stash recorded but not restored (syncd died mid-integration) is restored.
+    public static func recover(git: GitRunner, directory: [UInt8], log: LogSink) async {
+        guard case .value(let stash) = ControlFile.read(StashInFlight.self, at: recordPath(directory)) else { return }
+        log(.warning, "a sync was interrupted with local changes set aside in stash \(stash.hash.prefix(12)); restoring them first")
+        await stash.restore(git: git, directory: directory, log: log)
+    }
 }
