@@ -119,6 +119,16 @@ struct RemoteSyncTests {
         // Local commits continue.
         try Files.write(a.file("more.txt"), "after the conflict\n")
         try await waitUntil(.seconds(30), "local commit") { try await a.headTree()[Array("more.txt".utf8)] != nil }
+        let status = ProcessHarness(ProcessHarness.product("syncctl"), ["status", "-C", a.path])
+        #expect(try await status.exit() == .exited(0))
+        #expect(status.stdout.contains("CONFLICT") && status.stdout.contains("README"))
+        // A person resolves it the way the log says; syncing resumes by itself.
+        _ = try await a.git.run(["merge", "-q", "origin/main"], acceptedExitCodes: [0, 1])
+        try Files.write(a.file("README"), "A's line and B's line\n")
+        try await a.run(["add", "README"])
+        try await a.run(["commit", "-q", "--no-edit"])
+        try await waitUntil(.seconds(60), "pushed after the resolution") { try await remote.remoteHead() == a.head() }
+        try await waitUntil(.seconds(10), "conflict cleared") { (syncA.state()?["conflict_branch"] as? String) == "" }
         #expect(try await syncA.stop() == .exited(0))
         try await a.fsck()
     }

@@ -127,6 +127,20 @@ struct Status: AsyncParsableCommand {
         }
         if !holders.isEmpty { say("  writers holding the sync lock: " + holders.map { "pid \($0)" }.joined(separator: ", ")) }
         if let lease { say("  writers asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)): \(lease.reason)") }
+        if let remote = state["remote"]?.string, !remote.isEmpty {
+            let last = (state["last_sync_at"]?.string).flatMap(age).map { "last synced \($0)" } ?? "not synced yet"
+            say("  remote: \(remote), \(last), \(state["unpushed_commits"]?.description ?? "0") commit(s) not pushed")
+            if let since = state["offline_since"]?.string, !since.isEmpty {
+                say("  OFFLINE since \(since): \(state["sync_error"]?.string ?? "")")
+            }
+            if let side = state["conflict_branch"]?.string, !side.isEmpty {
+                let files = state["conflict_files"].map { value -> String in
+                    if case .array(let items) = value { return items.map(\.description).joined(separator: ", ") }
+                    return value.description
+                } ?? ""
+                say("  CONFLICT with \(remote) in \(files): the local side is on \(side); merge \(remote) by hand, fix the files, commit")
+            }
+        }
         if let error = state["last_error"]?.string, !error.isEmpty {
             say("  last error (\(state["last_error_at"]?.string ?? "")): \(error)")
         }
