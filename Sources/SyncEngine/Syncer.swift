@@ -251,7 +251,7 @@ public actor Syncer {
 
     /// An incremental bundle of what the remote does not have (full the first time); nothing
     /// when there is nothing new. Temporary name, fsync, rename, fsync of the directory.
-    func backup(branch: String, tracking: String) async throws {
+    public func backup(branch: String, tracking: String) async throws {
         try Syscall.makeDirectory(options.backupDirectory)
         let hasTracking = try await git.run(["rev-parse", "-q", "--verify", GitArgument(tracking)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0
         let name = "\(Self.compactTime())-\(options.host).bundle"

@@ -7,7 +7,7 @@ import SyncTestKit
 import SyncWatcher
 
 // Benchmarks for syncd. Build and run in release mode:
-//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|all] [--runs N]
+//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|all] [--runs N]
 // Every figure is the median of N runs (default 5). Results go to stdout as Markdown rows.
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -186,6 +186,7 @@ case "commit": try await benchCommitOneFile()
 case "run-burst": try await benchRunBurst()
 case "idle": try await benchIdle()
 case "coordination": try await benchCoordination()
+case "sync": try await benchSync()
 default:
     try await benchSetup()
     benchDecode()
@@ -195,4 +196,5 @@ default:
     try await benchRunBurst()
     try await benchIdle()
     try await benchCoordination()
+    try await benchSync()
 }
