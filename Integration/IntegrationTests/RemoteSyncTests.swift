@@ -57,12 +57,13 @@ struct RemoteSyncTests {
         defer { remote.remove() }
         let a = try await remote.clone("a")
         let b = try await remote.clone("b")
-        let syncA = SyncdHarness(a, Self.fast)
-        let syncB = SyncdHarness(b, Self.fast)
+        // The writers make about 4 commits a second each, above the default circuit breaker rate.
+        let syncA = SyncdHarness(a, Self.fast + ["--breaker-max-commits", "100000"])
+        let syncB = SyncdHarness(b, Self.fast + ["--breaker-max-commits", "100000"])
         try await syncA.ready()
         try await syncB.ready()
-        // 20 s of two writers (the 60 s is the stress script's job), 4 writes a second each.
-        try await Pace.every(.milliseconds(250), for: .seconds(20)) { index in
+        // 60 s of two writers, 4 writes a second each.
+        try await Pace.every(.milliseconds(250), for: .seconds(60)) { index in
             try Files.write(a.file("a-\(index % 10).txt"), "a \(index)\n")
             try Files.write(b.file("b-\(index % 10).txt"), "b \(index)\n")
         }
@@ -353,5 +354,91 @@ struct RemoteSyncTests {
             try await a.fsck()
             #expect(try await restarted.stop() == .exited(0))
         }
+    }
+
+    /// A's syncd (syncing only at start and on `syncctl sync`) commits a change after B pushed one.
+    static func divergedBySyncd(_ remote: Remote, policy: [String], local: (String, String), remoteSide: (String, String)) async throws -> (GitFixture, SyncdHarness) {
+        let a = try await remote.clone("a")
+        let syncA = SyncdHarness(a, ["--quiet-period", "100ms", "--sync-interval", "1h"] + policy)
+        try await syncA.ready()
+        let b = try await remote.clone("b")
+        try Files.write(b.file(remoteSide.0), remoteSide.1)
+        try await b.run(["add", "-A"])
+        try await b.run(["commit", "-q", "-m", "B"])
+        try await b.run(["push", "-q", "origin", "main"])
+        try Files.write(a.file(local.0), local.1)
+        try await waitUntil(.seconds(30), "A's syncd committed") {
+            guard try await a.statusLines().isEmpty else { return false }
+            return try await a.run(["log", "-1", "--format=%s"]).hasPrefix("syncd:")
+        }
+        let sync = ProcessHarness(ProcessHarness.product("syncctl"), ["sync", "-C", a.path])
+        #expect(try await sync.exit() == .exited(0), "\(sync.stderr)")
+        try await waitUntil(.seconds(60), "A synced") { try await remote.remoteHead() == a.head() }
+        return (a, syncA)
+    }
+
+    @Test("syncd.integrate rebase: syncd's own unpushed commits are replayed on top of the remote, no merge commit")
+    func rebasePolicy() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let (a, syncA) = try await Self.divergedBySyncd(
+            remote, policy: ["--integrate", "rebase"], local: ("a.txt", "from a\n"), remoteSide: ("b.txt", "from b\n"))
+        #expect(try await a.run(["rev-list", "--merges", "HEAD"]).isEmpty)
+        let tree = try await a.headTree()
+        #expect(tree[Array("a.txt".utf8)] != nil && tree[Array("b.txt".utf8)] != nil)
+        #expect(try await a.run(["log", "-1", "--format=%B"]).contains("Syncd-Batch:"))
+        #expect(syncA.process.stderr.contains("rebased syncd's unpushed commits"))
+        #expect(try await syncA.stop() == .exited(0))
+        try await a.fsck()
+    }
+
+    @Test("syncd.strategyOption ours: a conflicting merge keeps the local side, the remote version stays in history")
+    func oursStrategy() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let (a, syncA) = try await Self.divergedBySyncd(
+            remote, policy: ["--strategy-option", "ours"], local: ("README", "A's line\n"), remoteSide: ("README", "B's line\n"))
+        #expect(try String(contentsOfFile: a.file("README"), encoding: .utf8) == "A's line\n")
+        #expect(try await a.run(["rev-list", "--merges", "HEAD"]).split(separator: "\n").count == 1)
+        #expect(try await a.run(["show", "HEAD^2:README"]) == "B's line\n")
+        #expect(syncA.state()?["conflict_branch"] as? String == "")
+        #expect(try await syncA.stop() == .exited(0))
+        try await a.fsck()
+    }
+
+    @Test("kill -9 in the middle of a conflicting rebase syncd started: the next start rolls it back, nothing is lost")
+    func killDuringRebase() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let doomed = SyncdHarness(
+            a, ["--quiet-period", "100ms", "--sync-interval", "1h", "--integrate", "rebase"],
+            environment: ["SYNCD_FAILPOINT": "before-rebase-abort"])
+        try await doomed.ready()
+        let b = try await remote.clone("b")
+        try Files.write(b.file("README"), "B's line\n")
+        try await b.run(["commit", "-q", "-am", "B"])
+        try await b.run(["push", "-q", "origin", "main"])
+        try Files.write(a.file("README"), "A's line\n")
+        try await waitUntil(.seconds(30), "A's syncd committed") {
+            guard try await a.statusLines().isEmpty else { return false }
+            return try await a.run(["log", "-1", "--format=%s"]).hasPrefix("syncd:")
+        }
+        let localCommit = try #require(try await a.head())
+        let sync = ProcessHarness(ProcessHarness.product("syncctl"), ["sync", "-C", a.path, "--timeout", "2s"])
+        _ = try await sync.exit()
+        try await doomed.process.waitForStderr("failpoint before-rebase-abort reached")
+        #expect(FileManager.default.fileExists(atPath: a.path + "/.git/rebase-merge"), "the rebase should be half-done")
+        try await doomed.kill9()
+        let restarted = SyncdHarness(a, ["--quiet-period", "100ms", "--sync-interval", "1s"])
+        try await restarted.process.waitForStderr("rolled back with `git rebase --abort`")
+        #expect(!FileManager.default.fileExists(atPath: a.path + "/.git/rebase-merge"))
+        try await waitUntil(.seconds(60), "conflict branch after the restart") {
+            !((restarted.state()?["conflict_branch"] as? String) ?? "").isEmpty
+        }
+        #expect(try await a.head() == localCommit)
+        #expect(try String(contentsOfFile: a.file("README"), encoding: .utf8) == "A's line\n")
+        try await a.fsck()
+        #expect(try await restarted.stop() == .exited(0))
     }
 }

@@ -40,6 +40,13 @@ public struct Settings: Sendable, Equatable {
     /// Bundle backups kept (newest first), and the oldest kept.
     public var backupKeep = 20
     public var backupMaxAge: Duration = .seconds(30 * 86_400)
+    /// Diverged histories: merge (default), or rebase syncd's own unpushed commits.
+    public var integrate: IntegratePolicy = .merge
+    /// A merge conflict resolved for one side (`ours` = local, `theirs` = remote), or none.
+    public var strategyOption: StrategyOption = .none
+
+    public enum IntegratePolicy: String, Sendable, Equatable, CaseIterable { case merge, rebase }
+    public enum StrategyOption: String, Sendable, Equatable, CaseIterable { case none, ours, theirs }
 
     public init() {}
 
@@ -166,6 +173,16 @@ public struct Settings: Sendable, Equatable {
             help: "oldest bundle backup kept",
             apply: { s, v in set(&s.backupMaxAge, parseDuration(v), within: .seconds(3600) ... .seconds(3650 * 86_400)) },
             current: { formatDuration($0.backupMaxAge) }),
+        Key(
+            name: "syncd.integrate", flag: "--integrate", allowed: "merge or rebase",
+            help: "diverged histories: merge, or rebase syncd's own unpushed commits",
+            apply: { s, v in set(&s.integrate, IntegratePolicy(rawValue: v.lowercased())) },
+            current: { $0.integrate.rawValue }),
+        Key(
+            name: "syncd.strategyOption", flag: "--strategy-option", allowed: "none, ours or theirs",
+            help: "settle merge conflicts for the local (ours) or the remote (theirs) side",
+            apply: { s, v in set(&s.strategyOption, StrategyOption(rawValue: v.lowercased())) },
+            current: { $0.strategyOption.rawValue }),
     ]
 
     /// Where a value came from, for error messages.

@@ -157,6 +157,7 @@ public actor SyncService {
         writeStatus()
         try await committer.prepare()
         // Before anything else: an integration interrupted by a crash gets its stash back.
+        await IntegrationInFlight.recover(repository: repository, directory: stateDirectory, log: log)
         await StashInFlight.recover(git: repository.git, directory: stateDirectory, log: log)
         try await prepareSyncer()
         let watcher = watcher
@@ -454,6 +455,8 @@ public actor SyncService {
         options.backupKeep = settings.backupKeep
         options.backupMaxAge = settings.backupMaxAge
         options.fsync = settings.fsync
+        options.integrate = settings.integrate
+        options.strategyOption = settings.strategyOption
         syncer = Syncer(repository: repository, options: options, log: log)
         status.remote = name
         nextSyncAt = clock.now

@@ -28,6 +28,8 @@ public actor Syncer {
         public var fsync = true
         /// Where the stash of an integration in flight is recorded (for recovery after a crash).
         public var stateDirectory: [UInt8]
+        public var integrate: Settings.IntegratePolicy = .merge
+        public var strategyOption: Settings.StrategyOption = .none
         public init(remote: String, backupDirectory: [UInt8], stateDirectory: [UInt8]) {
             self.remote = remote
             self.backupDirectory = backupDirectory
@@ -181,6 +183,13 @@ public actor Syncer {
 
     private func integrate(branch: String, tracking: String, diverged: Bool) async throws -> Integration {
         var target = tracking
+        if diverged, options.integrate == .rebase, try await onlySyncdCommits(branch: branch, tracking: tracking) {
+            if try await inWorkTree(.rebase, ["rebase", "--quiet", "--no-autostash", GitArgument(tracking)], abort: ["rebase", "--abort"]) {
+                log(.info, "rebased syncd's unpushed commits onto \(options.remote)")
+                return .done
+            }
+            log(.info, "the rebase onto \(options.remote) conflicted and was aborted; merging instead")
+        }
         if diverged {
             let merged = try await git.run(
                 ["merge-tree", "--write-tree", "--name-only", "-z", GitArgument(branch), GitArgument(tracking)],
@@ -191,8 +200,21 @@ public actor Syncer {
             }
             if merged.exitCode == 1 {
                 // Conflicted file names follow the tree, up to an empty field (then messages).
-                let names = fields.dropFirst().prefix { !$0.isEmpty }.map { String(decoding: $0, as: UTF8.self) }
-                return .conflict(Array(Set(names)).sorted())
+                let names = Array(Set(fields.dropFirst().prefix { !$0.isEmpty }.map { String(decoding: $0, as: UTF8.self) })).sorted()
+                if options.strategyOption != .none {
+                    let message = "syncd: merge \(options.remote) (-X \(options.strategyOption.rawValue))\n\nSyncd-Host: \(options.host)\n"
+                    if try await inWorkTree(
+                        .merge,
+                        ["merge", "--quiet", "--no-edit", "--no-overwrite-ignore", "-X", GitArgument(options.strategyOption.rawValue),
+                         "-m", GitArgument(message), GitArgument(tracking)],
+                        abort: ["merge", "--abort"])
+                    {
+                        log(.warning, "merged \(options.remote) with -X \(options.strategyOption.rawValue): conflicting hunks in \(names.joined(separator: ", ")) "
+                            + "took the \(options.strategyOption == .ours ? "local" : "remote") side; the other version stays in history")
+                        return .done
+                    }
+                }
+                return .conflict(names)
             }
             let message = "syncd: merge \(options.remote)/\(branch.dropFirst("refs/heads/".count)) into \(branch.dropFirst("refs/heads/".count))\n\nSyncd-Host: \(options.host)\n"
             target = try await git.run(
@@ -215,6 +237,30 @@ public actor Syncer {
         }
         log(.info, diverged ? "merged \(options.remote) (the histories had diverged)" : "fast-forwarded to \(options.remote)")
         return .done
+    }
+
+    /// True when every commit the remote lacks was made by syncd (it carries the Syncd-Batch
+    /// trailer): only those may be rebased.
+    private func onlySyncdCommits(branch: String, tracking: String) async throws -> Bool {
+        let result = try await git.run(
+            ["log", "--format=%H %(trailers:key=Syncd-Batch,valueonly,separator=%x2C)", GitArgument("\(tracking)..\(branch)")],
+            readOnly: true)
+        let lines = result.text.split(separator: "\n")
+        return !lines.isEmpty && lines.allSatisfy { $0.split(separator: " ").count >= 2 }
+    }
+
+    /// Runs a git step that changes the working tree (a rebase, a merge with -X), recorded first
+    /// so a crash in the middle is rolled back at the next start. On failure it is aborted here.
+    private func inWorkTree(_ kind: IntegrationInFlight.Kind, _ arguments: [GitArgument], abort: [GitArgument]) async throws -> Bool {
+        try IntegrationInFlight(kind: kind).record(in: options.stateDirectory)
+        await Failpoint.hit("during-\(kind.rawValue)", log: log)
+        let result = try await git.run(arguments, acceptedExitCodes: Set(0...255))
+        if result.exitCode != 0 {
+            await Failpoint.hit("before-\(kind.rawValue)-abort", log: log)
+            _ = try? await git.run(abort, acceptedExitCodes: Set(0...255))
+        }
+        try? ControlFile.remove(IntegrationInFlight.recordPath(options.stateDirectory))
+        return result.exitCode == 0
     }
 
     enum Push { case pushed, rejected, failed(String) }
@@ -409,5 +455,30 @@ public struct StashInFlight: Codable, Sendable {
         guard case .value(let stash) = ControlFile.read(StashInFlight.self, at: recordPath(directory)) else { return }
         log(.warning, "a sync was interrupted with local changes set aside in stash \(stash.hash.prefix(12)); restoring them first")
         await stash.restore(git: git, directory: directory, log: log)
+    }
+}
+
+/// A rebase or merge syncd runs in the working tree, recorded before it starts. Found at startup
+/// (syncd died in the middle), the operation is aborted if git still has it in progress.
+public struct IntegrationInFlight: Codable, Sendable {
+    public enum Kind: String, Codable, Sendable { case rebase, merge }
+    public var kind: Kind
+
+    static func recordPath(_ directory: [UInt8]) -> [UInt8] { directory + Array("/integration-in-flight.json".utf8) }
+
+    func record(in directory: [UInt8]) throws {
+        try ControlFile.write(self, to: Self.recordPath(directory))
+    }
+
+    public static func recover(repository: Repository, directory: [UInt8], log: LogSink) async {
+        guard case .value(let record) = ControlFile.read(IntegrationInFlight.self, at: recordPath(directory)) else { return }
+        let markers = record.kind == .rebase ? ["rebase-merge", "rebase-apply"] : ["MERGE_HEAD"]
+        if markers.contains(where: { Syscall.exists(repository.gitDir + Array("/\($0)".utf8)) }) {
+            let abort: [GitArgument] = record.kind == .rebase ? ["rebase", "--abort"] : ["merge", "--abort"]
+            let result = try? await repository.git.run(abort, acceptedExitCodes: Set(0...255))
+            log(.warning, "a \(record.kind.rawValue) syncd started was interrupted; rolled back with `git \(record.kind.rawValue) --abort`"
+                + (result?.exitCode == 0 ? "" : " (it failed: \(result.map { Syncer.firstLine($0.standardError, or: "?") } ?? "?"); resolve by hand)"))
+        }
+        try? ControlFile.remove(recordPath(directory))
     }
 }

@@ -115,6 +115,10 @@ struct Run: AsyncParsableCommand {
     var backupKeep: String?
     @Option(help: "Oldest bundle backup kept (syncd.backupMaxAge, default 30d).")
     var backupMaxAge: String?
+    @Option(help: "Diverged histories: merge or rebase (syncd.integrate, default merge).")
+    var integrate: String?
+    @Option(help: "Settle merge conflicts for ours (local) or theirs (remote), or none (syncd.strategyOption, default none).")
+    var strategyOption: String?
 
     var overrides: [(name: String, value: String)] {
         [
@@ -125,6 +129,7 @@ struct Run: AsyncParsableCommand {
             ("syncd.lockDir", lockDir), ("syncd.writerLeaseCap", writerLeaseCap), ("syncd.writerLockTimeout", writerLockTimeout),
             ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.networkTimeout", networkTimeout),
             ("syncd.backupKeep", backupKeep), ("syncd.backupMaxAge", backupMaxAge),
+            ("syncd.integrate", integrate), ("syncd.strategyOption", strategyOption),
         ].compactMap { name, value in value.map { (name, $0) } }
     }
 
