@@ -441,4 +441,38 @@ struct RemoteSyncTests {
         try await a.fsck()
         #expect(try await restarted.stop() == .exited(0))
     }
+
+    @Test("while syncd changes the working tree (lease and exclusive lock held), writers wait; a dead syncd releases them")
+    func writersWaitDuringIntegration() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let doomed = SyncdHarness(a, Self.slowCommits, environment: ["SYNCD_FAILPOINT": "before-merge"])
+        try await doomed.ready()
+        try await Self.divergeWithWork(remote, a, readme: false)
+        try await doomed.process.waitForStderr("failpoint before-merge reached")
+        let syncctl = ProcessHarness.product("syncctl")
+        let blocked = ProcessHarness(syncctl, ["as-writer", "-C", a.path, "--wait", "1s", "--", "sh", "-c", "echo written > writer.txt"])
+        #expect(try await blocked.exit() == .exited(75))
+        #expect(blocked.stderr.contains("syncd is integrating origin"))
+        #expect(!FileManager.default.fileExists(atPath: a.file("writer.txt")), "a writer wrote during the working-tree change")
+        try await doomed.kill9()
+        let free = ProcessHarness(syncctl, ["as-writer", "-C", a.path, "--wait", "5s", "--", "sh", "-c", "echo written > writer.txt"], workingDirectory: a.path)
+        #expect(try await free.exit() == .exited(0), "\(free.stderr)")
+        #expect(FileManager.default.fileExists(atPath: a.file("writer.txt")))
+    }
+
+    @Test("SIGTERM with a commit not pushed yet: syncd pushes it before it exits")
+    func shutdownPushes() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let syncA = SyncdHarness(a, ["--quiet-period", "100ms", "--sync-interval", "1h"])
+        try await syncA.ready()
+        try Files.write(a.file("late.txt"), "committed, not pushed\n")
+        try await waitUntil(.seconds(30), "committed") { try await a.headTree()[Array("late.txt".utf8)] != nil }
+        #expect(try await remote.remoteHead() != a.head())
+        #expect(try await syncA.stop() == .exited(0))
+        #expect(try await remote.remoteHead() == a.head())
+    }
 }
