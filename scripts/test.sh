@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v git >/dev/null || need+=(git)
 command -v unshare >/dev/null || need+=(util-linux)
+command -v flock >/dev/null || need+=(util-linux)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq "${need[@]}"

@@ -14,7 +14,13 @@ public actor SyncService {
     public typealias Instant = ContinuousClock.Instant
 
     public let repository: Repository
-    public let settings: Settings
+    public private(set) var settings: Settings
+    /// Flag values given at start; a reload (SIGHUP) re-reads git config and applies them again.
+    private let overrides: [(name: String, value: String)]
+    private let notifier = SystemdNotifier.fromEnvironment()
+    private var readySent = false
+    private var lastWatchdogPing: Instant?
+    private var lastStatusLine = ""
     public let stateDirectory: [UInt8]
     private let log: LogSink
     private let clock = ContinuousClock()
@@ -74,7 +80,11 @@ public actor SyncService {
 
     /// Takes the workspace's instance lock and opens the journal. Throws `.alreadyRunning` when
     /// another syncd has the lock.
-    public init(repository: Repository, settings: Settings, log: @escaping LogSink) throws {
+    public init(
+        repository: Repository, settings: Settings, overrides: [(name: String, value: String)] = [], log: @escaping LogSink
+    ) throws {
+        signal(SIGHUP, SIG_IGN)
+        self.overrides = overrides
         // syncctl signals SIGUSR1 once it finds the pid; its default action would kill us.
         signal(SIGUSR1, SIG_IGN)
         self.repository = repository
@@ -173,6 +183,18 @@ public actor SyncService {
                 group.addTask {
                     for await _ in SignalStream.make([SIGUSR1]) { await self.controlChanged() }
                 }
+                group.addTask {
+                    for await _ in SignalStream.make([SIGHUP]) { await self.reloadSettings() }
+                }
+                if let interval = self.notifier.watchdogInterval {
+                    // Wakes the loop; the loop itself pings, so a wedged loop is caught.
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: interval / 2)
+                            wake.yield()
+                        }
+                    }
+                }
                 defer { group.cancelAll() }
                 try await group.next()
             }
@@ -181,6 +203,7 @@ public actor SyncService {
             failure = error
         }
         timer?.cancel()
+        notifier.send("STOPPING=1\nSTATUS=stopping: committing what is pending, then a final push")
         // Shutting down: commit what is pending, outside the cancelled task so git is not torn down.
         if failure == nil {
             await Task {
@@ -200,8 +223,15 @@ public actor SyncService {
     private func loop() async throws {
         for await _ in wakeups {
             try Task.checkCancellation()
+            pingWatchdog()
             drainChanges()
             await step()
+            if ready && !readySent {
+                // After the initial reconcile: the crawl is done and the startup batch was tried.
+                readySent = true
+                notifier.send("READY=1\nSTATUS=\(statusLine())")
+            }
+            pingWatchdog()
         }
         throw CancellationError()
     }
@@ -731,6 +761,57 @@ public actor SyncService {
         status.reason = reason
         status.reasonCode = code
         writeStatus()
+        sendStatus()
+    }
+
+    // MARK: - systemd
+
+    private func pingWatchdog() {
+        guard let interval = notifier.watchdogInterval else { return }
+        let now = clock.now
+        if lastWatchdogPing.map({ now - $0 >= interval / 4 }) ?? true {
+            lastWatchdogPing = now
+            notifier.send("WATCHDOG=1")
+        }
+    }
+
+    /// One line for systemctl status: the phase and why, the watch, the last commit, the remote.
+    func statusLine() -> String {
+        var parts = [status.phase.rawValue + (status.reason.isEmpty ? "" : ": " + String(status.reason.prefix(120)))]
+        parts.append("watching \(status.watchedDirectories) directories")
+        if !status.lastCommit.isEmpty { parts.append("last commit \(status.lastCommit.prefix(8)) at \(status.lastCommitAt)") }
+        if status.pendingPaths > 0 { parts.append("\(status.pendingPaths) pending") }
+        if !status.remote.isEmpty {
+            parts.append(status.offlineSince.isEmpty ? "\(status.unpushedCommits) unpushed" : "offline since \(status.offlineSince)")
+        }
+        return parts.joined(separator: "; ")
+    }
+
+    private func sendStatus() {
+        guard notifier.isActive else { return }
+        let line = statusLine()
+        guard line != lastStatusLine else { return }
+        lastStatusLine = line
+        notifier.send("STATUS=\(line)")
+    }
+
+    /// SIGHUP: re-read `syncd.*` from git config (flags given at start still win). A bad value
+    /// keeps the running settings and says why.
+    private func reloadSettings() async {
+        do {
+            let (fresh, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
+            for warning in warnings { log(.warning, warning) }
+            settings = fresh
+            batcher.quietPeriod = fresh.quietPeriod
+            batcher.maxLatency = fresh.maxLatency
+            batcher.maxPaths = fresh.maxBatchPaths
+            log(.info, "settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), "
+                + "syncInterval \(Settings.formatDuration(fresh.syncInterval)) (lockDir, remote and fsync apply at the next start)")
+            record("reload") { _ in }
+            wake.yield()
+        } catch {
+            log(.error, "settings not reloaded, the running ones stay: \((error as? SyncError)?.description ?? "\(error)")")
+        }
     }
 
     private func writeStatus() {

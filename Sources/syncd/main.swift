@@ -141,7 +141,7 @@ struct Run: AsyncParsableCommand {
             let (settings, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
             log = StandardErrorLog(minimum: LogLevel(rawValue: settings.logLevel.rawValue) ?? .info)
             for warning in warnings { log.sink(.warning, warning) }
-            let service = try SyncService(repository: repository, settings: settings, log: log.sink)
+            let service = try SyncService(repository: repository, settings: settings, overrides: overrides, log: log.sink)
             // On SIGTERM/SIGINT the service is cancelled; it commits what is pending, then returns.
             try await runUntilSignal { try await service.run() }
         } catch let error as SyncError {

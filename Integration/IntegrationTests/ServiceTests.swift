@@ -1,0 +1,64 @@
+import Foundation
+import Glibc
+import SyncCore
+import SyncTestKit
+import Testing
+
+/// syncd as a systemd service: sd_notify, the watchdog, SIGHUP.
+@Suite("syncd under systemd (notify socket, watchdog, signals)", .serialized)
+struct ServiceTests {
+    @Test("READY after the initial reconcile, STATUS lines, WATCHDOG pings at half the interval, STOPPING on SIGTERM")
+    func notifyProtocol() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let directory = try TemporaryDirectory(prefix: "syncd-notify")
+        defer { directory.remove() }
+        let notify = try NotifySocket(path: directory.sub("notify"))
+        try Files.write(fixture.file("before.txt"), "made while syncd was down\n")
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "100ms"], environment: ["NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "1000000"])
+        try await waitUntil(.seconds(30), "READY=1") { notify.messages.contains { $0.contains("READY=1") } }
+        // READY comes after the startup batch: what changed while syncd was down is committed.
+        #expect(try await fixture.headTree()[Array("before.txt".utf8)] != nil)
+        #expect(notify.messages.contains { $0.contains("STATUS=") && $0.contains("watching") })
+        try await waitUntil(.seconds(10), "three watchdog pings") { notify.messages.filter { $0 == "WATCHDOG=1" }.count >= 3 }
+        #expect(try await syncd.stop() == .exited(0))
+        #expect(notify.messages.contains { $0.hasPrefix("STOPPING=1") })
+    }
+
+    @Test("an abstract notify socket (@name) works; a watchdog meant for another pid is not pinged")
+    func abstractSocketAndForeignWatchdog() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let notify = try NotifySocket(abstractName: "syncd-test-\(getpid())-\(Int.random(in: 0..<1_000_000))")
+        let syncd = SyncdHarness(fixture, [], environment: [
+            "NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1",
+        ])
+        try await waitUntil(.seconds(30), "READY=1 on the abstract socket") { notify.messages.contains { $0.contains("READY=1") } }
+        try await Pace.holds(for: .seconds(1), "no watchdog pings for another pid's watchdog") {
+            !notify.messages.contains("WATCHDOG=1")
+        }
+        #expect(try await syncd.stop() == .exited(0))
+    }
+
+    @Test("SIGHUP reloads settings from git config; a bad value keeps the running ones")
+    func reloadOnSIGHUP() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let syncd = SyncdHarness(fixture, ["--max-latency", "10m"], environment: [:])
+        try await fixture.run(["config", "syncd.quietPeriod", "5m"])
+        try await syncd.ready()
+        try Files.write(fixture.file("waiting.txt"), "pending for five minutes\n")
+        try await waitUntil(.seconds(30), "pending") { syncd.state()?["phase"] as? String == "pending" }
+        try await fixture.run(["config", "syncd.quietPeriod", "100ms"])
+        syncd.process.signal(SIGHUP)
+        try await syncd.process.waitForStderr("settings reloaded: quietPeriod 100ms")
+        try await syncd.settled()
+        try await fixture.run(["config", "syncd.quietPeriod", "soon"])
+        syncd.process.signal(SIGHUP)
+        try await syncd.process.waitForStderr("settings not reloaded")
+        #expect(syncd.process.stderr.contains("syncd.quietPeriod"))
+        try Files.write(fixture.file("after.txt"), "still committed with the running settings\n")
+        try await syncd.settled()
+        #expect(try await syncd.stop() == .exited(0))
+    }
+}
