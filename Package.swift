@@ -34,7 +34,14 @@ let package = Package(
         // Recursive watching: watch table, crawler, event processing, change queue.
         .target(name: "SyncWatcher", dependencies: ["SyncCore", "SyncSystem", "SyncGit"], swiftSettings: strict),
         // syncd run: batcher, committer, journal, state file, settings.
-        .target(name: "SyncEngine", dependencies: ["SyncCore", "SyncSystem", "SyncGit", "SyncWatcher"], swiftSettings: strict),
+        .target(
+            name: "SyncEngine",
+            dependencies: [
+                "SyncCore", "SyncSystem", "SyncGit", "SyncWatcher",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
         // Thin executables.
         .executableTarget(
             name: "syncd",

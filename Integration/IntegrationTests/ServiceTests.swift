@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import SyncCore
+import SyncGit
 import SyncTestKit
 import Testing
 
@@ -60,5 +61,45 @@ struct ServiceTests {
         try Files.write(fixture.file("after.txt"), "still committed with the running settings\n")
         try await syncd.settled()
         #expect(try await syncd.stop() == .exited(0))
+    }
+
+    @Test("a push that keeps failing fires the alert hook once, not in a storm; the metrics file follows the state")
+    func alertOnceAndMetrics() async throws {
+        let root = try TemporaryDirectory(prefix: "syncd-alert")
+        defer { root.remove() }
+        let fixture = try await GitFixture(in: root.path + "/work")
+        // A remote that does not exist: every push fails.
+        try await fixture.run(["remote", "add", "origin", GitArgument(root.path + "/missing.git")])
+        let alerts = root.path + "/alerts.jsonl"
+        let metrics = root.path + "/syncd.prom"
+        let syncd = SyncdHarness(fixture, [
+            "--quiet-period", "100ms", "--sync-interval", "1s", "--alert-after", "1s",
+            "--alert-command", "cat >> \(alerts)", "--metrics-file", metrics,
+        ])
+        try await syncd.ready()
+        try Files.write(fixture.file("a.txt"), "never pushed\n")
+        try await waitUntil(.seconds(30), "the alert ran") { FileManager.default.fileExists(atPath: alerts) }
+        // Many failed cycles later (every 1 to 5 s), still exactly one alert.
+        try await Pace.wait(.seconds(6))
+        let lines = try String(contentsOfFile: alerts, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 1, "alerts: \(lines)")
+        let alert = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
+        #expect(alert?["incident"] as? String == "push-failing")
+        #expect((alert?["workspace"] as? String) == fixture.path)
+        let text = try String(contentsOfFile: metrics, encoding: .utf8)
+        #expect(text.contains("# TYPE syncd_commits_total counter"))
+        #expect(text.contains("syncd_offline{workspace=\"\(fixture.path)\"} 1"))
+        #expect(text.contains("syncd_unpushed_commits{workspace=\"\(fixture.path)\"} 1"))
+        #expect(try await syncd.stop() == .exited(0))
+    }
+
+    @Test("under the journal (JOURNAL_STREAM set) log lines carry syslog priorities")
+    func journalPriorities() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let syncd = SyncdHarness(fixture, [], environment: ["JOURNAL_STREAM": "8:1234"])
+        try await syncd.process.waitForStderr("<6>info: watching ")
+        #expect(try await syncd.stop() == .exited(0))
+        #expect(!syncd.process.stderr.contains("syncd: info"))
     }
 }

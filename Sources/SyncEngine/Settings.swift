@@ -45,6 +45,13 @@ public struct Settings: Sendable, Equatable {
     /// A merge conflict resolved for one side (`ours` = local, `theirs` = remote), or none.
     public var strategyOption: StrategyOption = .none
 
+    /// Prometheus text file for node_exporter's textfile collector ("" = none).
+    public var metricsFile = ""
+    /// Shell command run with a JSON description on stdin when a failure persists ("" = none).
+    public var alertCommand = ""
+    /// How long a push or commit failure must last before the alert command runs.
+    public var alertAfter: Duration = .seconds(600)
+
     public enum IntegratePolicy: String, Sendable, Equatable, CaseIterable { case merge, rebase }
     public enum StrategyOption: String, Sendable, Equatable, CaseIterable { case none, ours, theirs }
 
@@ -183,6 +190,29 @@ public struct Settings: Sendable, Equatable {
             help: "settle merge conflicts for the local (ours) or the remote (theirs) side",
             apply: { s, v in set(&s.strategyOption, StrategyOption(rawValue: v.lowercased())) },
             current: { $0.strategyOption.rawValue }),
+        Key(
+            name: "syncd.metricsFile", flag: "--metrics-file", allowed: "an absolute path ending in .prom",
+            help: "Prometheus text file (node_exporter textfile collector)",
+            apply: { s, v in
+                guard v.hasPrefix("/"), v.hasSuffix(".prom") else { return false }
+                s.metricsFile = v
+                return true
+            },
+            current: { $0.metricsFile }),
+        Key(
+            name: "syncd.alertCommand", flag: "--alert-command", allowed: "a shell command",
+            help: "run with a JSON description on stdin when a failure persists",
+            apply: { s, v in
+                guard !v.isEmpty else { return false }
+                s.alertCommand = v
+                return true
+            },
+            current: { $0.alertCommand }),
+        Key(
+            name: "syncd.alertAfter", flag: "--alert-after", allowed: "a duration from 1s to 7d, like 10m",
+            help: "how long a push or commit failure lasts before the alert",
+            apply: { s, v in set(&s.alertAfter, parseDuration(v), within: .seconds(1) ... .seconds(604_800)) },
+            current: { formatDuration($0.alertAfter) }),
     ]
 
     /// Where a value came from, for error messages.

@@ -21,6 +21,7 @@ public actor SyncService {
     private var readySent = false
     private var lastWatchdogPing: Instant?
     private var lastStatusLine = ""
+    private var incidents = Incidents()
     public let stateDirectory: [UInt8]
     private let log: LogSink
     private let clock = ContinuousClock()
@@ -232,6 +233,14 @@ public actor SyncService {
                 notifier.send("READY=1\nSTATUS=\(statusLine())")
             }
             pingWatchdog()
+            checkIncidents()
+            // A failure that must last `alertAfter` before its alert needs a wake-up then; the
+            // check's instant is always in the future, and an earlier pending timer is kept.
+            if let next = incidents.nextCheck(now: clock.now, alertAfter: settings.alertAfter),
+                timerDeadline.map({ $0 <= clock.now || next < $0 }) ?? true
+            {
+                schedule(next)
+            }
         }
         throw CancellationError()
     }
@@ -819,6 +828,31 @@ public actor SyncService {
             try status.write(to: stateDirectory + Array("/state.json".utf8))
         } catch {
             log(.warning, "cannot write \(Syscall.display(stateDirectory))/state.json: \(error)")
+        }
+        if !settings.metricsFile.isEmpty {
+            do {
+                try AtomicFile.write(Array(settings.metricsFile.utf8), Array(Metrics.text(status).utf8))
+            } catch {
+                log(.warning, "cannot write the metrics file \(settings.metricsFile): \(error)")
+            }
+        }
+        checkIncidents()
+    }
+
+    /// Runs the alert command for incidents that just became alert-worthy, once each.
+    private func checkIncidents() {
+        let fired = incidents.update(status, now: clock.now, alertAfter: settings.alertAfter)
+        for incident in fired {
+            log(.error, "ALERT \(incident.name): \(incident.message)")
+            record("alert") { line in
+                line.add("incident", incident.name)
+                line.add("message", incident.message)
+            }
+            guard !settings.alertCommand.isEmpty else { continue }
+            let command = settings.alertCommand
+            let workspace = repository.workTreeDisplay
+            let log = log
+            Task { await AlertHook.run(command, incident: incident, workspace: workspace, log: log) }
         }
     }
 

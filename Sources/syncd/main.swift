@@ -119,6 +119,12 @@ struct Run: AsyncParsableCommand {
     var integrate: String?
     @Option(help: "Settle merge conflicts for ours (local) or theirs (remote), or none (syncd.strategyOption, default none).")
     var strategyOption: String?
+    @Option(help: "Prometheus text file to keep up to date (syncd.metricsFile).")
+    var metricsFile: String?
+    @Option(help: "Shell command run with a JSON description when a failure persists (syncd.alertCommand).")
+    var alertCommand: String?
+    @Option(help: "How long a push or commit failure lasts before the alert (syncd.alertAfter, default 10m).")
+    var alertAfter: String?
 
     var overrides: [(name: String, value: String)] {
         [
@@ -130,6 +136,7 @@ struct Run: AsyncParsableCommand {
             ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.networkTimeout", networkTimeout),
             ("syncd.backupKeep", backupKeep), ("syncd.backupMaxAge", backupMaxAge),
             ("syncd.integrate", integrate), ("syncd.strategyOption", strategyOption),
+            ("syncd.metricsFile", metricsFile), ("syncd.alertCommand", alertCommand), ("syncd.alertAfter", alertAfter),
         ].compactMap { name, value in value.map { (name, $0) } }
     }
 
