@@ -102,4 +102,25 @@ struct ServiceTests {
         #expect(try await syncd.stop() == .exited(0))
         #expect(!syncd.process.stderr.contains("syncd: info"))
     }
+
+    @Test("syncctl doctor: one line per check; a low watch limit is a FAIL with the fix, and exits 1")
+    func doctor() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        for index in 0..<30 { try Files.mkdirs(fixture.file("d\(index)")) }
+        let syncctl = ProcessHarness.product("syncctl")
+        let healthy = ProcessHarness(syncctl, ["doctor", "-C", fixture.path])
+        #expect(try await healthy.exit() == .exited(0), "\(healthy.stdout)")
+        for name in ["git", "repository", "remote", "inotify", "disk", "locks", "service"] {
+            #expect(healthy.stdout.split(separator: "\n").contains { $0.contains(" \(name) ") || $0.dropFirst(5).hasPrefix(name) }, "no \(name) line")
+        }
+        #expect(healthy.stdout.contains("OK   inotify    31 directories to watch"))
+        // A user namespace with a watch limit of 8: the kernel limit the workspace cannot fit.
+        let script = #"echo 8 > /proc/sys/user/max_inotify_watches && exec "$0" doctor -C "$1""#
+        let low = ProcessHarness("/usr/bin/unshare", ["--user", "--map-root-user", "sh", "-c", script, syncctl, fixture.path])
+        #expect(try await low.exit() == .exited(1))
+        let line = low.stdout.split(separator: "\n").first { $0.hasPrefix("FAIL inotify") }.map(String.init) ?? ""
+        #expect(line.contains("needs 31 watches and the limit is 8"), "\(low.stdout)")
+        #expect(line.contains("sysctl user.max_inotify_watches="))
+    }
 }

@@ -29,7 +29,7 @@ struct Syncctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "syncctl",
         abstract: "Control syncd: status, pause and resume, sync now, emergency stop, and run writers under the protocol.",
-        subcommands: [Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self]
+        subcommands: [Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self, Doctor.self]
     )
 }
 
@@ -454,4 +454,23 @@ struct BundleHeader {
         }
         return header
     }
+}
+
+struct Doctor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check what syncd needs: git, the repository, the remote, inotify limits, disk, locks, the service. Exits 1 on any FAIL.")
+    @OptionGroup var options: WorkspaceOptions
+
+    func run() async throws {
+        let client = try await options.client()
+        let checks = await SyncEngine.Doctor.run(client)
+        for check in checks {
+            say("\(check.level.rawValue.padding(4)) \(check.name.padding(10)) \(check.detail)")
+        }
+        if checks.contains(where: { $0.level == .fail }) { throw ExitCode(1) }
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }
