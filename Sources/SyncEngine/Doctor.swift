@@ -1,4 +1,5 @@
 import Glibc
+import Subprocess
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -34,7 +35,10 @@ public enum Doctor {
         } else if branch == nil {
             checks.append(Check(level: .warn, name: "repository", detail: "HEAD is detached in \(repository.workTreeDisplay): syncd waits until a branch is checked out (`git switch BRANCH`)"))
         } else {
-            checks.append(Check(level: .ok, name: "repository", detail: "\(repository.workTreeDisplay) on \(branch.map { String($0.dropFirst("refs/heads/".count)) } ?? "?")"))
+            let name = branch.map { String($0.dropFirst("refs/heads/".count)) } ?? "?"
+            let upstream = (try? await git.run(["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}"], readOnly: true, acceptedExitCodes: [0, 128]))
+                .flatMap { $0.exitCode == 0 ? $0.text : nil }
+            checks.append(Check(level: .ok, name: "repository", detail: "\(repository.workTreeDisplay) on \(name)" + (upstream.map { ", upstream \($0)" } ?? ", no upstream (syncd pushes to the same branch name)")))
         }
 
         // Remote and upstream, reachability.
@@ -101,13 +105,32 @@ public enum Doctor {
             checks.append(Check(level: .ok, name: "locks", detail: "\(lockDirectory.display) does not exist yet (syncd creates it)"))
         }
 
-        // The service.
+        // The service, and its unit when systemd runs.
+        let unit = await unitState(repository.workTreeDisplay)
         if let pid = client.runningPid() {
-            checks.append(Check(level: .ok, name: "service", detail: "syncd is running (pid \(pid))"))
+            checks.append(Check(level: .ok, name: "service", detail: "syncd is running (pid \(pid))" + (unit.map { "; \($0)" } ?? "")))
+        } else if let unit {
+            checks.append(Check(level: .warn, name: "service", detail: "no syncd runs for this workspace; \(unit)"))
         } else {
             checks.append(Check(level: .warn, name: "service", detail: "no syncd runs for this workspace: start it (`syncd run`, or `systemctl enable --now \"syncd@$(systemd-escape --path \(repository.workTreeDisplay)).service\"`)"))
         }
         return checks
+    }
+
+    /// "unit syncd@….service is active" (system or user manager), nil when systemd is not running.
+    static func unitState(_ workspace: String) async -> String? {
+        guard Syscall.exists(Array("/run/systemd/system".utf8)) else { return nil }
+        func run(_ arguments: [String]) async -> String? {
+            guard let result = try? await Subprocess.run(.name(arguments[0]), arguments: Arguments(Array(arguments.dropFirst())), output: .string(limit: 4096), error: .discarded)
+            else { return nil }
+            return result.standardOutput.split(separator: "\n").first.map(String.init)
+        }
+        guard let escaped = await run(["systemd-escape", "--path", workspace]) else { return nil }
+        let unit = "syncd@\(escaped).service"
+        let system = await run(["systemctl", "is-active", unit]) ?? "unknown"
+        if system == "active" { return "unit \(unit) is active" }
+        let user = await run(["systemctl", "--user", "is-active", unit]) ?? "unknown"
+        return user == "active" ? "user unit \(unit) is active" : "unit \(unit) is \(system)"
     }
 
     /// Directories syncd would watch: every directory that git does not ignore, `.git` excluded.
