@@ -475,4 +475,35 @@ struct RemoteSyncTests {
         #expect(try await syncA.stop() == .exited(0))
         #expect(try await remote.remoteHead() == a.head())
     }
+
+    @Test("restore --into rebuilds a history that mixes remote and local commits: the remote's part comes from the remote, the rest from the bundles")
+    func restoreMixedHistory() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let syncA = SyncdHarness(a, Self.fast)
+        try await syncA.ready()
+        let b = try await remote.clone("b")
+        try Files.write(b.file("r.txt"), "remote commit\n")
+        try await b.run(["add", "r.txt"])
+        try await b.run(["commit", "-q", "-m", "R"])
+        try await b.run(["push", "-q", "origin", "main"])
+        try await waitUntil(.seconds(30), "A fast-forwarded to R") { try await a.headTree()[Array("r.txt".utf8)] != nil }
+        try Files.write(a.file("l.txt"), "local commit\n")
+        try await waitUntil(.seconds(30), "L pushed") {
+            guard try await a.headTree()[Array("l.txt".utf8)] != nil else { return false }
+            let remoteHead = try await remote.remoteHead()
+            return try await remoteHead == a.head()
+        }
+        #expect(try await syncA.stop() == .exited(0))
+        let bundles = try FileManager.default.contentsOfDirectory(atPath: a.path + "/.git/syncd/backups").filter { $0.hasSuffix(".bundle") }.sorted()
+        let newest = try #require(bundles.last)
+        let into = remote.root.path + "/mixed-restore"
+        let restore = ProcessHarness(ProcessHarness.product("syncctl"), ["restore", "-C", a.path, newest, "--into", into])
+        #expect(try await restore.exit() == .exited(0), "\(restore.stderr)")
+        #expect(restore.stdout.contains("with the history of origin"))
+        #expect(FileManager.default.fileExists(atPath: into + "/l.txt") && FileManager.default.fileExists(atPath: into + "/r.txt"))
+        let copy = try await GitFixture(in: into)
+        try await copy.fsck()
+    }
 }

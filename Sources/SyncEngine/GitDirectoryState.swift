@@ -7,7 +7,12 @@ import SyncWatcher
 /// Reads the git directory for operations syncd must not interfere with: a person's rebase, merge,
 /// cherry-pick, revert or bisect, and any git process holding `index.lock`. Plain file checks, no
 /// git process: this runs before every batch and during every deferral.
-struct GitDirectoryState: Sendable {
+public struct GitDirectoryState: Sendable {
+    /// The branch HEAD points to in `repository`, nil when detached.
+    public static func currentBranch(_ repository: Repository) -> String? {
+        GitDirectoryState(repository: repository, staleLockAge: .seconds(600), log: { _, _ in }).branch()
+    }
+
     let repository: Repository
     let staleLockAge: Duration
     let log: LogSink

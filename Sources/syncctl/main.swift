@@ -409,17 +409,30 @@ struct Restore: AsyncParsableCommand {
             let chain = backups.filter { $0.name <= name }.sorted { $0.name < $1.name }.map(\.path)
             let target = GitRunner(workTree: Array(into.utf8))
             _ = try await GitRunner(workTree: Array(".".utf8)).run(["init", "-q", GitArgument(into)])
+            // Bundles hold what the remote did not have; the remote's history comes from the
+            // remote itself (best effort: a bundle chain of local commits restores without it).
+            var fetched = ""
+            let branch = GitDirectoryState.currentBranch(client.repository)
+            if let remote = await Syncer.defaultRemote(client.repository, branch: branch),
+                let url = try? await git.run(["remote", "get-url", GitArgument(remote)], readOnly: true).standardOutput,
+                !url.isEmpty
+            {
+                let location = String(decoding: url, as: UTF8.self).filter { $0 != "\n" }
+                let fetch = try await target.run(["fetch", "-q", GitArgument(location), "+refs/heads/*:refs/remotes/origin/*"], acceptedExitCodes: Set(0...255))
+                fetched = fetch.exitCode == 0 ? " (with the history of \(remote))" : ""
+            }
             for part in (chain.isEmpty ? [path] : chain) {
                 let result = try await target.run(["bundle", "unbundle", GitArgument(rawBytes: part)], acceptedExitCodes: [0, 1, 128])
                 if result.exitCode != 0 {
-                    fail("cannot apply \(Syscall.display(part)): \(result.standardError.split(separator: "\n").first ?? "") (an older bundle of the chain is missing?)")
+                    fail("cannot apply \(Syscall.display(part)): \(result.standardError.split(separator: "\n").first ?? "")"
+                        + " (its base is neither in an older bundle nor on the remote; restore with --branch inside the workspace instead)")
                 }
             }
             let local = tip.name.hasPrefix("refs/heads/") ? tip.name : "refs/heads/restored"
             _ = try await target.run(["update-ref", GitArgument(local), GitArgument(tip.commit)])
             _ = try await target.run(["symbolic-ref", "HEAD", GitArgument(local)])
             _ = try await target.run(["reset", "-q", "--hard"])
-            say("restored \(tip.name) at \(tip.commit.prefix(12)) into \(into)")
+            say("restored \(tip.name) at \(tip.commit.prefix(12)) into \(into)\(fetched)")
             return
         }
         let newBranch = branch ?? "syncd/restore/\(stemName)"
