@@ -261,11 +261,7 @@ public actor Committer {
     /// (a 100,000-entry index costs ~15 ms per reader); only paths it reports as ignored are then
     /// looked up in the index, since a tracked file stays tracked whatever the rules say.
     private func notIgnored(_ paths: [RepoPath]) async throws -> [RepoPath] {
-        var input: [UInt8] = []
-        for path in paths { input += Array("./".utf8) + path.bytes + [0] }
-        let result = try await git.run(
-            ["check-ignore", "--no-index", "-z", "--stdin"], input: input, readOnly: true, acceptedExitCodes: [0, 1])
-        let ignored = Set(result.nulSeparatedFields.map { RepoPath(bytes: $0.starts(with: Array("./".utf8)) ? Array($0.dropFirst(2)) : $0) })
+        let ignored = try await GitIgnoreOracle(git: git, useIndex: false).ignored(paths)
         guard !ignored.isEmpty else { return paths }
         var arguments: [GitArgument] = ["ls-files", "-z", "--cached", "--"]
         arguments += ignored.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }

@@ -15,7 +15,7 @@ public struct ControlClient: Sendable {
         let repository = try await Repository.discover(at: path)
         let configured = try await repository.git.run(
             ["config", "--get", "syncd.lockDir"], readOnly: true, acceptedExitCodes: [0, 1])
-        let value = String(decoding: configured.standardOutput, as: UTF8.self).trimmingCharacters(in: "\n")
+        let value = configured.text
         return ControlClient(
             repository: repository,
             lockDirectory: LockDirectory.resolve(repository, configured: configured.exitCode == 0 ? value : nil),
@@ -24,7 +24,7 @@ public struct ControlClient: Sendable {
 
     /// The pid of the syncd that holds this workspace's instance lock, if one runs.
     public func runningPid() -> Int32? {
-        let lock = stateDirectory + Array("/syncd.lock".utf8)
+        let lock = SyncService.instanceLock(stateDirectory)
         guard let bytes = try? Syscall.readFile(lock, limit: 64, flags: O_NOFOLLOW),
             let pid = Int32(String(decoding: bytes, as: UTF8.self).filter(\.isNumber)), pid > 0
         else { return nil }

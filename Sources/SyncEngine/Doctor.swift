@@ -29,7 +29,7 @@ public enum Doctor {
 
         // The repository: branch, operations in progress.
         let state = GitDirectoryState(repository: repository, staleLockAge: .seconds(600), log: { _, _ in })
-        let branch = state.branch()
+        let branch = GitDirectoryState.currentBranch(repository)
         if let deferral = state.foreignOperation() {
             checks.append(Check(level: .warn, name: "repository", detail: deferral.message))
         } else if branch == nil {
@@ -42,19 +42,10 @@ public enum Doctor {
         }
 
         // Remote and upstream, reachability.
-        let configuredRemote = (try? await git.run(["config", "--get", "syncd.remote"], readOnly: true, acceptedExitCodes: [0, 1]))?.text ?? ""
-        let remote = configuredRemote.isEmpty ? await Syncer.defaultRemote(repository, branch: branch) : (configuredRemote == "none" ? nil : configuredRemote)
-        if let remote {
-            let probe = try? await withThrowingTaskGroup(of: GitResult?.self) { group in
-                group.addTask { try await git.run(["ls-remote", "--heads", GitArgument(remote)], readOnly: true, acceptedExitCodes: Set(0...255)) }
-                group.addTask {
-                    try await Task.sleep(for: networkTimeout)
-                    return nil
-                }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
+        if let remote = await Syncer.configuredRemote(repository, branch: branch) {
+            let probe = try? await withTimeout(networkTimeout) {
+                try await git.run(["ls-remote", "--heads", GitArgument(remote)], readOnly: true, acceptedExitCodes: Set(0...255))
+            } ?? nil
             if let probe, probe.exitCode == 0 {
                 checks.append(Check(level: .ok, name: "remote", detail: "\(remote) is reachable"))
             } else {
@@ -62,7 +53,7 @@ public enum Doctor {
                 checks.append(Check(level: .warn, name: "remote", detail: "\(remote) is not reachable (\(why)): commits stay local until it is; check the URL (`git remote -v`) and credentials (ssh keys, agent)"))
             }
         } else {
-            checks.append(Check(level: .warn, name: "remote", detail: configuredRemote == "none" ? "syncd.remote is none: commits stay local" : "no remote: commits stay local (`git remote add origin URL` to sync)"))
+            checks.append(Check(level: .warn, name: "remote", detail: "no remote to sync with (none configured, or syncd.remote is none): commits stay local (`git remote add origin URL` to sync)"))
         }
 
         // inotify: directories that need a watch against the limit.

@@ -30,7 +30,7 @@ public struct GitDirectoryState: Sendable {
     func branch() -> String? {
         guard let contents = try? Syscall.readFile(repository.gitDir + Array("/HEAD".utf8), limit: 4096, flags: O_NOFOLLOW)
         else { return nil }
-        let text = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: "\n")
+        let text = String(decoding: contents, as: UTF8.self).trimmed
         guard text.hasPrefix("ref: refs/") else { return nil }
         return String(text.dropFirst("ref: ".count))
     }
@@ -64,14 +64,5 @@ public struct GitDirectoryState: Sendable {
         return Deferral(
             code: .indexLocked,
             message: "another git process is using the index in \(repository.workTreeDisplay): \(Syscall.display(lock)) exists\(who); syncd waits")
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: Character) -> String {
-        var slice = Substring(self)
-        while slice.last == set { slice.removeLast() }
-        while slice.first == set { slice.removeFirst() }
-        return String(slice)
     }
 }

@@ -71,22 +71,13 @@ enum AlertHook {
         line.add("time", WallClock.rfc3339())
         let json = line.text
         do {
-            let result = try await withThrowingTaskGroup(of: Int32?.self) { group in
-                group.addTask {
-                    let outcome = try await Subprocess.run(
-                        .path("/bin/sh"), arguments: ["-c", command],
-                        environment: .inherit.updating(["SYNCD_ALERT": json, "SYNCD_INCIDENT": incident.name]),
-                        input: .array(Array((json + "\n").utf8)), output: .discarded, error: .string(limit: 4096))
-                    if case .exited(let code) = outcome.terminationStatus { return code }
-                    return -1
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(60))
-                    return nil
-                }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                return first
+            let result = try await withTimeout(.seconds(60)) { () async throws -> Int32 in
+                let outcome = try await Subprocess.run(
+                    .path("/bin/sh"), arguments: ["-c", command],
+                    environment: .inherit.updating(["SYNCD_ALERT": json, "SYNCD_INCIDENT": incident.name]),
+                    input: .array(Array((json + "\n").utf8)), output: .discarded, error: .string(limit: 4096))
+                if case .exited(let code) = outcome.terminationStatus { return code }
+                return -1
             }
             if result != 0 {
                 log(.warning, "the alert command for \(incident.name) " + (result == nil ? "timed out after 60 s" : "exited \(result!)"))

@@ -229,7 +229,7 @@ public struct Settings: Sendable, Equatable {
                 "unknown setting \(name); known settings: \(Self.keys.map(\.name).joined(separator: ", "))"
             )
         }
-        guard key.apply(&self, value.trimmingSpaces) else {
+        guard key.apply(&self, value.trimmed) else {
             let origin = source == .flag ? "\(key.flag) \(value)" : "git config \(key.name) = \"\(value)\""
             throw SyncError(
                 .invalidSetting,
@@ -380,14 +380,5 @@ public struct Settings: Sendable, Equatable {
             seconds %= size
         }
         return text
-    }
-}
-
-extension String {
-    fileprivate var trimmingSpaces: String {
-        var slice = Substring(self)
-        while slice.first?.isWhitespace == true { slice.removeFirst() }
-        while slice.last?.isWhitespace == true { slice.removeLast() }
-        return String(slice)
     }
 }

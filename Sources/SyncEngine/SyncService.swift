@@ -74,6 +74,11 @@ public actor SyncService {
     /// Most pending paths kept one by one; past it the next batch asks git for everything instead.
     static let pendingCapacity = 200_000
 
+    /// The instance lock in a state directory; it holds the running syncd's pid.
+    public static func instanceLock(_ stateDirectory: [UInt8]) -> [UInt8] {
+        stateDirectory + Array("/syncd.lock".utf8)
+    }
+
     /// The state directory of a repository: `syncd/` in its git directory.
     public static func stateDirectory(of repository: Repository) -> [UInt8] {
         repository.gitDir + Array("/syncd".utf8)
@@ -98,7 +103,7 @@ public actor SyncService {
         } catch {
             throw SyncError(.syscall, "cannot create syncd's state directory \(Syscall.display(directory)): check its permissions", cause: error)
         }
-        let lockPath = directory + Array("/syncd.lock".utf8)
+        let lockPath = Self.instanceLock(directory)
         let outcome: ProcessLock.Outcome
         do {
             outcome = try ProcessLock.acquire(lockPath)
@@ -234,13 +239,6 @@ public actor SyncService {
             }
             pingWatchdog()
             checkIncidents()
-            // A failure that must last `alertAfter` before its alert needs a wake-up then; the
-            // check's instant is always in the future, and an earlier pending timer is kept.
-            if let next = incidents.nextCheck(now: clock.now, alertAfter: settings.alertAfter),
-                timerDeadline.map({ $0 <= clock.now || next < $0 }) ?? true
-            {
-                schedule(next)
-            }
         }
         throw CancellationError()
     }
@@ -280,11 +278,15 @@ public actor SyncService {
             await syncCycle()
         }
         // One timer for the earliest thing to do: the batch, the next sync cycle (only when it
-        // can run: a batch waiting to be retried goes first), the breaker closing.
+        // can run: a batch waiting to be retried goes first), the breaker closing, an alert
+        // check. Scheduled here only: a second place replaced this timer once (a batch due
+        // during a long sync cycle was never committed).
         var wakeAt: [Instant] = []
         if let deadline = batcher.deadline { wakeAt.append(deadline) }
         if syncer != nil, currentBatch == nil, let due = nextSyncAt { wakeAt.append(due) }
         if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
+        // A failure that must last `alertAfter` before its alert needs a wake-up then.
+        if let check = incidents.nextCheck(now: clock.now, alertAfter: settings.alertAfter) { wakeAt.append(check) }
         if let earliest = wakeAt.min() { schedule(earliest) }
     }
 
@@ -471,7 +473,7 @@ public actor SyncService {
             log(.info, "syncd.remote is none: committing locally only")
             return
         }
-        let branch = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log).branch()
+        let branch = GitDirectoryState.currentBranch(repository)
         let name: String
         if settings.remote.isEmpty {
             guard let found = await Syncer.defaultRemote(repository, branch: branch) else {
@@ -836,7 +838,6 @@ public actor SyncService {
                 log(.warning, "cannot write the metrics file \(settings.metricsFile): \(error)")
             }
         }
-        checkIncidents()
     }
 
     /// Runs the alert command for incidents that just became alert-worthy, once each.

@@ -80,13 +80,21 @@ public actor Syncer {
         return names.contains("origin") ? "origin" : names.first
     }
 
+    /// The remote for tools outside the service (doctor, restore): git config `syncd.remote`,
+    /// else the default; nil for `none` or no remote.
+    public static func configuredRemote(_ repository: Repository, branch: String?) async -> String? {
+        let configured = (try? await repository.git.run(["config", "--get", "syncd.remote"], readOnly: true, acceptedExitCodes: [0, 1]))?.text ?? ""
+        if configured == "none" { return nil }
+        return configured.isEmpty ? await defaultRemote(repository, branch: branch) : configured
+    }
+
     /// Fetches, backs up, integrates (only when `mayChangeWorkTree`), pushes.
     public func cycle(branch: String, mayChangeWorkTree: Bool) async throws -> Outcome {
         let name = String(branch.dropFirst("refs/heads/".count))
         let tracking = "refs/remotes/\(options.remote)/\(name)"
         // The backup comes first: it needs no network, and local commits matter most while the
         // remote is unreachable.
-        if try await git.run(["rev-parse", "-q", "--verify", GitArgument(branch)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0 {
+        if try await resolves(branch) {
             try await backup(branch: branch, tracking: tracking)
         }
         for _ in 0..<3 {
@@ -153,26 +161,20 @@ public actor Syncer {
     }
 
     private func runNetwork(_ arguments: [GitArgument]) async throws -> GitResult {
-        try await withThrowingTaskGroup(of: GitResult?.self) { group in
-            group.addTask { try await self.git.run(arguments, acceptedExitCodes: Set(0...255)) }
-            group.addTask {
-                try await Task.sleep(for: self.options.networkTimeout)
-                return nil
-            }
-            let first = try await group.next() ?? nil
-            group.cancelAll()
-            guard let result = first else {
-                return GitResult(exitCode: 124, standardOutput: [], standardError: "timed out after \(Settings.formatDuration(self.options.networkTimeout))")
-            }
-            return result
-        }
+        let git = git
+        let result = try await withTimeout(options.networkTimeout) { try await git.run(arguments, acceptedExitCodes: Set(0...255)) }
+        return result ?? GitResult(exitCode: 124, standardOutput: [], standardError: "timed out after \(Settings.formatDuration(options.networkTimeout))")
+    }
+
+    /// True when `ref` names an object (a missing branch or remote-tracking ref is not an error).
+    private func resolves(_ ref: String) async throws -> Bool {
+        try await git.run(["rev-parse", "-q", "--verify", GitArgument(ref)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0
     }
 
     private func divergence(branch: String, tracking: String) async throws -> (behind: Int, ahead: Int) {
-        let exists = try await git.run(["rev-parse", "-q", "--verify", GitArgument(tracking)], readOnly: true, acceptedExitCodes: [0, 1])
-        let local = try await git.run(["rev-parse", "-q", "--verify", GitArgument(branch)], readOnly: true, acceptedExitCodes: [0, 1])
-        if local.exitCode != 0 { return (exists.exitCode == 0 ? 1 : 0, 0) }
-        if exists.exitCode != 0 { return (0, 1) }
+        let exists = try await resolves(tracking)
+        guard try await resolves(branch) else { return (exists ? 1 : 0, 0) }
+        guard exists else { return (0, 1) }
         let counts = try await git.run(
             ["rev-list", "--left-right", "--count", GitArgument("\(tracking)...\(branch)")], readOnly: true)
         let parts = counts.text.split(whereSeparator: { $0 == "\t" || $0 == " " }).compactMap { Int($0) }
@@ -299,7 +301,7 @@ public actor Syncer {
     /// when there is nothing new. Temporary name, fsync, rename, fsync of the directory.
     public func backup(branch: String, tracking: String) async throws {
         try Syscall.makeDirectory(options.backupDirectory)
-        let hasTracking = try await git.run(["rev-parse", "-q", "--verify", GitArgument(tracking)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0
+        let hasTracking = try await resolves(tracking)
         let name = "\(Self.compactTime())-\(options.host).bundle"
         let final = options.backupDirectory + [UInt8(ascii: "/")] + Array(name.utf8)
         let temporary = final + Array(".partial".utf8)
@@ -382,7 +384,7 @@ public actor Syncer {
     }
 
     static func firstLine(_ text: String, or fallback: String) -> String {
-        text.split(separator: "\n").first { $0.contains { !$0.isWhitespace } }.map(String.init) ?? fallback
+        text.split(separator: "\n").first { !String($0).trimmed.isEmpty }.map(String.init) ?? fallback
     }
 }
 

@@ -11,8 +11,14 @@ public protocol IgnoreOracle: Sendable {
 /// not ignored. One child process per call: callers batch a whole crawl level per call.
 public struct GitIgnoreOracle: IgnoreOracle {
     public let git: GitRunner
+    /// false: `--no-index`, the rules alone, without reading the index (fast on big indexes; a
+    /// tracked file that a rule matches is then reported too).
+    public let useIndex: Bool
 
-    public init(git: GitRunner) { self.git = git }
+    public init(git: GitRunner, useIndex: Bool = true) {
+        self.git = git
+        self.useIndex = useIndex
+    }
 
     public func ignored(_ paths: [RepoPath]) async throws -> Set<RepoPath> {
         guard !paths.isEmpty else { return [] }
@@ -26,7 +32,7 @@ public struct GitIgnoreOracle: IgnoreOracle {
         }
         // Exit 1 means "nothing is ignored", not a failure (man git-check-ignore).
         let result = try await git.run(
-            ["check-ignore", "-z", "--stdin"],
+            useIndex ? ["check-ignore", "-z", "--stdin"] : ["check-ignore", "--no-index", "-z", "--stdin"],
             input: input,
             readOnly: true,
             acceptedExitCodes: [0, 1]

@@ -36,6 +36,19 @@ public final class FileLock: @unchecked Sendable {
     public func unlock() {
         _ = flock(fd, LOCK_UN)
     }
+
+    /// The file's first `limit` bytes (a holder's pid, for messages); empty when unreadable.
+    public func contents(limit: Int) -> [UInt8] {
+        _ = lseek(fd, 0, SEEK_SET)
+        return (try? Syscall.readAll(fd, limit: limit)) ?? []
+    }
+
+    /// Replaces the file's contents (best effort: the lock matters, not the text).
+    public func replaceContents(_ bytes: [UInt8]) {
+        _ = ftruncate(fd, 0)
+        _ = lseek(fd, 0, SEEK_SET)
+        try? Syscall.writeAll(fd, bytes)
+    }
 }
 
 /// A process named so that a reused pid or a reboot cannot impersonate it: pid, start time in

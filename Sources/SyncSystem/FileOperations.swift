@@ -123,8 +123,8 @@ public enum AtomicFile {
 /// An exclusive kernel lock (flock(2)) on a file, held for the life of the process. The kernel
 /// releases it when the process dies, so it can never go stale. The file holds the owner's pid.
 public final class ProcessLock: Sendable {
-    public let path: [UInt8]
-    private let fd: Int32
+    private let lock: FileLock
+    public var path: [UInt8] { lock.path }
 
     public enum Outcome: Sendable {
         case acquired(ProcessLock)
@@ -132,35 +132,18 @@ public final class ProcessLock: Sendable {
         case heldBy(pid: Int32?)
     }
 
-    private init(path: [UInt8], fd: Int32) {
-        self.path = path
-        self.fd = fd
-    }
+    private init(_ lock: FileLock) { self.lock = lock }
 
     /// Tries to take the lock without waiting. The file is opened with O_NOFOLLOW: a symlink
     /// planted in its place is refused, not followed.
     public static func acquire(_ path: [UInt8]) throws(SyscallError) -> Outcome {
-        let fd = try Syscall.open(path, flags: O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o644)
-        while true {
-            if flock(fd, LOCK_EX | LOCK_NB) == 0 { break }
-            let code = Glibc.errno
-            if code == EINTR { continue }
-            if code == EWOULDBLOCK {
-                let contents = (try? Syscall.readAll(fd, limit: 64)) ?? []
-                Syscall.close(fd)
-                let text = String(decoding: contents, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
-                return .heldBy(pid: Int32(text))
-            }
-            Syscall.close(fd)
-            throw SyscallError(call: "flock", path: Syscall.display(path), errno: Errno(code))
+        let lock = try FileLock(path: path)
+        guard try lock.tryLock(.exclusive) else {
+            let text = String(decoding: lock.contents(limit: 64), as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+            return .heldBy(pid: Int32(text))
         }
-        _ = ftruncate(fd, 0)
-        try? Syscall.writeAll(fd, Array("\(getpid())\n".utf8))
-        return .acquired(ProcessLock(path: path, fd: fd))
-    }
-
-    deinit {
-        Syscall.close(fd)
+        lock.replaceContents(Array("\(getpid())\n".utf8))
+        return .acquired(ProcessLock(lock))
     }
 }
 
@@ -175,19 +158,7 @@ public enum ProcessTable {
     /// Processes (that this user may inspect) with `path` open, found by reading /proc/*/fd links;
     /// only among `candidates` when given.
     public static func processesHolding(_ path: [UInt8], among candidates: [Int32]? = nil) -> [Int32] {
-        var pids: [Int32] = []
-        if let candidates {
-            pids = candidates
-        } else {
-            guard let proc = opendir("/proc") else { return [] }
-            while let entry = readdir(proc) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if let pid = Int32(name) { pids.append(pid) }
-            }
-            closedir(proc)
-        }
+        let pids = candidates ?? allPids()
         var holders: [Int32] = []
         var link = [CChar](repeating: 0, count: 4096)
         for pid in pids {
@@ -213,15 +184,9 @@ public enum ProcessTable {
     /// git processes whose working directory is `directory` or below it (a person's `git commit`
     /// waiting in an editor holds `index.lock` without keeping it open).
     public static func gitProcesses(within directory: [UInt8]) -> [Int32] {
-        guard let proc = opendir("/proc") else { return [] }
-        defer { closedir(proc) }
         var found: [Int32] = []
         var link = [CChar](repeating: 0, count: 4096)
-        while let entry = readdir(proc) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard let pid = Int32(name), pid != getpid() else { continue }
+        for pid in allPids() where pid != getpid() {
             guard let comm = try? Syscall.readSmallFile("/proc/\(pid)/comm"),
                 comm.starts(with: Array("git".utf8))
             else { continue }
@@ -232,6 +197,20 @@ public enum ProcessTable {
             if cwd == directory || cwd.starts(with: directory + [UInt8(ascii: "/")]) { found.append(pid) }
         }
         return found
+    }
+
+    /// Every pid in /proc.
+    static func allPids() -> [Int32] {
+        guard let proc = opendir("/proc") else { return [] }
+        defer { closedir(proc) }
+        var pids: [Int32] = []
+        while let entry = readdir(proc) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let pid = Int32(name) { pids.append(pid) }
+        }
+        return pids
     }
 
     /// The parent pid of `pid` (field 4 of /proc/PID/stat, after the parenthesised command name).

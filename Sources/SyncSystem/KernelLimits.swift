@@ -1,3 +1,5 @@
+import SyncCore
+
 /// The inotify limits that apply to this process, read from /proc (man inotify(7) "/proc interfaces").
 public struct InotifyLimits: Sendable, Equatable {
     /// fs.inotify.max_user_watches (the sysctl an administrator raises).
@@ -33,17 +35,8 @@ public struct InotifyLimits: Sendable, Equatable {
 
     static func readInt(_ path: String) -> Int? {
         guard let bytes = try? Syscall.readSmallFile(path) else { return nil }
-        let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
+        let text = String(decoding: bytes, as: UTF8.self).trimmed
         return Int(text)
     }
 }
 
-extension String {
-    func trimmingWhitespace() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
-        else { return "" }
-        return String(scalars[first...last])
-    }
-}

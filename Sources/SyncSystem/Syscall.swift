@@ -87,18 +87,7 @@ public enum Syscall {
 
     /// Reads a small file whole (for /proc values).
     public static func readSmallFile(_ path: String) throws(SyscallError) -> [UInt8] {
-        let fd = try open(Array(path.utf8), flags: O_RDONLY)
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = try chunk.withUnsafeMutableBytes { raw in
-                Result { () throws(SyscallError) -> Int in try read(fd, into: raw) }
-            }.get()
-            if count == 0 { break }
-            result.append(contentsOf: chunk[..<count])
-        }
-        return result
+        try readFile(Array(path.utf8), limit: 1 << 20)
     }
 
     /// lstat(2): never follows a final symlink.

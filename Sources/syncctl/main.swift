@@ -413,7 +413,7 @@ struct Restore: AsyncParsableCommand {
             // remote itself (best effort: a bundle chain of local commits restores without it).
             var fetched = ""
             let branch = GitDirectoryState.currentBranch(client.repository)
-            if let remote = await Syncer.defaultRemote(client.repository, branch: branch),
+            if let remote = await Syncer.configuredRemote(client.repository, branch: branch),
                 let url = try? await git.run(["remote", "get-url", GitArgument(remote)], readOnly: true).standardOutput,
                 !url.isEmpty
             {
