@@ -35,6 +35,8 @@ public struct Settings: Sendable, Equatable {
     public var remote = ""
     /// Least time between two sync cycles.
     public var syncInterval: Duration = .seconds(300)
+    /// How soon after a commit it is pushed (commits within it go in one push); 0: at once.
+    public var pushDelay: Duration = .seconds(2)
     /// Limit for one fetch or push.
     public var networkTimeout: Duration = .seconds(120)
     /// Bundle backups kept (newest first), and the oldest kept.
@@ -165,6 +167,11 @@ public struct Settings: Sendable, Equatable {
             help: "least time between two sync cycles",
             apply: { s, v in set(&s.syncInterval, parseDuration(v), within: .seconds(1) ... .seconds(86_400)) },
             current: { formatDuration($0.syncInterval) }),
+        Key(
+            name: "syncd.pushDelay", flag: "--push-delay", allowed: "a duration from 0s to 24h, like 2s",
+            help: "how soon after a commit it is pushed (commits made meanwhile go in the same push)",
+            apply: { s, v in set(&s.pushDelay, parseDuration(v), within: .zero ... .seconds(86_400)) },
+            current: { formatDuration($0.pushDelay) }),
         Key(
             name: "syncd.networkTimeout", flag: "--network-timeout", allowed: "a duration from 1s to 1h, like 2m",
             help: "limit for one fetch or push",

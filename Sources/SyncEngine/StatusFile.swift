@@ -55,6 +55,8 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var unpushedCommits = 0
     public var offlineSince = ""
     public var syncError = ""
+    /// `offline` (waiting fixes it) or `setup` (a person must: host key, credentials, URL), "" when fine.
+    public var syncProblemKind = ""
     public var conflictBranch = ""
     public var conflictFiles: [String] = []
 
@@ -102,6 +104,7 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("unpushed_commits", unpushedCommits)
         line.add("offline_since", offlineSince)
         line.add("sync_error", syncError)
+        line.add("sync_problem", syncProblemKind)
         line.add("conflict_branch", conflictBranch)
         line.add("conflict_files", conflictFiles)
         return line.text + "\n"

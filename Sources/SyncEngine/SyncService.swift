@@ -63,11 +63,24 @@ public actor SyncService {
     private var lastBlockReport: Instant?
     private let stopFlag = StopFlag()
 
-    // Remote sync.
+    // Remote sync. The network runs in its own task, never on the commit path; the loop does only
+    // the local integration, under the lock (milliseconds).
     private var syncer: Syncer?
+    /// The next fetch round (the interval, a backoff, a request).
     private var nextSyncAt: Instant?
+    /// A push soon after commits (`pushDelay`), coalesced.
+    private var pushDueAt: Instant?
+    private var network: Task<Void, Never>?
+    /// A fetch found remote commits: the loop integrates them at its next turn.
+    private var integrationDue = false
+    private var integrationRefusals = 0
+    private var pushRejections = 0
     private var syncBackoff: Duration = .zero
     private var lastSyncProblem: (message: String, loggedAt: Instant)?
+    /// `syncctl sync` requests whose commit is made and that wait for the push.
+    private var syncWaiters: Set<UInt64> = []
+    /// Requests older than this process were answered by an earlier one, or by the startup batch.
+    private let startSerial = ControlFile.newSerial()
 
     /// Retry interval while a foreign git operation runs.
     static let deferRetry: Duration = .seconds(1)
@@ -172,7 +185,8 @@ public actor SyncService {
         }
         writeStatus()
         try await committer.prepare()
-        // Before anything else: an integration interrupted by a crash gets its stash back.
+        // Before anything else: an integration interrupted by a crash is finished or rolled back
+        // (and a stash left by an older syncd is restored).
         await IntegrationInFlight.recover(repository: repository, directory: stateDirectory, log: log)
         await StashInFlight.recover(git: repository.git, directory: stateDirectory, log: log)
         try await prepareSyncer()
@@ -274,8 +288,15 @@ public actor SyncService {
         {
             setPhase(batcher.hasPending ? .pending : .idle)
         }
-        if syncer != nil, let due = nextSyncAt, currentBatch == nil, batcher.due(at: clock.now) == nil, clock.now >= due {
-            await syncCycle()
+        if syncer != nil, currentBatch == nil, batcher.due(at: clock.now) == nil {
+            if integrationDue, network == nil {
+                await integrateRemote()
+            } else if network == nil, let due = nextSyncAt, clock.now >= due {
+                startNetworkRound(fetch: true)
+            } else if network == nil, let due = pushDueAt, clock.now >= due {
+                // In a conflict only a fetch round can move things (it refreshes the conflict branch).
+                startNetworkRound(fetch: !status.conflictBranch.isEmpty)
+            }
         }
         // One timer for the earliest thing to do: the batch, the next sync cycle (only when it
         // can run: a batch waiting to be retried goes first), the breaker closing, an alert
@@ -283,7 +304,11 @@ public actor SyncService {
         // during a long sync cycle was never committed).
         var wakeAt: [Instant] = []
         if let deadline = batcher.deadline { wakeAt.append(deadline) }
-        if syncer != nil, currentBatch == nil, let due = nextSyncAt { wakeAt.append(due) }
+        if syncer != nil, currentBatch == nil, network == nil {
+            if let due = nextSyncAt { wakeAt.append(due) }
+            if let due = pushDueAt { wakeAt.append(due) }
+            if integrationDue { wakeAt.append(clock.now.advanced(by: .milliseconds(100))) }
+        }
         if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
         // A failure that must last `alertAfter` before its alert needs a wake-up then.
         if let check = incidents.nextCheck(now: clock.now, alertAfter: settings.alertAfter) { wakeAt.append(check) }
@@ -346,12 +371,19 @@ public actor SyncService {
                 line.add("full_scan", fullScan)
             }
         }
-        let request = CommitRequest(
-            paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger)
         // Writers hold the sync lock shared while they write; syncd snapshots only under the
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }
         defer { releaseSyncLock() }
+        await commitHeld(batch: batch, trigger: trigger)
+    }
+
+    /// Commits the pending batch; the caller holds the exclusive sync lock. True when nothing is
+    /// left pending (committed, or nothing had changed).
+    @discardableResult
+    private func commitHeld(batch: Int, trigger: String) async -> Bool {
+        let request = CommitRequest(
+            paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger)
         setPhase(.committing)
         let started = clock.now
         do {
@@ -371,6 +403,7 @@ public actor SyncService {
                     line.add("attempts", summary.attempts)
                 }
                 log(.info, "batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(Self.milliseconds(now - started)) ms")
+                await committedLocally()
                 if breaker.recordCommit(at: now) {
                     status.breakerTrips = breaker.trips
                     let message = "circuit breaker open: more than \(breaker.maxCommits) commits within \(Settings.formatDuration(breaker.window)) "
@@ -402,18 +435,27 @@ public actor SyncService {
                     }
                 }
                 setPhase(.deferred, reason: deferral.message, code: deferral.code.rawValue)
+                return false
             }
         } catch {
             failed(batch: batch, error: error)
+            return false
         }
+        return true
     }
 
     private func finishBatch() {
         if let serial = syncSerialPending {
-            status.syncSerialDone = serial
-            status.syncOutcome = "done"
             syncSerialPending = nil
-            writeStatus()
+            if syncer != nil, emergency == nil, pause == nil {
+                // `syncctl sync` returns once the commit is on the remote (or says why not).
+                syncWaiters.insert(serial)
+                nextSyncAt = clock.now
+            } else {
+                status.syncSerialDone = serial
+                status.syncOutcome = "done"
+                writeStatus()
+            }
         }
         startupBatch = false
         pending = []
@@ -501,99 +543,293 @@ public actor SyncService {
         syncer = Syncer(repository: repository, options: options, log: log)
         status.remote = name
         nextSyncAt = clock.now
-        log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)) and after commits")
+        if let branch, let syncer { status.unpushedCommits = await syncer.unpushed(branch: branch) }
+        log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)), and \(Settings.formatDuration(settings.pushDelay)) after each commit")
     }
 
-    /// One sync cycle: fetch, backup, integrate (under the writer lease and the exclusive lock
-    /// when the working tree must change), push.
-    private func syncCycle() async {
-        guard let syncer, emergency == nil, pause == nil else { return }
+    /// After a local commit: the count of unpushed commits from the refs, and a push soon.
+    private func committedLocally() async {
+        guard let syncer, let branch = GitDirectoryState.currentBranch(repository) else { return }
+        status.unpushedCommits = await syncer.unpushed(branch: branch)
+        // While offline the backoff timer decides; otherwise push after `pushDelay`, coalesced.
+        if status.offlineSince.isEmpty {
+            let due = clock.now.advanced(by: settings.pushDelay)
+            pushDueAt = min(pushDueAt ?? due, due)
+        }
+    }
+
+    /// What one network round found.
+    enum RoundResult: Sendable {
+        /// The remote has commits the branch lacks: integrate them (locally, under the lock).
+        case behind
+        case pushed(Syncer.PushOutcome)
+        /// The conflict branch was pushed (or could not be: the problem).
+        case conflictPushed(side: String, problem: RemoteProblem?)
+        case failed(RemoteProblem)
+    }
+
+    /// Starts a fetch round (backup, fetch, then a push when nothing needs integrating) or a push
+    /// round in a task of its own: committing goes on while it waits on the network.
+    private func startNetworkRound(fetch: Bool, conflictSide: String? = nil) {
+        guard let syncer, network == nil, emergency == nil, pause == nil else { return }
         let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log)
-        guard let branch = state.branch(), state.foreignOperation() == nil else {
+        guard let branch = state.branch() else {
             nextSyncAt = clock.now.advanced(by: .seconds(5))
             return
         }
-        record("sync-start") { line in line.add("remote", syncer.options.remote) }
-        do {
-            var outcome = try await syncer.cycle(branch: branch, mayChangeWorkTree: false)
-            if outcome == .needsWorkTree {
-                guard try acquireSyncLock(purpose: "syncd is integrating \(syncer.options.remote)", leaseAfter: .zero) else {
-                    nextSyncAt = clock.now.advanced(by: .milliseconds(100))
-                    return
-                }
-                defer { releaseSyncLock() }
-                outcome = try await syncer.cycle(branch: branch, mayChangeWorkTree: true)
-            }
-            await finishSync(outcome, syncer: syncer, branch: branch)
-        } catch {
-            syncProblem(String(describing: (error as? SyncError)?.description ?? "\(error)"))
+        if fetch { nextSyncAt = nil }
+        pushDueAt = nil
+        let covering = syncWaiters
+        record("sync-start") { line in
+            line.add("remote", syncer.options.remote)
+            line.add("fetch", fetch)
+        }
+        network = Task {
+            let result = await Self.networkRound(syncer: syncer, branch: branch, fetch: fetch, conflictSide: conflictSide)
+            await self.networkFinished(result, covering: covering, branch: branch)
         }
     }
 
-    private func finishSync(_ outcome: Syncer.Outcome, syncer: Syncer, branch: String) async {
+    static func networkRound(syncer: Syncer, branch: String, fetch: Bool, conflictSide: String?) async -> RoundResult {
+        do {
+            if let side = conflictSide {
+                return .conflictPushed(side: side, problem: try await syncer.pushConflict(side: side))
+            }
+            if fetch {
+                switch try await syncer.fetch(branch: branch) {
+                case .failed(let problem): return .failed(problem)
+                case .fetched(let behind, _) where behind > 0: return .behind
+                case .fetched: break
+                }
+            }
+            return .pushed(try await syncer.push(branch: branch))
+        } catch is CancellationError {
+            return .failed(RemoteProblem(kind: .offline, message: "cancelled at shutdown"))
+        } catch {
+            return .failed(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")))
+        }
+    }
+
+    private func networkFinished(_ result: RoundResult, covering: Set<UInt64>, branch: String) async {
+        network = nil
         let now = clock.now
+        guard let syncer else { return }
         status.unpushedCommits = await syncer.unpushed(branch: branch)
-        switch outcome {
-        case .synced(let pushed, let integrated):
+        switch result {
+        case .behind:
+            integrationDue = true
+        case .pushed(.rejected):
+            // The remote moved since the fetch: fetch and integrate again, a few times, then back off.
+            pushRejections += 1
+            if pushRejections < 4 {
+                nextSyncAt = now
+            } else {
+                syncProblem(RemoteProblem(kind: .offline, message: "the remote kept moving during \(pushRejections) pushes"), covering: covering)
+            }
+        case .pushed(.failed(let problem)), .failed(let problem):
+            syncProblem(problem, covering: covering)
+        case .pushed(let outcome):
+            pushRejections = 0
+            let pushed: Bool
+            if case .pushed = outcome { pushed = true } else { pushed = false }
             status.lastSyncAt = WallClock.rfc3339()
             if pushed { status.lastPushAt = status.lastSyncAt }
             if !status.offlineSince.isEmpty { log(.info, "\(syncer.options.remote) is reachable again; synced") }
             if !status.conflictBranch.isEmpty { log(.info, "the conflict with \(syncer.options.remote) is resolved; syncing again") }
             status.offlineSince = ""
             status.syncError = ""
+            status.syncProblemKind = ""
             status.conflictBranch = ""
             status.conflictFiles = []
             syncBackoff = .zero
             lastSyncProblem = nil
-            nextSyncAt = now.advanced(by: settings.syncInterval)
+            if nextSyncAt == nil { nextSyncAt = now.advanced(by: settings.syncInterval) }
             record("sync-done") { line in
                 line.add("pushed", pushed)
-                line.add("integrated", integrated)
             }
-        case .conflict(let side, let files):
-            if status.conflictBranch != side {
-                log(.error, "CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; "
-                    + "the local side is pushed to \(side). Resolve it by hand (`git merge \(syncer.options.remote)/\(branch.dropFirst("refs/heads/".count))`, "
-                    + "fix the files, commit); syncd keeps committing locally and syncs again once the histories merge")
-                record("sync-conflict") { line in
-                    line.add("branch", side)
-                    line.add("files", files)
-                }
+            completeSyncRequests(covering, outcome: pushed ? "pushed" : "synced")
+        case .conflictPushed(let side, let problem):
+            if let problem {
+                log(.warning, "could not push the conflict branch \(side): \(problem); it exists locally")
             }
-            status.conflictBranch = side
-            status.conflictFiles = files
-            status.lastSyncAt = WallClock.rfc3339()
-            nextSyncAt = now.advanced(by: settings.syncInterval)
-        case .offline(let message):
-            syncProblem(message)
-        case .needsWorkTree:
-            nextSyncAt = now.advanced(by: .milliseconds(100))
+            if nextSyncAt == nil { nextSyncAt = now.advanced(by: settings.syncInterval) }
+            completeSyncRequests(covering, outcome: "committed; not pushed: conflict with \(syncer.options.remote) in \(status.conflictFiles.joined(separator: ", ")), local side on \(side)")
         }
         writeStatus()
+        wake.yield()
+    }
+
+    /// The remote's commits, integrated at the loop's turn: commit what is pending first, then
+    /// move branch, index and working tree to the result, touching only the paths the remote
+    /// changed. Held: the writer lease and the exclusive sync lock, for milliseconds; never
+    /// across a network call.
+    private func integrateRemote() async {
+        guard let syncer else { return }
+        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log)
+        guard let branch = state.branch(), state.foreignOperation() == nil else {
+            // A person's rebase, merge or commit in progress goes first.
+            return
+        }
+        guard (try? acquireSyncLock(purpose: "syncd is integrating \(syncer.options.remote)", leaseAfter: .zero)) == true else { return }
+        defer { releaseSyncLock() }
+        await Failpoint.hit("before-integration-commit", log: log)
+        drainChanges()
+        if batcher.hasPending || fullScan {
+            let batch = currentBatch ?? nextBatch
+            if currentBatch == nil {
+                currentBatch = batch
+                nextBatch += 1
+                status.lastBatch = batch
+                record("batch") { line in
+                    line.add("batch", batch)
+                    line.add("trigger", "before-integration")
+                    line.add("paths", pending.count)
+                    line.add("full_scan", fullScan)
+                }
+            }
+            guard await commitHeld(batch: batch, trigger: "before-integration") else { return }
+        }
+        let started = clock.now
+        do {
+            let outcome = try await syncer.integrate(branch: branch)
+            status.unpushedCommits = await syncer.unpushed(branch: branch)
+            switch outcome {
+            case .upToDate:
+                integrationDue = false
+                integrationRefusals = 0
+                pushDueAt = clock.now
+            case .integrated(let commit, let how):
+                integrationDue = false
+                integrationRefusals = 0
+                log(.info, "\(how) → \(commit.prefix(12)) in \(Self.milliseconds(clock.now - started)) ms")
+                record("integrated") { line in
+                    line.add("commit", commit)
+                    line.add("how", how)
+                }
+                status.lastSyncAt = WallClock.rfc3339()
+                // Push right away: the remote's commits are here, ours go there.
+                pushDueAt = clock.now
+            case .conflict(let files):
+                integrationDue = false
+                integrationRefusals = 0
+                let side = await syncer.currentConflictBranch() ?? "syncd/conflict"
+                if status.conflictBranch != side {
+                    log(.error, "CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; "
+                        + "the local side is pushed to \(side). Resolve it by hand (`git merge \(syncer.options.remote)/\(Syncer.shortName(branch))`, "
+                        + "fix the files, commit); syncd keeps committing locally and syncs again once the histories merge")
+                    record("sync-conflict") { line in
+                        line.add("branch", side)
+                        line.add("files", files)
+                    }
+                }
+                status.conflictBranch = side
+                status.conflictFiles = files
+                status.lastSyncAt = WallClock.rfc3339()
+                startNetworkRound(fetch: false, conflictSide: side)
+            case .refused(let paths):
+                // A writer changed a path the remote changes after the commit above: commit it and
+                // try again (the next turn), a few times; nothing was changed meanwhile.
+                integrationRefusals += 1
+                fullScan = true
+                batcher.request(at: clock.now)
+                if integrationRefusals >= 5 {
+                    integrationDue = false
+                    integrationRefusals = 0
+                    syncProblem(RemoteProblem(
+                        kind: .offline,
+                        message: "cannot integrate \(syncer.options.remote) yet: \(paths) keep changing here; nothing was changed, syncd retries"),
+                        covering: [])
+                } else {
+                    log(.info, "integrating \(syncer.options.remote) waits: \(paths) changed after the last commit; committing them first")
+                }
+            }
+        } catch {
+            integrationDue = false
+            syncProblem(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")), covering: [])
+        }
+        writeStatus()
+    }
+
+    private func completeSyncRequests(_ serials: Set<UInt64>, outcome: String) {
+        let done = syncWaiters.intersection(serials)
+        guard let highest = done.max() else { return }
+        syncWaiters.subtract(done)
+        status.syncSerialDone = max(status.syncSerialDone, highest)
+        status.syncOutcome = outcome
     }
 
     /// The remote is unreachable or a step failed: back off (5 s doubling up to the interval,
-    /// with jitter) and log the first failure, then at most every 10 minutes.
-    private func syncProblem(_ message: String) {
+    /// with jitter) and log the first failure, then at most every 10 minutes. A setup problem
+    /// (host key, credentials, URL) is named as such, with its fix, never as "offline".
+    private func syncProblem(_ problem: RemoteProblem, covering: Set<UInt64>) {
         let now = clock.now
         if status.offlineSince.isEmpty { status.offlineSince = WallClock.rfc3339() }
-        status.syncError = message
+        status.syncError = problem.description
+        status.syncProblemKind = problem.kind.rawValue
         syncBackoff = min(max(syncBackoff * 2, .seconds(5)), max(settings.syncInterval, .seconds(5)))
+        if problem.kind == .setup { syncBackoff = max(settings.syncInterval, .seconds(5)) }
         let jitter = Duration.milliseconds(Int64.random(in: 0...max(1, Int64(Self.milliseconds(syncBackoff) / 5))))
         nextSyncAt = now.advanced(by: syncBackoff + jitter)
+        pushDueAt = nil
+        let message = problem.description
         if lastSyncProblem == nil || lastSyncProblem!.message != message || now - lastSyncProblem!.loggedAt >= .seconds(600) {
-            log(.warning, "cannot sync with \(status.remote): \(message); commits go on locally (\(status.unpushedCommits) not pushed), retrying with backoff")
-            record("sync-failed") { line in line.add("error", message) }
+            if problem.kind == .setup {
+                log(.error, "cannot sync with \(status.remote): SETUP PROBLEM: \(problem.message). To fix: \(problem.fix); "
+                    + "commits go on locally (\(status.unpushedCommits) not pushed)")
+            } else {
+                log(.warning, "cannot sync with \(status.remote): \(problem.message); commits go on locally (\(status.unpushedCommits) not pushed), retrying with backoff")
+            }
+            record("sync-failed") { line in
+                line.add("error", message)
+                line.add("kind", problem.kind.rawValue)
+            }
             lastSyncProblem = (message, now)
         }
+        completeSyncRequests(covering.union(syncWaiters), outcome: "committed; not pushed: \(message)")
         writeStatus()
     }
 
-    /// At shutdown: push what is not pushed yet, within the network timeout.
+    /// At shutdown: the round in flight gets a short grace (a push almost done finishes), then is
+    /// cancelled (git gets SIGTERM, never SIGKILL); then one push of what is not pushed yet, bounded
+    /// so the whole stop stays well inside the unit's TimeoutStopSec.
     private func finalSync() async {
-        guard syncer != nil, ready, emergency == nil, pause == nil, currentBatch == nil else { return }
-        await syncCycle()
+        guard let syncer, ready, emergency == nil, pause == nil, currentBatch == nil else { return }
+        if let network {
+            // Task.value does not return on cancellation: race it with a timer, and cancel the
+            // round itself when the timer wins (its git child then ends and `value` returns).
+            let finished = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { await network.value; return true }
+                group.addTask { (try? await Task.sleep(for: Self.shutdownGrace)) != nil ? false : true }
+                let first = await group.next() ?? true
+                if !first { network.cancel() }
+                group.cancelAll()
+                return first
+            }
+            if !finished {
+                log(.warning, "stopping: the sync with \(syncer.options.remote) in flight did not finish within \(Settings.formatDuration(Self.shutdownGrace)); "
+                    + "cancelled, and no push is tried at this stop (\(status.unpushedCommits) commit(s) not pushed; the next start pushes them)")
+                return
+            }
+        }
+        guard let branch = GitDirectoryState.currentBranch(repository), status.conflictBranch.isEmpty else { return }
+        status.unpushedCommits = await syncer.unpushed(branch: branch)
+        guard status.unpushedCommits > 0 else { return }
+        let limit = min(settings.networkTimeout, Self.shutdownPushLimit)
+        log(.info, "stopping: pushing \(status.unpushedCommits) commit(s) first (at most \(Settings.formatDuration(limit)))")
+        let result: RoundResult?
+        do {
+            result = .pushed(try await syncer.push(branch: branch, timeout: limit))
+        } catch {
+            result = .failed(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")))
+        }
+        await networkFinished(result ?? .failed(RemoteProblem(kind: .offline, message: "the push at shutdown timed out")), covering: syncWaiters, branch: branch)
     }
+
+    /// How long a sync round in flight may go on once a stop is asked for.
+    static let shutdownGrace: Duration = .seconds(10)
+    /// The longest push at shutdown (the unit's TimeoutStopSec is 180 s; grace + push + commit
+    /// stay well inside it).
+    static let shutdownPushLimit: Duration = .seconds(30)
 
     // MARK: - coordination
 
@@ -601,7 +837,11 @@ public actor SyncService {
         controlDirty = true
         // Runs even while a commit is awaited (actors are reentrant): the committer sees the stop
         // at its next step.
-        if Syscall.exists(lockDirectory.emergencyStop) { stopFlag.set(true) }
+        if Syscall.exists(lockDirectory.emergencyStop) {
+            stopFlag.set(true)
+            // A fetch or push in flight stops too (git gets SIGTERM and removes its own locks).
+            network?.cancel()
+        }
         wake.yield()
     }
 
@@ -629,17 +869,21 @@ public actor SyncService {
             status.controlSerial = max(status.controlSerial, request.serial)
         }
         if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.syncRequest),
-            request.serial > status.syncSerialDone, request.serial != syncSerialPending
+            request.serial > status.syncSerialDone, request.serial != syncSerialPending, !syncWaiters.contains(request.serial)
         {
             status.controlSerial = max(status.controlSerial, request.serial)
-            if emergency != nil || pause != nil {
+            if request.serial < startSerial {
+                // Left by a request to an earlier syncd: never replayed (the startup batch commits
+                // everything pending anyway).
+                status.syncSerialDone = request.serial
+                status.syncOutcome = "superseded: syncd restarted; run `syncctl sync` again"
+            } else if emergency != nil || pause != nil {
                 status.syncSerialDone = request.serial
                 status.syncOutcome = emergency != nil ? "refused: emergency stop" : "refused: paused"
             } else {
                 syncSerialPending = request.serial
                 batcher.request(at: clock.now)
-                if syncer != nil { nextSyncAt = clock.now }
-                log(.info, "sync requested by \(request.by): committing now")
+                log(.info, "sync requested by \(request.by): committing now" + (syncer == nil ? "" : ", then pushing"))
             }
         }
         if problems != controlProblems {
@@ -816,8 +1060,13 @@ public actor SyncService {
             batcher.quietPeriod = fresh.quietPeriod
             batcher.maxLatency = fresh.maxLatency
             batcher.maxPaths = fresh.maxBatchPaths
+            // A new interval takes effect now, not after the old one runs out.
+            if syncer != nil, status.offlineSince.isEmpty {
+                let due = clock.now.advanced(by: fresh.syncInterval)
+                nextSyncAt = min(nextSyncAt ?? due, due)
+            }
             log(.info, "settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), "
-                + "syncInterval \(Settings.formatDuration(fresh.syncInterval)) (lockDir, remote and fsync apply at the next start)")
+                + "syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote and fsync apply at the next start)")
             record("reload") { _ in }
             wake.yield()
         } catch {
@@ -869,3 +1118,4 @@ public actor SyncService {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }
+

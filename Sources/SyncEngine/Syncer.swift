@@ -4,19 +4,22 @@ import SyncGit
 import SyncSystem
 import SyncWatcher
 
-/// One sync cycle with the remote, run by the service between batches:
+/// The remote side of syncd, in steps the service schedules separately so that the network is
+/// never on the commit path:
 ///
-/// 1. fetch the branch into its remote-tracking ref (no lock: the working tree is not touched);
-/// 2. take an incremental `git bundle` of what the remote does not have (a full one the first
-///    time), written under a temporary name, fsynced, renamed; old bundles pruned;
-/// 3. if the remote has commits the branch lacks, integrate under the writer lease and the
-///    exclusive sync lock (the caller holds them): fast-forward, or for diverged histories a
-///    merge built with `merge-tree --write-tree` and applied with
-///    `merge --ff-only --no-overwrite-ignore` (git's own safe checkout; ignored local files are
-///    never overwritten); a conflict leaves branch and working tree alone and pushes the local
-///    side to `syncd/conflict/<host>/<time>`;
-/// 4. push the branch with an explicit refspec, never forced; a rejection means fetch and
-///    integrate again (bounded).
+/// - `fetch` (network, no lock): takes an incremental `git bundle` of what the remote lacks, then
+///   fetches the branch into its remote-tracking ref and says how far the two have diverged;
+/// - `integrate` (local, milliseconds, under the exclusive sync lock and the writer lease, after
+///   the caller committed what was pending): builds the result without touching the working tree
+///   (the remote's commit for a fast-forward, a `merge-tree --write-tree` merge, or syncd's own
+///   commits replayed by tree arithmetic for `syncd.integrate rebase`), then moves branch, index
+///   and working tree together with `merge --ff-only --no-overwrite-ignore`. That is git's
+///   two-way checkout: it touches only the paths that differ between the old and the new commit
+///   and refuses to overwrite or remove anything not committed. Nothing is stashed, cleaned or
+///   checked out over the whole tree, ever (docs/ARCHITECTURE.md says why);
+/// - `push` (network, no lock): pushes the commit the branch pointed at when the push started,
+///   with an explicit refspec, never forced; a rejection means fetch and integrate again.
+/// A conflict leaves branch and working tree alone; the local side goes to a conflict branch.
 public actor Syncer {
     public struct Options: Sendable {
         public var remote: String
@@ -26,7 +29,7 @@ public actor Syncer {
         public var backupMaxAge: Duration = .seconds(30 * 86_400)
         public var host = ProcessTable.hostName
         public var fsync = true
-        /// Where the stash of an integration in flight is recorded (for recovery after a crash).
+        /// Where an integration in flight is recorded (for recovery after a crash).
         public var stateDirectory: [UInt8]
         public var integrate: Settings.IntegratePolicy = .merge
         public var strategyOption: Settings.StrategyOption = .none
@@ -37,15 +40,31 @@ public actor Syncer {
         }
     }
 
-    public enum Outcome: Sendable, Equatable {
-        /// Local and remote agree (after whatever was pushed or integrated).
-        case synced(pushed: Bool, integrated: Bool)
-        /// The histories conflict: the local side was pushed to `branch`; `files` conflict.
-        case conflict(branch: String, files: [String])
-        /// The working tree must change but the caller did not grant the lock; try again with it.
-        case needsWorkTree
-        /// The remote could not be reached; the message says why.
-        case offline(String)
+    public enum FetchOutcome: Sendable, Equatable {
+        /// The remote-tracking ref is current: `behind` commits to integrate, `ahead` to push.
+        case fetched(behind: Int, ahead: Int)
+        case failed(RemoteProblem)
+    }
+
+    public enum PushOutcome: Sendable, Equatable {
+        case pushed(commit: String)
+        /// The remote already has the branch's commit.
+        case upToDate
+        /// The remote moved: fetch and integrate first.
+        case rejected
+        case failed(RemoteProblem)
+    }
+
+    public enum IntegrationOutcome: Sendable, Equatable {
+        /// The remote has nothing the branch lacks.
+        case upToDate
+        /// Branch, index and working tree moved to the integrated commit; `how` says in words.
+        case integrated(commit: String, how: String)
+        /// The histories conflict in `files`; nothing changed here.
+        case conflict(files: [String])
+        /// git refused because a path it must change has changes not committed yet (a writer wrote
+        /// it after the commit before the integration); nothing changed. Commit again and retry.
+        case refused(String)
     }
 
     private let repository: Repository
@@ -88,82 +107,240 @@ public actor Syncer {
         return configured.isEmpty ? await defaultRemote(repository, branch: branch) : configured
     }
 
-    /// Fetches, backs up, integrates (only when `mayChangeWorkTree`), pushes.
-    public func cycle(branch: String, mayChangeWorkTree: Bool) async throws -> Outcome {
-        let name = String(branch.dropFirst("refs/heads/".count))
-        let tracking = "refs/remotes/\(options.remote)/\(name)"
+    private func tracking(_ branch: String) -> String {
+        "refs/remotes/\(options.remote)/\(Self.shortName(branch))"
+    }
+
+    // MARK: - network steps (no lock held)
+
+    /// Backs up what the remote lacks, then fetches; says how far branch and remote diverge.
+    public func fetch(branch: String) async throws -> FetchOutcome {
+        let tracking = tracking(branch)
         // The backup comes first: it needs no network, and local commits matter most while the
         // remote is unreachable.
         if try await resolves(branch) {
             try await backup(branch: branch, tracking: tracking)
         }
-        for _ in 0..<3 {
-            if mayChangeWorkTree { await Failpoint.hit("before-fetch", log: log) }
-            if let failure = try await fetch(name: name, tracking: tracking) { return .offline(failure) }
-            let (behind, ahead) = try await divergence(branch: branch, tracking: tracking)
-            var integrated = false
-            if behind > 0 {
-                guard mayChangeWorkTree else { return .needsWorkTree }
-                // What is not committed is stashed by hash (recorded first), and restored after.
-                let stash = try await StashInFlight.save(git: git, directory: options.stateDirectory, log: log)
-                await Failpoint.hit("after-stash", log: log)
-                let result: Integration
-                do {
-                    result = try await integrate(branch: branch, tracking: tracking, diverged: ahead > 0)
-                } catch {
-                    await stash?.restore(git: git, directory: options.stateDirectory, log: log)
-                    throw error
-                }
-                await stash?.restore(git: git, directory: options.stateDirectory, log: log)
-                switch result {
-                case .done: integrated = true
-                case .conflict(let files):
-                    let side = try await pushConflict(branch: branch)
-                    return .conflict(branch: side, files: files)
-                }
-            }
-            conflictBranch = nil
-            let (_, stillAhead) = try await divergence(branch: branch, tracking: tracking)
-            if stillAhead == 0 { return .synced(pushed: false, integrated: integrated) }
-            if mayChangeWorkTree { await Failpoint.hit("before-push", log: log) }
-            switch try await push(name: name) {
-            case .pushed: return .synced(pushed: true, integrated: integrated)
-            case .rejected: continue  // the remote moved: fetch and integrate again
-            case .failed(let message): return .offline(message)
-            }
+        await Failpoint.hit("before-fetch", log: log)
+        let name = Self.shortName(branch)
+        let result = try await runNetwork(
+            networkArguments() + ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", GitArgument(options.remote),
+                                  GitArgument("+refs/heads/\(name):\(tracking)")])
+        // A remote without the branch yet (first push) is not a failure.
+        if result.exitCode != 0, !result.standardError.contains("couldn't find remote ref") {
+            return .failed(RemoteProblem(gitOutput: result.standardError, exitCode: result.exitCode, remote: options.remote, operation: "fetch"))
         }
-        return .offline("the remote kept moving during three attempts; syncd tries again at the next cycle")
+        let (behind, ahead) = try await divergence(branch: branch, tracking: tracking)
+        return .fetched(behind: behind, ahead: ahead)
     }
 
-    /// Commits on the branch that the remote-tracking ref does not have.
+    /// Pushes the commit the branch points at now (commits made meanwhile wait for the next push)
+    /// and records it as the remote's, so counts and the next backup are exact.
+    public func push(branch: String, timeout: Duration? = nil) async throws -> PushOutcome {
+        guard let commit = try await commitOf(branch) else { return .upToDate }
+        let tracking = tracking(branch)
+        if try await commitOf(tracking) == commit { return .upToDate }
+        await Failpoint.hit("before-push", log: log)
+        let name = Self.shortName(branch)
+        let result = try await runNetwork(
+            networkArguments() + ["push", "--porcelain", "--quiet", GitArgument(options.remote),
+                                  GitArgument("\(commit):refs/heads/\(name)")],
+            timeout: timeout)
+        if result.exitCode == 0 {
+            _ = try? await git.run(["update-ref", GitArgument(tracking), GitArgument(commit)])
+            conflictBranch = nil
+            return .pushed(commit: commit)
+        }
+        let text = String(decoding: result.standardOutput, as: UTF8.self) + result.standardError
+        if text.contains("[rejected]") || text.contains("non-fast-forward") || text.contains("fetch first") { return .rejected }
+        return .failed(RemoteProblem(gitOutput: result.standardError, exitCode: result.exitCode, remote: options.remote, operation: "push"))
+    }
+
+    /// Pushes the local side of a conflict to its conflict branch (created by `integrate`); nil
+    /// on success, else why not (the branch exists locally either way).
+    public func pushConflict(side: String) async throws -> RemoteProblem? {
+        let result = try await runNetwork(
+            networkArguments() + ["push", "--porcelain", "--quiet", GitArgument(options.remote),
+                                  GitArgument("refs/heads/\(side):refs/heads/\(side)")])
+        if result.exitCode == 0 { return nil }
+        return RemoteProblem(gitOutput: result.standardError, exitCode: result.exitCode, remote: options.remote, operation: "push")
+    }
+
+    /// Commits on the branch that the remote-tracking ref does not have, counted from the refs.
     public func unpushed(branch: String) async -> Int {
-        let name = String(branch.dropFirst("refs/heads/".count))
-        guard let result = try? await divergence(branch: branch, tracking: "refs/remotes/\(options.remote)/\(name)") else { return 0 }
-        return result.ahead
+        let tracking = tracking(branch)
+        guard (try? await resolves(branch)) == true else { return 0 }
+        var arguments: [GitArgument] = ["rev-list", "--count", GitArgument(branch)]
+        if (try? await resolves(tracking)) == true { arguments += ["--not", GitArgument(tracking)] }
+        guard let result = try? await git.run(arguments, readOnly: true) else { return 0 }
+        return Int(result.text) ?? 0
     }
-
-    // MARK: - steps
 
     private func networkArguments() -> [GitArgument] {
         // Never wait for credentials; ssh in batch mode (GitRunner's environment), low-speed abort.
         ["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=\(Int(options.networkTimeout.components.seconds))"]
     }
 
-    /// nil on success, else why the remote could not be reached.
-    private func fetch(name: String, tracking: String) async throws -> String? {
-        let result = try await runNetwork(
-            networkArguments() + ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", GitArgument(options.remote),
-                                  GitArgument("+refs/heads/\(name):\(tracking)")])
-        if result.exitCode == 0 { return nil }
-        // A remote without the branch yet (first push) is not a failure.
-        if result.standardError.contains("couldn't find remote ref") { return nil }
-        return Self.firstLine(result.standardError, or: "git fetch exited \(result.exitCode)")
+    private func runNetwork(_ arguments: [GitArgument], timeout: Duration? = nil) async throws -> GitResult {
+        let git = git
+        let limit = timeout ?? options.networkTimeout
+        let result = try await withTimeout(limit) { try await git.run(arguments, acceptedExitCodes: Set(0...255)) }
+        return result ?? GitResult(exitCode: 124, standardOutput: [], standardError: "timed out after \(Settings.formatDuration(limit))")
     }
 
-    private func runNetwork(_ arguments: [GitArgument]) async throws -> GitResult {
-        let git = git
-        let result = try await withTimeout(options.networkTimeout) { try await git.run(arguments, acceptedExitCodes: Set(0...255)) }
-        return result ?? GitResult(exitCode: 124, standardOutput: [], standardError: "timed out after \(Settings.formatDuration(options.networkTimeout))")
+    // MARK: - the local step (the caller holds the exclusive sync lock and the writer lease)
+
+    /// Integrates the remote-tracking ref into the branch. The caller has committed what was
+    /// pending; this changes only the paths the remote changed, and refuses rather than
+    /// overwrite anything not committed.
+    public func integrate(branch: String) async throws -> IntegrationOutcome {
+        let tracking = tracking(branch)
+        let (behind, ahead) = try await divergence(branch: branch, tracking: tracking)
+        guard behind > 0 else { return .upToDate }
+        guard let remoteCommit = try await commitOf(tracking) else { return .upToDate }
+        let old = try await commitOf(branch)
+        var target = remoteCommit
+        var how = "fast-forwarded to \(options.remote)"
+        if let old, ahead > 0 {
+            if options.integrate == .rebase, try await onlySyncdCommits(branch: branch, tracking: tracking),
+                let replayed = try await replay(branch: branch, onto: remoteCommit)
+            {
+                target = replayed
+                how = "replayed syncd's \(ahead) unpushed commit(s) on top of \(options.remote) (rebase, no merge commit)"
+            } else {
+                switch try await mergeCommit(branch: branch, local: old, remote: remoteCommit) {
+                case .commit(let merge):
+                    target = merge
+                    how = "merged \(options.remote) (the histories had diverged)"
+                case .conflict(let files):
+                    if options.strategyOption != .none, try await mergeWithStrategyOption(tracking: tracking, files: files) {
+                        return .integrated(commit: try await commitOf(branch) ?? "", how: "merged \(options.remote) with -X \(options.strategyOption.rawValue)")
+                    }
+                    let side = conflictBranch ?? "syncd/conflict/\(options.host)/\(Self.compactTime())"
+                    conflictBranch = side
+                    _ = try await git.run(["update-ref", GitArgument("refs/heads/\(side)"), GitArgument(old)])
+                    return .conflict(files: files)
+                }
+            }
+        }
+        // Recorded first: a crash in the middle is reported and checked at the next start.
+        try IntegrationInFlight(kind: .fastForward, from: old, to: target).record(in: options.stateDirectory)
+        await Failpoint.hit("before-merge", log: log)
+        let result = try await git.run(
+            ["merge", "--ff-only", "--no-overwrite-ignore", "--quiet", "--no-edit", GitArgument(target)],
+            acceptedExitCodes: Set(0...255))
+        try? ControlFile.remove(IntegrationInFlight.recordPath(options.stateDirectory))
+        guard result.exitCode == 0 else {
+            let text = result.standardError
+            if text.contains("would be overwritten") || text.contains("untracked working tree files") || text.contains("would be removed") {
+                return .refused(RemoteProblem.oneLine(Self.pathsNamed(in: text).joined(separator: ", ")))
+            }
+            throw SyncError(
+                .git,
+                "syncd did not integrate \(options.remote) into \(repository.workTreeDisplay): "
+                    + RemoteProblem.oneLine(Self.firstLine(text, or: "git merge exited \(result.exitCode)")))
+        }
+        conflictBranch = nil
+        return .integrated(commit: target, how: how)
+    }
+
+    /// The local side of the current conflict (set by `integrate`), if any.
+    public func currentConflictBranch() -> String? { conflictBranch }
+
+    enum MergeResult { case commit(String), conflict([String]) }
+
+    /// A merge commit of local and remote built without the working tree (`merge-tree --write-tree`).
+    private func mergeCommit(branch: String, local: String, remote: String) async throws -> MergeResult {
+        let merged = try await git.run(
+            ["merge-tree", "--write-tree", "--name-only", "-z", GitArgument(local), GitArgument(remote)],
+            acceptedExitCodes: [0, 1])
+        let fields = merged.nulSeparatedFields
+        guard let tree = fields.first.map({ String(decoding: $0, as: UTF8.self) }) else {
+            throw SyncError(.malformed, "git merge-tree printed no tree in \(repository.workTreeDisplay)")
+        }
+        if merged.exitCode == 1 {
+            // Conflicted file names follow the tree, up to an empty field (then messages).
+            let names = Array(Set(fields.dropFirst().prefix { !$0.isEmpty }.map { String(decoding: $0, as: UTF8.self) })).sorted()
+            return .conflict(names)
+        }
+        let name = Self.shortName(branch)
+        let message = "syncd: merge \(options.remote)/\(name) into \(name)\n\nSyncd-Host: \(options.host)\n"
+        let commit = try await git.run(
+            ["commit-tree", GitArgument(tree), "-p", GitArgument(local), "-p", GitArgument(remote), "-F", "-"],
+            input: Array(message.utf8)).text
+        return .commit(commit)
+    }
+
+    /// `syncd.integrate rebase` without a rebase in the working tree: each of syncd's unpushed
+    /// commits is replayed on top of the remote by a three-way `read-tree` in a private index
+    /// (base: its parent, ours: the new base, theirs: the commit) and `commit-tree` with its own
+    /// message and author. nil when a path changed on both sides (then a merge commit is made).
+    private func replay(branch: String, onto remote: String) async throws -> String? {
+        let list = try await git.run(["rev-list", "--reverse", GitArgument(branch), "--not", GitArgument(remote)], readOnly: true)
+        let commits = list.text.split(separator: "\n").map(String.init)
+        guard !commits.isEmpty else { return nil }
+        let index = options.stateDirectory + Array("/replay.index".utf8)
+        let environment = ["GIT_INDEX_FILE": String(decoding: index, as: UTF8.self)]
+        defer { try? Syscall.unlink(index) }
+        var base = remote
+        for commit in commits {
+            try? Syscall.unlink(index)
+            let read = try await git.run(
+                ["read-tree", "-m", "--aggressive", GitArgument("\(commit)^"), GitArgument(base), GitArgument(commit)],
+                acceptedExitCodes: Set(0...255), environment: environment)
+            guard read.exitCode == 0 else { return nil }
+            let tree = try await git.run(["write-tree"], acceptedExitCodes: Set(0...255), environment: environment)
+            guard tree.exitCode == 0 else { return nil }
+            let meta = try await git.run(["log", "-1", "--format=%an%x00%ae%x00%aD%x00%B", GitArgument(commit)], readOnly: true)
+            let parts = meta.text.split(separator: "\u{0}", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 4 else { return nil }
+            let author = ["GIT_AUTHOR_NAME": parts[0], "GIT_AUTHOR_EMAIL": parts[1], "GIT_AUTHOR_DATE": parts[2]]
+            base = try await git.run(
+                ["commit-tree", GitArgument(tree.text), "-p", GitArgument(base), "-F", "-"],
+                input: Array((parts[3] + "\n").utf8), environment: author).text
+        }
+        return base
+    }
+
+    /// True when every commit the remote lacks was made by syncd (it carries the Syncd-Batch
+    /// trailer): only those may be replayed.
+    private func onlySyncdCommits(branch: String, tracking: String) async throws -> Bool {
+        let result = try await git.run(
+            ["log", "--format=%H %(trailers:key=Syncd-Batch,valueonly,separator=%x2C)", GitArgument("\(tracking)..\(branch)")],
+            readOnly: true)
+        let lines = result.text.split(separator: "\n")
+        return !lines.isEmpty && lines.allSatisfy { $0.split(separator: " ").count >= 2 }
+    }
+
+    /// `syncd.strategyOption`: a conflicting merge resolved hunk by hunk with `git merge -X`, which
+    /// like the fast-forward touches only the paths the merge changes and refuses to overwrite
+    /// local changes. Recorded first so a crash in the middle is rolled back at the next start.
+    private func mergeWithStrategyOption(tracking: String, files: [String]) async throws -> Bool {
+        let message = "syncd: merge \(options.remote) (-X \(options.strategyOption.rawValue))\n\nSyncd-Host: \(options.host)\n"
+        try IntegrationInFlight(kind: .merge).record(in: options.stateDirectory)
+        await Failpoint.hit("during-merge", log: log)
+        let result = try await git.run(
+            ["merge", "--quiet", "--no-edit", "--no-overwrite-ignore", "-X", GitArgument(options.strategyOption.rawValue),
+             "-m", GitArgument(message), GitArgument(tracking)],
+            acceptedExitCodes: Set(0...255))
+        if result.exitCode != 0 {
+            await Failpoint.hit("before-merge-abort", log: log)
+            _ = try? await git.run(["merge", "--abort"], acceptedExitCodes: Set(0...255))
+        }
+        try? ControlFile.remove(IntegrationInFlight.recordPath(options.stateDirectory))
+        if result.exitCode == 0 {
+            log(.warning, "merged \(options.remote) with -X \(options.strategyOption.rawValue): conflicting hunks in \(files.joined(separator: ", ")) "
+                + "took the \(options.strategyOption == .ours ? "local" : "remote") side; the other version stays in history")
+        }
+        return result.exitCode == 0
+    }
+
+    // MARK: - refs
+
+    /// The commit `ref` names, nil when it does not exist.
+    private func commitOf(_ ref: String) async throws -> String? {
+        let result = try await git.run(["rev-parse", "-q", "--verify", GitArgument("\(ref)^{commit}")], readOnly: true, acceptedExitCodes: [0, 1, 128])
+        return result.exitCode == 0 ? result.text : nil
     }
 
     /// True when `ref` names an object (a missing branch or remote-tracking ref is not an error).
@@ -181,118 +358,15 @@ public actor Syncer {
         return parts.count == 2 ? (parts[0], parts[1]) : (0, 0)
     }
 
-    enum Integration { case done, conflict([String]) }
-
-    private func integrate(branch: String, tracking: String, diverged: Bool) async throws -> Integration {
-        var target = tracking
-        if diverged, options.integrate == .rebase, try await onlySyncdCommits(branch: branch, tracking: tracking) {
-            if try await inWorkTree(.rebase, ["rebase", "--quiet", "--no-autostash", GitArgument(tracking)], abort: ["rebase", "--abort"]) {
-                log(.info, "rebased syncd's unpushed commits onto \(options.remote)")
-                return .done
-            }
-            log(.info, "the rebase onto \(options.remote) conflicted and was aborted; merging instead")
-        }
-        if diverged {
-            let merged = try await git.run(
-                ["merge-tree", "--write-tree", "--name-only", "-z", GitArgument(branch), GitArgument(tracking)],
-                acceptedExitCodes: [0, 1])
-            let fields = merged.nulSeparatedFields
-            guard let tree = fields.first.map({ String(decoding: $0, as: UTF8.self) }) else {
-                throw SyncError(.malformed, "git merge-tree printed no tree in \(repository.workTreeDisplay)")
-            }
-            if merged.exitCode == 1 {
-                // Conflicted file names follow the tree, up to an empty field (then messages).
-                let names = Array(Set(fields.dropFirst().prefix { !$0.isEmpty }.map { String(decoding: $0, as: UTF8.self) })).sorted()
-                if options.strategyOption != .none {
-                    let message = "syncd: merge \(options.remote) (-X \(options.strategyOption.rawValue))\n\nSyncd-Host: \(options.host)\n"
-                    if try await inWorkTree(
-                        .merge,
-                        ["merge", "--quiet", "--no-edit", "--no-overwrite-ignore", "-X", GitArgument(options.strategyOption.rawValue),
-                         "-m", GitArgument(message), GitArgument(tracking)],
-                        abort: ["merge", "--abort"])
-                    {
-                        log(.warning, "merged \(options.remote) with -X \(options.strategyOption.rawValue): conflicting hunks in \(names.joined(separator: ", ")) "
-                            + "took the \(options.strategyOption == .ours ? "local" : "remote") side; the other version stays in history")
-                        return .done
-                    }
-                }
-                return .conflict(names)
-            }
-            let message = "syncd: merge \(options.remote)/\(branch.dropFirst("refs/heads/".count)) into \(branch.dropFirst("refs/heads/".count))\n\nSyncd-Host: \(options.host)\n"
-            target = try await git.run(
-                ["commit-tree", GitArgument(tree), "-p", GitArgument(branch), "-p", GitArgument(tracking), "-F", "-"],
-                input: Array(message.utf8)).text
-        }
-        await Failpoint.hit("before-merge", log: log)
-        // git's own checkout moves branch, index and working tree together and refuses to
-        // overwrite local changes or ignored files.
-        let result = try await git.run(
-            ["merge", "--ff-only", "--no-overwrite-ignore", "--quiet", "--no-edit", GitArgument(target)],
-            acceptedExitCodes: [0, 1, 128])
-        guard result.exitCode == 0 else {
-            let untouched = result.standardError.contains("would be overwritten") || result.standardError.contains("untracked working tree files")
-            throw SyncError(
-                .git,
-                "syncd did not integrate \(options.remote) into \(repository.workTreeDisplay): "
-                    + Self.firstLine(result.standardError, or: "git merge exited \(result.exitCode)")
-                    + (untouched ? " (local files would be overwritten: nothing was changed; they are committed at the next batch and syncd retries)" : ""))
-        }
-        log(.info, diverged ? "merged \(options.remote) (the histories had diverged)" : "fast-forwarded to \(options.remote)")
-        return .done
+    /// The paths git names, one per tab-indented line, in a refusal.
+    static func pathsNamed(in text: String) -> [String] {
+        let names = text.split(separator: "\n").filter { $0.hasPrefix("\t") }.map { String($0.dropFirst()) }
+        return names.isEmpty ? [firstLine(text, or: "local changes")] : Array(names.prefix(10))
     }
 
-    /// True when every commit the remote lacks was made by syncd (it carries the Syncd-Batch
-    /// trailer): only those may be rebased.
-    private func onlySyncdCommits(branch: String, tracking: String) async throws -> Bool {
-        let result = try await git.run(
-            ["log", "--format=%H %(trailers:key=Syncd-Batch,valueonly,separator=%x2C)", GitArgument("\(tracking)..\(branch)")],
-            readOnly: true)
-        let lines = result.text.split(separator: "\n")
-        return !lines.isEmpty && lines.allSatisfy { $0.split(separator: " ").count >= 2 }
-    }
-
-    /// Runs a git step that changes the working tree (a rebase, a merge with -X), recorded first
-    /// so a crash in the middle is rolled back at the next start. On failure it is aborted here.
-    private func inWorkTree(_ kind: IntegrationInFlight.Kind, _ arguments: [GitArgument], abort: [GitArgument]) async throws -> Bool {
-        try IntegrationInFlight(kind: kind).record(in: options.stateDirectory)
-        await Failpoint.hit("during-\(kind.rawValue)", log: log)
-        let result = try await git.run(arguments, acceptedExitCodes: Set(0...255))
-        if result.exitCode != 0 {
-            await Failpoint.hit("before-\(kind.rawValue)-abort", log: log)
-            _ = try? await git.run(abort, acceptedExitCodes: Set(0...255))
-        }
-        try? ControlFile.remove(IntegrationInFlight.recordPath(options.stateDirectory))
-        return result.exitCode == 0
-    }
-
-    enum Push { case pushed, rejected, failed(String) }
-
-    private func push(name: String) async throws -> Push {
-        let result = try await runNetwork(
-            networkArguments() + ["push", "--porcelain", "--quiet", GitArgument(options.remote),
-                                  GitArgument("refs/heads/\(name):refs/heads/\(name)")])
-        if result.exitCode == 0 {
-            // Record what the remote now has, so the next backup is incremental.
-            _ = try? await git.run(["update-ref", GitArgument("refs/remotes/\(options.remote)/\(name)"), GitArgument("refs/heads/\(name)")])
-            return .pushed
-        }
-        let text = String(decoding: result.standardOutput, as: UTF8.self) + result.standardError
-        if text.contains("[rejected]") || text.contains("non-fast-forward") || text.contains("fetch first") { return .rejected }
-        return .failed(Self.firstLine(result.standardError, or: "git push exited \(result.exitCode)"))
-    }
-
-    /// Pushes the local branch to a conflict branch the user can see (one per conflict episode).
-    private func pushConflict(branch: String) async throws -> String {
-        let side = conflictBranch ?? "syncd/conflict/\(options.host)/\(Self.compactTime())"
-        conflictBranch = side
-        _ = try await git.run(["update-ref", GitArgument("refs/heads/\(side)"), GitArgument(branch)])
-        let result = try await runNetwork(
-            networkArguments() + ["push", "--porcelain", "--quiet", GitArgument(options.remote),
-                                  GitArgument("refs/heads/\(side):refs/heads/\(side)")])
-        if result.exitCode != 0 {
-            log(.warning, "could not push the conflict branch \(side): \(Self.firstLine(result.standardError, or: "exit \(result.exitCode)")); it exists locally")
-        }
-        return side
+    /// `main` for `refs/heads/main`.
+    public static func shortName(_ branch: String) -> String {
+        branch.hasPrefix("refs/heads/") ? String(branch.dropFirst("refs/heads/".count)) : branch
     }
 
     // MARK: - backups
@@ -392,79 +466,58 @@ extension String {
     fileprivate func replacingDot() -> String { String(map { $0 == "." ? "-" : $0 }) }
 }
 
-/// Uncommitted changes set aside while the working tree is integrated: `git stash push
-/// --include-untracked`, identified by its hash (never by position: `stash pop` by position pops
-/// the wrong entry when nothing was stashed), recorded in `stash-in-flight` before the
-/// integration starts and removed once restored. A record found at startup means a crash in
-/// between: `recover` restores it.
+/// A stash recorded by syncd 0.x, which set uncommitted changes aside around an integration
+/// (`git stash push --include-untracked`). That design could delete a file a plain writer created
+/// between git's snapshot and its clean (docs/ARCHITECTURE.md), and is gone; a record left by an
+/// older version that crashed mid-integration is still restored at startup.
 public struct StashInFlight: Codable, Sendable {
     public var hash: String
     public var message: String
 
     static func recordPath(_ directory: [UInt8]) -> [UInt8] { directory + Array("/stash-in-flight.json".utf8) }
 
-    /// Stashes what is not committed; nil when there was nothing.
-    static func save(git: GitRunner, directory: [UInt8], log: LogSink) async throws -> StashInFlight? {
-        let message = "syncd: set aside during a sync at \(WallClock.rfc3339())"
-        let pushed = try await git.run(["stash", "push", "--include-untracked", "--quiet", "--message", GitArgument(message)], acceptedExitCodes: [0, 1])
-        guard pushed.exitCode == 0 else {
-            throw SyncError(.git, "git stash failed before integrating: \(Syncer.firstLine(pushed.standardError, or: "exit 1"))")
-        }
-        let top = try await git.run(["log", "-g", "-1", "--format=%H%x00%gs", "refs/stash"], readOnly: true, acceptedExitCodes: [0, 128])
-        let fields = top.text.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
-        // Only our own entry counts: an older stash of a person's is never touched.
-        guard top.exitCode == 0, fields.count == 2, fields[1].hasSuffix(message) else { return nil }
-        let stash = StashInFlight(hash: fields[0], message: message)
-        try ControlFile.write(stash, to: recordPath(directory))
-        log(.info, "uncommitted changes set aside in stash \(stash.hash.prefix(12)) during the integration")
-        return stash
-    }
-
-    /// Applies the stash by hash. If that cannot be done cleanly (the integration changed the same
-    /// files), both versions are kept: the integrated files stay, the local ones stay in the stash
-    /// entry, and the log names it.
-    func restore(git: GitRunner, directory: [UInt8], log: LogSink) async {
-        do {
-            let applied = try await git.run(["stash", "apply", "--quiet", GitArgument(hash)], acceptedExitCodes: Set(0...255))
-            if applied.exitCode == 0 {
-                try await drop(git: git)
-            } else {
-                let unmerged = try await git.run(["diff", "--name-only", "--diff-filter=U", "-z"], readOnly: true)
-                let paths = unmerged.nulSeparatedFields
-                if !paths.isEmpty {
-                    _ = try await git.run(["checkout", "-q", "HEAD", "--"] + paths.map { GitArgument(rawBytes: $0) })
-                }
-                log(.warning, "local changes could not be laid back over the integrated files (\(Syncer.firstLine(applied.standardError, or: "conflict"))): "
-                    + "both versions are kept: the integrated files are in the working tree, the local ones in stash \(hash) "
-                    + "(`git stash show -p \(hash)`, `git checkout \(hash) -- PATH`)")
-            }
-            try ControlFile.remove(Self.recordPath(directory))
-        } catch {
-            log(.error, "cannot restore stash \(hash) (\(error)); it is kept: `git stash apply \(hash)` restores it")
-        }
-    }
-
-    private func drop(git: GitRunner) async throws {
-        let entries = try await git.run(["log", "-g", "--format=%H", "refs/stash"], readOnly: true, acceptedExitCodes: [0, 128])
-        let hashes = entries.text.split(separator: "\n").map(String.init)
-        if let index = hashes.firstIndex(of: hash) {
-            _ = try await git.run(["stash", "drop", "--quiet", GitArgument("stash@{\(index)}")], acceptedExitCodes: [0, 1])
-        }
-    }
-
-    /// At startup: a stash recorded but not restored (syncd died mid-integration) is restored.
+    /// At startup: a stash recorded but not restored is applied by hash. If it cannot be applied
+    /// cleanly, it is kept (both versions survive) and the log says how to get it back.
     public static func recover(git: GitRunner, directory: [UInt8], log: LogSink) async {
         guard case .value(let stash) = ControlFile.read(StashInFlight.self, at: recordPath(directory)) else { return }
-        log(.warning, "a sync was interrupted with local changes set aside in stash \(stash.hash.prefix(12)); restoring them first")
-        await stash.restore(git: git, directory: directory, log: log)
+        log(.warning, "a sync of an older syncd was interrupted with local changes set aside in stash \(stash.hash.prefix(12)); restoring them first")
+        do {
+            let applied = try await git.run(["stash", "apply", "--quiet", GitArgument(stash.hash)], acceptedExitCodes: Set(0...255))
+            if applied.exitCode == 0 {
+                let entries = try await git.run(["log", "-g", "--format=%H", "refs/stash"], readOnly: true, acceptedExitCodes: [0, 128])
+                if let index = entries.text.split(separator: "\n").map(String.init).firstIndex(of: stash.hash) {
+                    _ = try await git.run(["stash", "drop", "--quiet", GitArgument("stash@{\(index)}")], acceptedExitCodes: [0, 1])
+                }
+            } else {
+                log(.warning, "stash \(stash.hash) could not be applied cleanly (\(RemoteProblem.oneLine(Syncer.firstLine(applied.standardError, or: "conflict")))); "
+                    + "it is kept: `git stash show -p \(stash.hash)`, `git checkout \(stash.hash) -- PATH`")
+            }
+            try ControlFile.remove(recordPath(directory))
+        } catch {
+            log(.error, "cannot restore stash \(stash.hash) (\(error)); it is kept: `git stash apply \(stash.hash)` restores it")
+        }
     }
 }
 
-/// A rebase or merge syncd runs in the working tree, recorded before it starts. Found at startup
-/// (syncd died in the middle), the operation is aborted if git still has it in progress.
+/// A step of an integration that changes the working tree, recorded before it starts:
+/// - `fastForward` (`from` → `to`): `merge --ff-only` moving branch, index and working tree;
+/// - `merge`: `git merge -X` for `syncd.strategyOption`;
+/// - `rebase`: left by an older syncd, which ran `git rebase` (syncd no longer does).
+/// Found at startup (syncd died in the middle), a merge or rebase still in progress is aborted; a
+/// fast-forward either finished (the branch is at `to`) or did not move the branch, and then any
+/// file git had already written is committed by the startup batch and the next sync integrates
+/// again. Either way nothing is lost.
 public struct IntegrationInFlight: Codable, Sendable {
-    public enum Kind: String, Codable, Sendable { case rebase, merge }
+    public enum Kind: String, Codable, Sendable { case rebase, merge, fastForward }
     public var kind: Kind
+    public var from: String?
+    public var to: String?
+
+    init(kind: Kind, from: String? = nil, to: String? = nil) {
+        self.kind = kind
+        self.from = from
+        self.to = to
+    }
 
     static func recordPath(_ directory: [UInt8]) -> [UInt8] { directory + Array("/integration-in-flight.json".utf8) }
 
@@ -474,12 +527,28 @@ public struct IntegrationInFlight: Codable, Sendable {
 
     public static func recover(repository: Repository, directory: [UInt8], log: LogSink) async {
         guard case .value(let record) = ControlFile.read(IntegrationInFlight.self, at: recordPath(directory)) else { return }
-        let markers = record.kind == .rebase ? ["rebase-merge", "rebase-apply"] : ["MERGE_HEAD"]
-        if markers.contains(where: { Syscall.exists(repository.gitDir + Array("/\($0)".utf8)) }) {
-            let abort: [GitArgument] = record.kind == .rebase ? ["rebase", "--abort"] : ["merge", "--abort"]
-            let result = try? await repository.git.run(abort, acceptedExitCodes: Set(0...255))
-            log(.warning, "a \(record.kind.rawValue) syncd started was interrupted; rolled back with `git \(record.kind.rawValue) --abort`"
-                + (result?.exitCode == 0 ? "" : " (it failed: \(result.map { Syncer.firstLine($0.standardError, or: "?") } ?? "?"); resolve by hand)"))
+        switch record.kind {
+        case .fastForward:
+            let head = try? await repository.git.run(["rev-parse", "-q", "--verify", "HEAD"], readOnly: true, acceptedExitCodes: [0, 1, 128])
+            if let head, head.exitCode == 0, head.text == record.to {
+                log(.info, "the integration interrupted by the last stop had finished (the branch is at \(head.text.prefix(12)))")
+            } else {
+                // git's own index.lock, left by the killed merge, would otherwise block commits.
+                let lock = repository.gitDir + Array("/index.lock".utf8)
+                if Syscall.exists(lock), ProcessTable.processesHolding(lock).isEmpty, ProcessTable.gitProcesses(within: repository.workTree).isEmpty {
+                    try? Syscall.unlink(lock)
+                }
+                log(.warning, "an integration was interrupted before the branch moved; any file it had already written "
+                    + "is committed by the startup batch and the next sync integrates again: nothing is lost")
+            }
+        case .merge, .rebase:
+            let markers = record.kind == .rebase ? ["rebase-merge", "rebase-apply"] : ["MERGE_HEAD"]
+            if markers.contains(where: { Syscall.exists(repository.gitDir + Array("/\($0)".utf8)) }) {
+                let abort: [GitArgument] = record.kind == .rebase ? ["rebase", "--abort"] : ["merge", "--abort"]
+                let result = try? await repository.git.run(abort, acceptedExitCodes: Set(0...255))
+                log(.warning, "a \(record.kind.rawValue) syncd started was interrupted; rolled back with `git \(record.kind.rawValue) --abort`"
+                    + (result?.exitCode == 0 ? "" : " (it failed: \(result.map { Syncer.firstLine($0.standardError, or: "?") } ?? "?"); resolve by hand)"))
+            }
         }
         try? ControlFile.remove(recordPath(directory))
     }

@@ -233,10 +233,16 @@ struct Resume: AsyncParsableCommand {
 }
 
 struct Sync: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Commit what is pending now, and wait for it.")
+    static let configuration = CommandConfiguration(
+        abstract: "Commit what is pending now and push it; wait for both.",
+        discussion: """
+            Exits 0 only when everything is committed and, when the workspace has a remote, on the remote \
+            (so `syncctl sync && poweroff` is safe); 1 when it was committed but not pushed (offline, a \
+            conflict, a setup problem: the message says which), 4 when syncd did not finish in time.
+            """)
     @OptionGroup var options: WorkspaceOptions
-    @Option(help: "How long to wait for the commit.")
-    var timeout = "60s"
+    @Option(help: "How long to wait for the commit and the push.")
+    var timeout = "180s"
 
     func run() async throws {
         let client = try await options.client()
@@ -253,8 +259,16 @@ struct Sync: AsyncParsableCommand {
             fail("the sync did not finish within \(timeout)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
         }
         let outcome = state["sync_outcome"]?.string ?? "done"
+        let commit = state["last_commit"]?.string.map { String($0.prefix(12)) } ?? "none"
         if outcome.hasPrefix("refused") { fail("not synced: \(outcome.dropFirst("refused: ".count)); see `syncctl status`") }
-        say("synced: last commit \(state["last_commit"]?.string.map { String($0.prefix(12)) } ?? "none")")
+        if outcome.hasPrefix("superseded") { fail("not confirmed: \(outcome.dropFirst("superseded: ".count))", code: ExitStatus.notConfirmed) }
+        if outcome.hasPrefix("committed; not pushed: ") {
+            fail("committed (last commit \(commit)) but NOT pushed: \(outcome.dropFirst("committed; not pushed: ".count)); see `syncctl status`")
+        }
+        let remote = state["remote"]?.string ?? ""
+        say(remote.isEmpty
+            ? "synced: last commit \(commit) (no remote: committed locally)"
+            : "synced: last commit \(commit), on \(remote)")
     }
 }
 

@@ -26,33 +26,40 @@ func benchSync() async throws {
             repository: repository,
             options: Syncer.Options(remote: "origin", backupDirectory: state + Array("/backups".utf8), stateDirectory: state),
             log: { _, _ in })
-        _ = try await syncer.cycle(branch: "refs/heads/main", mayChangeWorkTree: true)  // the first, full backup
+        let main = "refs/heads/main"
+        _ = try await syncer.fetch(branch: main)  // the first, full backup
         var pushes: [Double] = []
         var pulls: [Double] = []
+        var integrations: [Double] = []
         var backups: [Double] = []
         for run in 0..<runs {
             try Files.write(work.file("d5/f5.txt"), "local \(run)\n")
             _ = try await timedShell("git commit -q -am local", in: work.path)
             let start = clock.now
-            let outcome = try await syncer.cycle(branch: "refs/heads/main", mayChangeWorkTree: true)
-            guard outcome == .synced(pushed: true, integrated: false) else { throw TestFailure("push cycle: \(outcome)") }
+            guard case .fetched(0, 1) = try await syncer.fetch(branch: main) else { throw TestFailure("push round: fetch") }
+            let pushed = try await syncer.push(branch: main)
+            guard case .pushed = pushed else { throw TestFailure("push round: \(pushed)") }
             pushes.append(seconds(clock.now - start))
 
             _ = try await timedShell("git pull -q --ff-only && echo remote \(run) > d7/f7.txt && git commit -q -am remote && git push -q", in: root.path + "/other")
             let pullStart = clock.now
-            let pulled = try await syncer.cycle(branch: "refs/heads/main", mayChangeWorkTree: true)
-            guard pulled == .synced(pushed: false, integrated: true) else { throw TestFailure("pull cycle: \(pulled)") }
+            guard case .fetched(1, 0) = try await syncer.fetch(branch: main) else { throw TestFailure("pull round: fetch") }
+            let integrateStart = clock.now
+            let pulled = try await syncer.integrate(branch: main)
+            guard case .integrated = pulled else { throw TestFailure("pull round: \(pulled)") }
+            integrations.append(seconds(clock.now - integrateStart))
             pulls.append(seconds(clock.now - pullStart))
 
             try Files.write(work.file("d9/f9.txt"), "backup \(run)\n")
             _ = try await timedShell("git commit -q -am backup", in: work.path)
             let backupStart = clock.now
-            try await syncer.backup(branch: "refs/heads/main", tracking: "refs/remotes/origin/main")
+            try await syncer.backup(branch: main, tracking: "refs/remotes/origin/main")
             backups.append(seconds(clock.now - backupStart))
-            _ = try await syncer.cycle(branch: "refs/heads/main", mayChangeWorkTree: true)
+            _ = try await syncer.push(branch: main)
         }
-        print("| \(label)-file repository: sync cycle pushing one local commit (backup, fetch, push) | \(format(median(pushes), "s")) |")
-        print("| \(label)-file repository: sync cycle pulling one remote commit (backup, fetch, stash, fast-forward, restore) | \(format(median(pulls), "s")) |")
+        print("| \(label)-file repository: push round (backup, fetch, push of one local commit) | \(format(median(pushes), "s")) |")
+        print("| \(label)-file repository: pull round (backup, fetch, integrate one remote commit) | \(format(median(pulls), "s")) |")
+        print("| \(label)-file repository: of which the integration under the lock (fast-forward of one commit; what a writer can wait) | \(format(median(integrations), "s")) |")
         print("| \(label)-file repository: the backup step alone (incremental bundle of one commit, fsync, rename) | \(format(median(backups), "s")) |")
     }
 }

@@ -109,6 +109,8 @@ struct Run: AsyncParsableCommand {
     var remote: String?
     @Option(help: "Least time between two sync cycles (syncd.syncInterval, default 5m).")
     var syncInterval: String?
+    @Option(help: "How soon after a commit it is pushed (syncd.pushDelay, default 2s).")
+    var pushDelay: String?
     @Option(help: "Limit for one fetch or push (syncd.networkTimeout, default 2m).")
     var networkTimeout: String?
     @Option(help: "Bundle backups kept (syncd.backupKeep, default 20).")
@@ -133,7 +135,7 @@ struct Run: AsyncParsableCommand {
             ("syncd.staleLockAge", staleLockAge), ("syncd.fsync", fsync), ("syncd.splitIndex", splitIndex),
             ("syncd.rescanInterval", rescanInterval), ("syncd.journalMaxSize", journalMaxSize), ("syncd.logLevel", logLevel),
             ("syncd.lockDir", lockDir), ("syncd.writerLeaseCap", writerLeaseCap), ("syncd.writerLockTimeout", writerLockTimeout),
-            ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.networkTimeout", networkTimeout),
+            ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.pushDelay", pushDelay), ("syncd.networkTimeout", networkTimeout),
             ("syncd.backupKeep", backupKeep), ("syncd.backupMaxAge", backupMaxAge),
             ("syncd.integrate", integrate), ("syncd.strategyOption", strategyOption),
             ("syncd.metricsFile", metricsFile), ("syncd.alertCommand", alertCommand), ("syncd.alertAfter", alertAfter),
