@@ -142,6 +142,7 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         SignalStream.ignoreSIGPIPE()
+        SignalStream.makeAbortFatal()
         var log = StandardErrorLog(minimum: .info)
         do {
             let repository = try await Repository.discover(at: path)
