@@ -54,7 +54,8 @@ let package = Package(
                 "SyncEngine", "SyncGit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
-            swiftSettings: strict
+            // More than one source file: main.swift would be top-level code, which @main forbids.
+            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "syncd-bench",
