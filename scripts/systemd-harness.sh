@@ -11,7 +11,7 @@
 # --keep         leave the container running at the end and print how to enter it (debugging).
 # TEST...        run only these tests (names as printed); default: all.
 #
-# Needs root (CI runs it as root). Installs systemd-container when systemd-nspawn is missing.
+# Needs root (CI runs it as root). Installs systemd-container and openssh-server when missing.
 # Prints one line per test (PASS/FAIL with the reason), then "N passed, M failed"; exits 1 on a
 # failure. Where the kernel refuses to boot the container it prints one SKIP line and exits 0.
 set -uo pipefail
@@ -44,14 +44,19 @@ bin_dir=$(realpath "$bin_dir")
 for tool in syncd syncctl; do
     [ -x "$bin_dir/$tool" ] || die "no $tool in $bin_dir: build first (swift build) or pass --bin-dir DIR"
 done
-if ! command -v systemd-nspawn >/dev/null; then
-    say "installing systemd-container (systemd-nspawn)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container; } >/dev/null ||
-        die "cannot install systemd-container: install it (apt-get install systemd-container) and run again"
+# What the container needs from the host: systemd-nspawn, and sshd for the ssh remote test
+# (installing openssh-server where systemd is PID 1 also starts sshd on the host).
+missing=()
+command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null ||
+        die "cannot install ${missing[*]}: install them (apt-get install ${missing[*]}) and run again"
 fi
 
 # --- the container -----------------------------------------------------------------------------
-name=syncd-harness-$$
+machine=syncd-harness-$$
 W=$(mktemp -d /tmp/syncd-harness.XXXXXX)
 logs=$(mktemp -d /tmp/syncd-harness-logs.XXXXXX)
 root=$W/root
@@ -60,13 +65,23 @@ leader=
 mounted_tmpfs=0
 mounted_overlay=0
 
+# Polls `CONDITION...` (a command) every 0.1 s until it succeeds or SECONDS pass; returns 1 then.
+wait_for() {
+    local limit=$1; shift
+    local deadline=$((SECONDS + limit))
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     if ((keep)) && [ -n "$leader" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
         say "kept: enter with \`nsenter -t $leader -a bash\`; logs in $logs. Clean up with:"
-        echo "    kill $nspawn_pid; sleep 2; umount $root $W; rmdir $W; rm -rf $logs /run/systemd/nspawn/propagate/$name;" \
-            "for c in systemd unified; do find /sys/fs/cgroup/\$c/$name -depth -type d -exec rmdir {} +; done"
+        echo "    kill $nspawn_pid; sleep 2; umount $root $W; rmdir $W; rm -rf $logs /run/systemd/nspawn/propagate/$machine;" \
+            "for c in systemd unified; do find /sys/fs/cgroup/\$c/$machine -depth -type d -exec rmdir {} +; done"
         exit $status
     fi
     if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
@@ -80,11 +95,18 @@ cleanup() {
     ((mounted_overlay)) && { umount "$root" 2>/dev/null || umount -l "$root"; }
     ((mounted_tmpfs)) && { umount "$W" 2>/dev/null || umount -l "$W"; }
     rmdir "$W" 2>/dev/null
-    # The container's own cgroups (payload/…, supervisor) go first: depth first.
-    for controller in systemd unified; do
-        [ -d "/sys/fs/cgroup/$controller/$name" ] && find "/sys/fs/cgroup/$controller/$name" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
-    rm -rf "/run/systemd/nspawn/propagate/$name" "$logs"
+    # The container's own cgroups (payload/…, supervisor) go first: depth first. The last
+    # processes of the container may still be leaving them for a moment.
+    remove_cgroups() {
+        local controller gone=0
+        for controller in systemd unified; do
+            [ -d "/sys/fs/cgroup/$controller/$machine" ] && find "/sys/fs/cgroup/$controller/$machine" -depth -type d -exec rmdir {} + 2>/dev/null
+            [ -d "/sys/fs/cgroup/$controller/$machine" ] || gone=$((gone + 1))
+        done
+        ((gone == 2))
+    }
+    wait_for 10 remove_cgroups || echo "systemd-harness: could not remove the cgroups /sys/fs/cgroup/{systemd,unified}/$machine" >&2
+    rm -rf "/run/systemd/nspawn/propagate/$machine" "$logs"
     exit $status
 }
 trap cleanup EXIT
@@ -96,15 +118,6 @@ cx() { nsenter -t "$leader" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/s
 # The same, as a user of the container.
 cx_as() { local user=$1; shift; cx runuser -u "$user" -- env HOME="/home/$user" USER="$user" "$@"; }
 
-# Polls `CONDITION...` (a command) every 0.1 s until it succeeds or SECONDS pass; returns 1 then.
-wait_for() {
-    local limit=$1; shift
-    local deadline=$((SECONDS + limit))
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
 
 boot_failed() {
     local reason=$1
@@ -132,9 +145,9 @@ ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
 # nspawn gets cgroups of its own (there is no systemd on the host to give it one).
 (
     for controller in systemd unified; do
-        mkdir -p "/sys/fs/cgroup/$controller/$name" && echo "$BASHPID" >"/sys/fs/cgroup/$controller/$name/cgroup.procs"
+        mkdir -p "/sys/fs/cgroup/$controller/$machine" && echo "$BASHPID" >"/sys/fs/cgroup/$controller/$machine/cgroup.procs"
     done
-    exec systemd-nspawn -D "$root" -M "$name" -b --register=no --keep-unit --private-network --console=passive \
+    exec systemd-nspawn -D "$root" -M "$machine" -b --register=no --keep-unit --private-network --console=passive \
         --bind-ro="$repo:/run/syncd-src" --bind-ro="$bin_dir:/run/syncd-bin"
 ) </dev/null >"$logs/nspawn.log" 2>&1 &
 nspawn_pid=$!
@@ -219,16 +232,16 @@ journal() { cx journalctl -u "$1" --no-pager -o cat "${@:2}"; }
 state_phase() { cx cat "$1/.git/syncd/state.json" 2>/dev/null | grep -o '"phase":"[a-z-]*"'; }
 
 run_test() {
-    local name=$1
-    if ((${#only[@]})) && ! printf '%s\n' "${only[@]}" | grep -x "$name" >/dev/null; then return 0; fi
+    local test=$1
+    if ((${#only[@]})) && ! printf '%s\n' "${only[@]}" | grep -x "$test" >/dev/null; then return 0; fi
     local t0=$SECONDS
     reason=
     diag_unit=
-    if "t_$name"; then
-        echo "PASS $name ($((SECONDS - t0)) s)"
+    if "t_$test"; then
+        echo "PASS $test ($((SECONDS - t0)) s)"
         passed=$((passed + 1))
     else
-        echo "FAIL $name: ${reason:-failed} ($((SECONDS - t0)) s)"
+        echo "FAIL $test: ${reason:-failed} ($((SECONDS - t0)) s)"
         if [ -n "$diag_unit" ]; then
             echo "    last journal lines of $diag_unit:"
             journal "$diag_unit" -n 15 | sed 's/^/    | /'
@@ -277,7 +290,7 @@ t_reload() {
 }
 
 # kill -STOP the main pid: the watchdog (5 s here) ends it (SIGABRT, after a backtrace in the
-# journal) and systemd restarts it (RestartSec=5) within WatchdogSec + RestartSec + 5 s; what was
+# journal) and systemd restarts it (RestartSec=5) within WatchdogSec + RestartSec + 8 s; what was
 # written meanwhile is committed by the new syncd.
 t_watchdog() {
     local ws=/home/alice/watched unit pid t0 limit
@@ -290,7 +303,7 @@ t_watchdog() {
     cx kill -STOP "$pid" || fail "cannot stop pid $pid" || return
     t0=$SECONDS
     write_file "$ws" during-stop.md "written while syncd was stopped" || return
-    limit=$((5 + $(prop "$unit" RestartUSec | sed 's/s$//;s/^$/0/' | cut -d. -f1) + 5))
+    limit=$((5 + $(prop "$unit" RestartUSec | sed "s/s$//;s/^$/0/" | cut -d. -f1) + 8))
     new_pid() { local now; now=$(prop "$unit" MainPID); [ "$now" != 0 ] && [ "$now" != "$pid" ] && is_running "$unit"; }
     wait_for "$limit" new_pid || fail "not restarted within $limit s of the stop (state $(prop "$unit" ActiveState)/$(prop "$unit" SubState), NRestarts $(prop "$unit" NRestarts))" || return
     local took=$((SECONDS - t0))
@@ -393,6 +406,12 @@ t_bad_setting() {
     status=$(cx systemctl status --no-pager --full -n 20 "$unit")
     grep -q "syncd.quietPeriod" <<<"$status" && grep -q "banana" <<<"$status" || fail "systemctl status does not show the key and the value" || return
     journal "$unit" -p err | grep >/dev/null "syncd.quietPeriod" || fail "journalctl -p err does not show the error" || return
+    # syncctl enable on it: exit 1 with syncd's own error line, not a wait until the timeout.
+    local out code=0
+    out=$(cx syncctl enable --timeout 30s "$ws" 2>&1) || code=$?
+    [ "$code" = 1 ] || fail "syncctl enable exited $code on a bad setting, expected 1: $out" || return
+    grep >/dev/null "exit status 78.*syncd.quietPeriod" <<<"$out" || fail "syncctl enable does not say why: $out" || return
+    cx syncctl disable "$ws" >/dev/null 2>&1 || fail "syncctl disable of a failed unit failed" || return
     # A healthy unit's info lines are in the journal, and none of them under -p err.
     local notes
     notes=$(unit_of /home/alice/notes)
@@ -400,7 +419,55 @@ t_bad_setting() {
     [ -z "$(journal "$notes" -p err)" ] || fail "journalctl -p err shows lines of a healthy unit: $(journal "$notes" -p err | head -n 2)" || return
 }
 
-tests=(owner reload watchdog stop root_refused_then_enable file_remote bad_setting)
+# The user manager: alice installs syncd for herself and runs `syncctl enable` as herself
+# (systemctl --user, lingering so her manager runs without a login).
+t_user_unit() {
+    local ws=/home/alice/mine uid unit out
+    uid=$(cx id -u alice)
+    cx loginctl enable-linger alice || fail "loginctl enable-linger alice failed" || return
+    wait_for 15 sh -c "[ \"\$(nsenter -t $leader -a systemctl is-active user@$uid.service)\" = active ]" ||
+        fail "alice's user manager did not start" || return
+    as_alice() { cx_as alice env XDG_RUNTIME_DIR="/run/user/$uid" "$@"; }
+    as_alice env SYNCD_BIN_DIR=/run/syncd-bin PREFIX=/home/alice/.local /run/syncd-src/scripts/install.sh >"$logs/install-user.log" 2>&1 ||
+        fail "install.sh as alice failed: $(tail -n 2 "$logs/install-user.log")" || return
+    make_workspace mine || return
+    unit=$(unit_of "$ws")
+    out=$(as_alice /home/alice/.local/bin/syncctl enable "$ws" 2>&1) || fail "syncctl enable as alice failed: $out" || return
+    [ "$(as_alice systemctl --user show -P ActiveState "$unit")" = active ] || fail "the user unit is not active after syncctl enable" || return
+    write_file "$ws" mine.md "my own" || return
+    wait_for 15 committed "$ws" mine.md || fail "mine.md not committed within 15 s" || return
+    out=$(as_alice /home/alice/.local/bin/syncctl disable "$ws" 2>&1) || fail "syncctl disable as alice failed: $out" || return
+    [ "$(as_alice systemctl --user show -P ActiveState "$unit")" = inactive ] || fail "the user unit is still running after syncctl disable" || return
+}
+
+# Pushing over ssh to a real sshd on 127.0.0.1 (the container's own network) works under the
+# unit's hardening: git and ssh read alice's key and known_hosts; nothing else is needed.
+t_ssh_remote() {
+    local ws=/home/alice/viassh remote=/srv/ssh-remotes/viassh.git unit out head
+    cx ssh-keygen -A >/dev/null || fail "cannot create sshd's host keys" || return
+    cx systemctl start ssh.service || fail "sshd does not start: $(journal ssh.service -n 3 | tr '\n' ' ')" || return
+    cx_as alice sh -c 'mkdir -p -m 700 ~/.ssh && ssh-keygen -q -t ed25519 -N "" -f ~/.ssh/id_ed25519 && cp ~/.ssh/id_ed25519.pub ~/.ssh/authorized_keys' ||
+        fail "cannot create alice's ssh key" || return
+    keyscan() { cx_as alice sh -c 'ssh-keyscan -T 2 127.0.0.1 > ~/.ssh/known_hosts 2>/dev/null && test -s ~/.ssh/known_hosts'; }
+    wait_for 15 keyscan || fail "sshd does not answer on 127.0.0.1:22 within 15 s" || return
+    cx install -d -o alice -g alice /srv/ssh-remotes && cx_as alice git init -q --bare "$remote" || return
+    make_workspace viassh || return
+    cx_as alice git -C "$ws" remote add origin "ssh://alice@127.0.0.1$remote" &&
+        cx_as alice env GIT_SSH_COMMAND="ssh -o BatchMode=yes" git -C "$ws" push -q -u origin main 2>"$logs/ssh-push.log" ||
+        fail "the first push over ssh failed: $(cat "$logs/ssh-push.log")" || return
+    cx_as alice git -C "$ws" config syncd.syncInterval 1s || return
+    unit=$(unit_of "$ws") && diag_unit=$unit
+    out=$(cx syncctl enable "$ws" 2>&1) || fail "syncctl enable failed: $out" || return
+    cx grep >/dev/null "ReadWritePaths" "/etc/systemd/system/$unit.d/owner.conf" && fail "an ssh remote got a ReadWritePaths= entry" && return 1
+    write_file "$ws" over-ssh.md "pushed over ssh" || return
+    wait_for 15 committed "$ws" over-ssh.md || fail "over-ssh.md not committed within 15 s" || return
+    head=$(cx_as alice git -C "$ws" rev-parse HEAD)
+    pushed() { [ "$(cx_as alice git --git-dir="$remote" rev-parse main 2>/dev/null)" = "$head" ]; }
+    wait_for 20 pushed || fail "the remote's main is not $head within 20 s: $(journal "$unit" -p warning -n 2 | tr '\n' ' ')" || return
+    cx syncctl disable "$ws" >/dev/null 2>&1 || fail "syncctl disable failed" || return
+}
+
+tests=(owner reload watchdog stop root_refused_then_enable file_remote ssh_remote bad_setting user_unit)
 for test in "${tests[@]}"; do run_test "$test"; done
 echo "systemd harness: $passed passed, $failed failed in $((SECONDS - started)) s"
 ((failed == 0))

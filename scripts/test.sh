@@ -12,6 +12,8 @@ command -v flock >/dev/null || need+=(util-linux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 # The systemd harness boots the shipped unit under a real systemd in a container.
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+# sshd for the ssh remote test (where systemd is PID 1, installing it also starts sshd on the host).
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq "${need[@]}"

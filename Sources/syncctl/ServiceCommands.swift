@@ -51,8 +51,13 @@ struct Enable: AsyncParsableCommand {
             remoteURLs: remoteURLs)
 
         let load = await service.systemctl(["show", "-P", "LoadState", service.unit])
+        guard load.code == 0 else {
+            fail("cannot reach \(service.managerName): `\(service.command(["show", service.unit]))` says \(load.errorLine)"
+                + (service.system ? "" : "; it runs while you are logged in, or always after `loginctl enable-linger \(service.me)`; "
+                    + "or run `sudo syncctl enable \(workspace)` for a system service that runs as you"))
+        }
         guard load.output.trimmed == "loaded" else {
-            fail("the unit \(ServiceUnit.template) is not installed for \(service.managerName) (\(load.output.trimmed.isEmpty ? load.errorLine : load.output.trimmed)): "
+            fail("the unit \(ServiceUnit.template) is not installed for \(service.managerName) (LoadState \(load.output.trimmed)): "
                 + "install it with scripts/install.sh" + (service.system ? " as root" : " as \(service.me)"))
         }
         let text = ServiceUnit.ownerDropIn(
@@ -211,8 +216,10 @@ struct ServiceTarget {
 
     /// The error lines syncd logged since `since` (journald keeps the `<3>` priority it wrote).
     func lastErrors(since: String) async -> String {
+        // What syncd itself logged (_SYSTEMD_UNIT), not systemd's lines about the unit.
         let journal = await Self.run(
-            ["journalctl"] + (system ? [] : ["--user"]) + ["-u", unit, "-p", "err", "--since", Self.journalTime(since), "-o", "cat", "--no-pager", "-n", "3"])
+            ["journalctl"] + (system ? ["_SYSTEMD_UNIT=\(unit)"] : ["--user", "_SYSTEMD_USER_UNIT=\(unit)"])
+                + ["-p", "err", "--since", Self.journalTime(since), "-o", "cat", "--no-pager", "-n", "3"])
         return journal.output.split(separator: "\n").map(String.init).joined(separator: " / ")
     }
 
