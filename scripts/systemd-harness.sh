@@ -331,6 +331,8 @@ t_stop() {
     is_inactive "$unit" || fail "not inactive after stop: $(prop "$unit" ActiveState)" || return
     committed "$ws" pending.md || fail "the pending change was not committed at stop" || return
     cx_as alice git -C "$ws" log -1 --format=%B | grep >/dev/null "Syncd-Trigger: shutdown" || fail "the last commit is not the shutdown batch" || return
+    # A workspace removed before its service can still be disabled by its path.
+    cx rm -rf "$ws" && cx syncctl disable "$ws" >/dev/null 2>&1 || fail "syncctl disable of a removed workspace failed" || return
 }
 
 # As root, without a drop-in, on alice's workspace: refuses at once (exit 78), not restarted,

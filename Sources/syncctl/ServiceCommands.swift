@@ -29,9 +29,9 @@ struct Enable: AsyncParsableCommand {
 
     func run() async throws {
         let limit = try parseTimeout(timeout)
-        let service = try await ServiceTarget.resolve(path)
-        let workspace = service.owner.workTreeDisplay
-        let config = GitRunner(workTree: service.owner.workTree)
+        let (service, owner) = await ServiceTarget.forEnable(path)
+        let workspace = service.workspace
+        let config = GitRunner(workTree: owner.workTree)
         // Read-only git calls in a repository that may belong to another user (safe.directory is
         // honoured on the command line); they read configuration only.
         func setting(_ arguments: [GitArgument]) async -> [String] {
@@ -44,8 +44,8 @@ struct Enable: AsyncParsableCommand {
             line.firstIndex(of: " ").map { String(line[line.index(after: $0)...]) }
         }
         let writable = ServiceUnit.writablePaths(
-            workTree: workspace, gitDir: service.owner.gitDirDisplay,
-            commonDir: String(decoding: service.owner.commonDir, as: UTF8.self),
+            workTree: workspace, gitDir: owner.gitDirDisplay,
+            commonDir: String(decoding: owner.commonDir, as: UTF8.self),
             lockDir: await setting(["config", "--get", "syncd.lockDir"]).first,
             metricsFile: await setting(["config", "--get", "syncd.metricsFile"]).first,
             remoteURLs: remoteURLs)
@@ -60,8 +60,9 @@ struct Enable: AsyncParsableCommand {
             fail("the unit \(ServiceUnit.template) is not installed for \(service.managerName) (LoadState \(load.output.trimmed)): "
                 + "install it with scripts/install.sh" + (service.system ? " as root" : " as \(service.me)"))
         }
+        let user = owner.userName ?? String(owner.uid)
         let text = ServiceUnit.ownerDropIn(
-            workspace: workspace, user: service.system ? service.userValue : nil, group: service.system ? service.groupValue : nil,
+            workspace: workspace, user: service.system ? user : nil, group: service.system ? (owner.groupName ?? String(owner.gid)) : nil,
             writablePaths: writable)
         if service.system || !writable.isEmpty {
             do {
@@ -84,7 +85,7 @@ struct Enable: AsyncParsableCommand {
         while true {
             let state = await service.state()
             if state["ActiveState"] == "active", state["SubState"] == "running" {
-                let who = service.system ? "as \(service.userValue)" : "in your user manager"
+                let who = service.system ? "as \(user)" : "in your user manager"
                 say("\(service.unit) runs \(who) for \(workspace) (pid \(state["MainPID"] ?? "?")): \(state["StatusText"] ?? "")")
                 say("  drop-in: \(Syscall.display(service.dropIn))" + ((service.system || !writable.isEmpty) ? "" : " (none needed)"))
                 if !service.system, !Syscall.exists(Array("/var/lib/systemd/linger/\(service.me)".utf8)) {
@@ -119,7 +120,7 @@ struct Disable: AsyncParsableCommand {
 
     func run() async throws {
         let limit = try parseTimeout(timeout)
-        let service = try await ServiceTarget.resolve(path, forDisable: true)
+        let service = await ServiceTarget.forDisable(path)
         let disable = await service.systemctl(["disable", "--quiet", service.unit])
         guard disable.code == 0 else { fail("`\(service.command(["disable", service.unit]))` failed: \(disable.errorLine)") }
         let stop = await service.systemctl(["stop", "--no-block", service.unit])
@@ -144,7 +145,8 @@ struct Disable: AsyncParsableCommand {
 
 /// The unit of a workspace and the manager (system or user) that runs it.
 struct ServiceTarget {
-    let owner: WorkspaceOwner
+    /// The top of the working tree: the instance name is made from it.
+    let workspace: String
     let unit: String
     /// The system manager (syncctl runs as root) or the user's.
     let system: Bool
@@ -154,27 +156,42 @@ struct ServiceTarget {
     var dropIn: [UInt8] { dropInDirectory + Array("/\(ServiceUnit.dropInName)".utf8) }
     var dropInPath: String { Syscall.display(dropIn) }
     var managerName: String { system ? "the system manager" : "your user manager (systemctl --user)" }
-    var userValue: String { owner.userName ?? String(owner.uid) }
-    var groupValue: String { owner.groupName ?? String(owner.gid) }
 
-    static func resolve(_ path: String, forDisable: Bool = false) async throws -> ServiceTarget {
+    /// The workspace containing `path` and who owns it; fails (exit 1) when it cannot run there as
+    /// its owner: not a working tree, parts owned by different users, someone else's as a user.
+    static func forEnable(_ path: String) async -> (ServiceTarget, WorkspaceOwner) {
         guard let owner = WorkspaceOwner.find(path) else {
             fail("\(path) is not inside a git working tree (no .git found in it or above it): pass the workspace's path")
         }
         let uid = geteuid()
-        let me = WorkspaceOwner.userName(uid) ?? String(uid)
         let workspace = owner.workTreeDisplay
-        if !forDisable {
-            guard owner.owners.count == 1 else {
-                fail("\(workspace) has parts owned by different users ("
-                    + owner.owners.map(WorkspaceOwner.describe).joined(separator: ", ")
-                    + "): syncd must run as the one user who owns its working tree and git directory; fix it with `chown -R USER: \(workspace)`")
-            }
-            if uid != 0, owner.uid != uid {
-                fail("\(workspace) belongs to \(owner.ownerDescription), not to you (\(WorkspaceOwner.describe(uid))): "
-                    + "run `sudo syncctl enable \(workspace)` to run syncd there as \(owner.userName ?? "its owner")")
-            }
+        guard owner.owners.count == 1 else {
+            fail("\(workspace) has parts owned by different users ("
+                + owner.owners.map(WorkspaceOwner.describe).joined(separator: ", ")
+                + "): syncd must run as the one user who owns its working tree and git directory; fix it with `chown -R USER: \(workspace)`")
         }
+        if uid != 0, owner.uid != uid {
+            fail("\(workspace) belongs to \(owner.ownerDescription), not to you (\(WorkspaceOwner.describe(uid))): "
+                + "run `sudo syncctl enable \(workspace)` to run syncd there as \(owner.userName ?? "its owner")")
+        }
+        return (await make(workspace), owner)
+    }
+
+    /// The unit of the workspace containing `path`, or of `path` itself when it is no working
+    /// tree any more (a workspace removed before its service).
+    static func forDisable(_ path: String) async -> ServiceTarget {
+        if let owner = WorkspaceOwner.find(path) { return await make(owner.workTreeDisplay) }
+        var absolute = path
+        if !path.hasPrefix("/"), let cwd = getcwd(nil, 0) {
+            absolute = String(cString: cwd) + "/" + path
+            free(cwd)
+        }
+        return await make(absolute)
+    }
+
+    static func make(_ workspace: String) async -> ServiceTarget {
+        let uid = geteuid()
+        let me = WorkspaceOwner.userName(uid) ?? String(uid)
         let escaped = await Self.run(["systemd-escape", "--path", "--template=\(ServiceUnit.template)", workspace])
         let unit = escaped.output.trimmed
         guard escaped.code == 0, !unit.isEmpty else {
@@ -188,7 +205,7 @@ struct ServiceTarget {
             let home = getenv("HOME").map { String(cString: $0) } ?? ""
             base = (config.hasPrefix("/") ? config : home + "/.config") + "/systemd/user"
         }
-        return ServiceTarget(owner: owner, unit: unit, system: uid == 0, me: me, dropInDirectory: Array("\(base)/\(unit).d".utf8))
+        return ServiceTarget(workspace: workspace, unit: unit, system: uid == 0, me: me, dropInDirectory: Array("\(base)/\(unit).d".utf8))
     }
 
     func command(_ arguments: [String]) -> String {
