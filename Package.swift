@@ -28,7 +28,7 @@ let package = Package(
         // Every git child process goes through GitRunner.
         .target(
             name: "SyncGit",
-            dependencies: ["SyncCore", .product(name: "Subprocess", package: "swift-subprocess")],
+            dependencies: ["SyncCore", "SyncSystem", .product(name: "Subprocess", package: "swift-subprocess")],
             swiftSettings: strict
         ),
         // Recursive watching: watch table, crawler, event processing, change queue.

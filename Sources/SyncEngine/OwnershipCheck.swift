@@ -1,6 +1,6 @@
 import Glibc
 import SyncCore
-import SyncGit
+import SyncSystem
 
 /// syncd as root on a workspace that belongs to someone else would leave root-owned objects,
 /// index and refs behind (the owner's next `git add` then fails with "insufficient permission"),

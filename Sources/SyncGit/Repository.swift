@@ -1,5 +1,6 @@
 import Glibc
 import SyncCore
+import SyncSystem
 
 /// The workspace: its working tree and git directory, found by asking git.
 public struct Repository: Sendable {

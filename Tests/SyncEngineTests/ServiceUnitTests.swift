@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SyncEngine
 import SyncGit
+import SyncSystem
 import SyncTestKit
 import Testing
 

@@ -38,32 +38,26 @@ public struct WorkspaceOwner: Sendable, Equatable {
         var directory = start
         while true {
             let dotGit = join(directory, ".git")
-            var info = stat()
-            if lstatBytes(dotGit, &info) {
+            if let info = try? Syscall.lstat(dotGit) {
                 var gitDir = dotGit
                 if (info.st_mode & S_IFMT) == S_IFREG {
                     // "gitdir: PATH", relative to the directory holding the .git file.
-                    guard let named = readGitFileTarget(dotGit) else { return nil }
-                    gitDir = named.first == UInt8(ascii: "/") ? named : join(directory, String(decoding: named, as: UTF8.self))
-                    gitDir = realPath(gitDir) ?? gitDir
+                    let prefix = Array("gitdir: ".utf8)
+                    guard let line = firstLine(dotGit), line.starts(with: prefix) else { return nil }
+                    gitDir = resolve(Array(line.dropFirst(prefix.count)), relativeTo: directory)
                 }
-                var commonDir = gitDir
-                if let common = readFirstLine(join(gitDir, "commondir")), !common.isEmpty {
-                    let path = common.first == UInt8(ascii: "/") ? common : join(gitDir, String(decoding: common, as: UTF8.self))
-                    commonDir = realPath(path) ?? path
-                }
-                var gitInfo = stat()
-                guard statBytes(gitDir, &gitInfo) else { return nil }
+                // A linked worktree's git dir names the common one (objects, refs) in `commondir`.
+                let commonDir = firstLine(join(gitDir, "commondir")).flatMap { $0.isEmpty ? nil : resolve($0, relativeTo: gitDir) } ?? gitDir
+                guard let gitInfo = fileStatus(gitDir) else { return nil }
                 var owners: [uid_t] = []
                 for part in [directory, gitDir, commonDir] {
-                    var partInfo = stat()
-                    if statBytes(part, &partInfo), !owners.contains(partInfo.st_uid) { owners.append(partInfo.st_uid) }
+                    if let partInfo = fileStatus(part), !owners.contains(partInfo.st_uid) { owners.append(partInfo.st_uid) }
                 }
                 return WorkspaceOwner(
                     workTree: directory, gitDir: gitDir, commonDir: commonDir, uid: gitInfo.st_uid, gid: gitInfo.st_gid, owners: owners)
             }
             if directory == [UInt8(ascii: "/")] { return nil }
-            directory = parent(directory)
+            directory = AtomicFile.parentDirectory(of: directory)
         }
     }
 
@@ -88,56 +82,35 @@ public struct WorkspaceOwner: Sendable, Equatable {
         return String(cString: name)
     }
 
-    // MARK: - Small file-system helpers (SyncGit has no syscall layer of its own).
+    // MARK: - File-system helpers
 
     static func join(_ directory: [UInt8], _ name: String) -> [UInt8] {
         (directory.last == UInt8(ascii: "/") ? directory : directory + [UInt8(ascii: "/")]) + Array(name.utf8)
     }
 
-    static func parent(_ path: [UInt8]) -> [UInt8] {
-        guard let slash = path.lastIndex(of: UInt8(ascii: "/")), slash > 0 else { return [UInt8(ascii: "/")] }
-        return Array(path[..<slash])
-    }
-
     static func realPath(_ path: [UInt8]) -> [UInt8]? {
-        (path + [0]).withUnsafeBufferPointer { buffer -> [UInt8]? in
-            buffer.withMemoryRebound(to: CChar.self) { chars -> [UInt8]? in
-                guard let resolved = realpath(chars.baseAddress!, nil) else { return nil }
-                defer { free(resolved) }
-                return Array(String(cString: resolved).utf8)
-            }
+        Syscall.withCStringResult(path) { cPath -> [UInt8]? in
+            guard let resolved = realpath(cPath, nil) else { return nil }
+            defer { free(resolved) }
+            return Array(String(cString: resolved).utf8)
         }
     }
 
-    static func statBytes(_ path: [UInt8], _ info: inout stat) -> Bool {
-        (path + [0]).withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { stat($0.baseAddress!, &info) == 0 }
-        }
+    /// stat(2) (follows symlinks), nil on any error.
+    static func fileStatus(_ path: [UInt8]) -> stat? {
+        var info = stat()
+        return Syscall.withCStringResult(path) { stat($0, &info) } == 0 ? info : nil
     }
 
-    static func lstatBytes(_ path: [UInt8], _ info: inout stat) -> Bool {
-        (path + [0]).withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &info) == 0 }
-        }
+    /// The first line of a small file, nil when it cannot be read.
+    static func firstLine(_ path: [UInt8]) -> [UInt8]? {
+        guard let bytes = try? Syscall.readFile(path, limit: 4096), !bytes.isEmpty else { return nil }
+        return Array(bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).first ?? [])
     }
 
-    static func readFirstLine(_ path: [UInt8]) -> [UInt8]? {
-        let fd = (path + [0]).withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC) }
-        }
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 4096)
-        let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard count > 0 else { return nil }
-        let line = bytes[..<count].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).first ?? []
-        return Array(line)
-    }
-
-    static func readGitFileTarget(_ path: [UInt8]) -> [UInt8]? {
-        guard let line = readFirstLine(path) else { return nil }
-        let prefix = Array("gitdir: ".utf8)
-        guard line.starts(with: prefix) else { return nil }
-        return Array(line.dropFirst(prefix.count))
+    /// A path from a git file: absolute as it is, else relative to `base`; symlinks resolved.
+    static func resolve(_ path: [UInt8], relativeTo base: [UInt8]) -> [UInt8] {
+        let absolute = path.first == UInt8(ascii: "/") ? path : join(base, String(decoding: path, as: UTF8.self))
+        return realPath(absolute) ?? absolute
     }
 }
