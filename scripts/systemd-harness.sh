@@ -9,7 +9,8 @@
 # --bin-dir DIR  where the built syncd and syncctl are (default: `swift build --show-bin-path`);
 #                the harness never builds.
 # --keep         leave the container running at the end and print how to enter it (debugging).
-# TEST...        run only these tests (names as printed); default: all.
+# TEST...        run only these tests (names as printed); default: all. `none` runs no test
+#                (with --keep: a booted container with syncd installed, to look around in).
 #
 # Needs root (CI runs it as root). Installs systemd-container and openssh-server when missing.
 # Prints one line per test (PASS/FAIL with the reason), then "N passed, M failed"; exits 1 on a
@@ -25,7 +26,7 @@ while (($#)); do
     case $1 in
     --bin-dir) bin_dir=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     -*) echo "systemd-harness: unknown option $1 (see --help)" >&2; exit 64 ;;
     *) only+=("$1"); shift ;;
     esac
@@ -180,7 +181,6 @@ degraded) say "booted degraded: $(cx systemctl --failed --plain --no-legend | aw
 esac
 say "systemd $(cx systemctl --version | head -n1 | awk '{print $2}') booted in the container in $((SECONDS - started)) s"
 
-if ((keep)) && ((${#only[@]} == 0)); then exit 0; fi
 
 # --- setup inside the container ------------------------------------------------------------------
 # The shipped unit, binaries and docs, through the shipped installer (prebuilt binaries: no build).
@@ -470,6 +470,9 @@ t_ssh_remote() {
 }
 
 tests=(owner reload watchdog stop root_refused_then_enable file_remote ssh_remote bad_setting user_unit)
+for test in "${only[@]}"; do
+    [ "$test" = none ] || printf '%s\n' "${tests[@]}" | grep -x "$test" >/dev/null || die "no test $test; the tests are: ${tests[*]}"
+done
 for test in "${tests[@]}"; do run_test "$test"; done
 echo "systemd harness: $passed passed, $failed failed in $((SECONDS - started)) s"
 ((failed == 0))

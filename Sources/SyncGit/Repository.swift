@@ -60,7 +60,7 @@ public struct Repository: Sendable {
             // git ≥ 2.35.2 refuses a repository that belongs to another user (CVE-2022-24765).
             let owner = WorkspaceOwner.find(path)
             let me = WorkspaceOwner.describe(geteuid())
-            let whose = owner.map { "it belongs to \($0.ownerDescription), and syncd runs as \(me)" } ?? "syncd runs as \(me)"
+            let whose = owner.map { "it belongs to \($0.ownerDescription), not to \(me)" } ?? "this runs as \(me)"
             let top = owner?.workTreeDisplay ?? path
             let gitFix = lines.first { $0.hasPrefix("git config") }
                 ?? "git config --global --add safe.directory \(top)"

@@ -84,22 +84,25 @@ struct Enable: AsyncParsableCommand {
         let started = ContinuousClock.now
         while true {
             let state = await service.state()
-            if state["ActiveState"] == "active", state["SubState"] == "running" {
-                let who = service.system ? "as \(user)" : "in your user manager"
-                say("\(service.unit) runs \(who) for \(workspace) (pid \(state["MainPID"] ?? "?")): \(state["StatusText"] ?? "")")
-                say("  drop-in: \(Syscall.display(service.dropIn))" + ((service.system || !writable.isEmpty) ? "" : " (none needed)"))
-                if !service.system, !Syscall.exists(Array("/var/lib/systemd/linger/\(service.me)".utf8)) {
-                    say("  to keep it running without a login session: loginctl enable-linger \(service.me)")
+            // While the restart job runs, the state is still the old instance's (running, or failed).
+            if state["Job"] == nil {
+                if state["ActiveState"] == "active", state["SubState"] == "running" {
+                    let who = service.system ? "as \(user)" : "in your user manager"
+                    say("\(service.unit) runs \(who) for \(workspace) (pid \(state["MainPID"] ?? "?")): \(state["StatusText"] ?? "")")
+                    say("  drop-in: \(Syscall.display(service.dropIn))" + ((service.system || !writable.isEmpty) ? "" : " (none needed)"))
+                    if !service.system, !Syscall.exists(Array("/var/lib/systemd/linger/\(service.me)".utf8)) {
+                        say("  to keep it running without a login session: loginctl enable-linger \(service.me)")
+                    }
+                    return
                 }
-                return
-            }
-            let restarting = state["ActiveState"] == "activating" && state["SubState"] == "auto-restart"
-            if state["ActiveState"] == "failed" || restarting || (state["ActiveState"] == "inactive" && state["Job"] == nil && ContinuousClock.now - started > .seconds(1)) {
-                let why = await service.lastErrors(since: since)
-                fail("\(service.unit) did not start (\(state["ActiveState"] ?? "?")/\(state["SubState"] ?? "?"), \(state["Result"] ?? "?")"
-                    + (state["ExecMainStatus"].map { $0 == "0" ? "" : ", exit status \($0)" } ?? "") + ")"
-                    + (why.isEmpty ? "" : ": \(why)")
-                    + ". Fix it, then `\(service.command(["restart", service.unit]))`; details: `journalctl \(service.system ? "" : "--user ")-u \(service.unit)`")
+                let restarting = state["ActiveState"] == "activating" && state["SubState"] == "auto-restart"
+                if state["ActiveState"] == "failed" || state["ActiveState"] == "inactive" || restarting {
+                    let why = await service.lastErrors(since: since)
+                    fail("\(service.unit) did not start (\(state["ActiveState"] ?? "?")/\(state["SubState"] ?? "?"), \(state["Result"] ?? "?")"
+                        + (state["ExecMainStatus"].map { $0 == "0" ? "" : ", exit status \($0)" } ?? "") + ")"
+                        + (why.isEmpty ? "" : ": \(why)")
+                        + ". Fix it, then `\(service.command(["restart", service.unit]))`; details: `journalctl \(service.system ? "" : "--user ")-u \(service.unit)`")
+                }
             }
             if ContinuousClock.now - started > limit {
                 fail("\(service.unit) is not ready after \(timeout) (\(state["ActiveState"] ?? "?")/\(state["SubState"] ?? "?")): see `\(service.command(["status", service.unit]))`",
@@ -127,7 +130,7 @@ struct Disable: AsyncParsableCommand {
         guard stop.code == 0 else { fail("`\(service.command(["stop", service.unit]))` failed: \(stop.errorLine)") }
         let started = ContinuousClock.now
         var state = await service.state()
-        while !(state["ActiveState"] == "inactive" || state["ActiveState"] == "failed") {
+        while state["Job"] != nil || !(state["ActiveState"] == "inactive" || state["ActiveState"] == "failed") {
             if ContinuousClock.now - started > limit {
                 fail("\(service.unit) is still \(state["ActiveState"] ?? "?") after \(timeout): it is disabled; see `\(service.command(["status", service.unit]))`",
                     code: ExitStatus.notConfirmed)
