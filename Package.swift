@@ -28,7 +28,7 @@ let package = Package(
         // Every git child process goes through GitRunner.
         .target(
             name: "SyncGit",
-            dependencies: ["SyncCore", .product(name: "Subprocess", package: "swift-subprocess")],
+            dependencies: ["SyncCore", "SyncSystem", .product(name: "Subprocess", package: "swift-subprocess")],
             swiftSettings: strict
         ),
         // Recursive watching: watch table, crawler, event processing, change queue.
@@ -54,7 +54,8 @@ let package = Package(
                 "SyncEngine", "SyncGit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
-            swiftSettings: strict
+            // More than one source file: main.swift would be top-level code, which @main forbids.
+            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "syncd-bench",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command of the README: builds everything and runs every unit and integration test.
+# The test command of the README: builds everything, runs every unit and integration test, then
+# the systemd harness (scripts/systemd-harness.sh: the shipped unit under a real systemd).
 # Works on a fresh machine with Swift 6.3 and git; installs what else the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,10 @@ command -v git >/dev/null || need+=(git)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v flock >/dev/null || need+=(util-linux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# The systemd harness boots the shipped unit under a real systemd in a container.
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+# sshd for the ssh remote test (where systemd is PID 1, installing it also starts sshd on the host).
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq "${need[@]}"
@@ -20,5 +25,13 @@ fi
 git config --global user.name >/dev/null 2>&1 || git config --global user.name "syncd tests"
 git config --global user.email >/dev/null 2>&1 || git config --global user.email "syncd-tests@localhost"
 
-swift build --build-tests
-swift test --skip-build "$@"
+# SYNCD_SCRATCH_PATH: another build directory than .build (a second checkout building alongside).
+scratch=()
+[ -n "${SYNCD_SCRATCH_PATH:-}" ] && scratch=(--scratch-path "$SYNCD_SCRATCH_PATH")
+swift build "${scratch[@]}" --build-tests
+status=0
+swift test "${scratch[@]}" --skip-build "$@" || status=$?
+
+# The shipped unit under a real systemd (skips with one line where no container can boot).
+./scripts/systemd-harness.sh --bin-dir "$(swift build "${scratch[@]}" --show-bin-path)" || status=$?
+exit $status

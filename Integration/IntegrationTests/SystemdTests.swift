@@ -28,7 +28,7 @@ struct SystemdTests {
         let text = try String(contentsOfFile: Self.unit, encoding: .utf8)
         let good = try await verify(text)
         #expect(good.finished == .exited(0), "\(good.stderr)")
-        for line in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "KillMode=mixed", "TimeoutStopSec=", "ExecStart=/usr/local/bin/syncd run %f", "ReadWritePaths=%f", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes"] {
+        for line in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "KillMode=mixed", "TimeoutStopSec=", "ExecStart=/usr/local/bin/syncd run %f", "ReadWritePaths=%f", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "ExecReload=/bin/kill -HUP $MAINPID", "TimeoutAbortSec=", "RestartPreventExitStatus=75 78"] {
             #expect(text.contains(line), "the unit lacks \(line)")
         }
         // The check is real: an unknown key fails it.

@@ -25,6 +25,9 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
         public static let invalidSetting = Code("invalid-setting")
         /// Another syncd already runs for this workspace.
         public static let alreadyRunning = Code("already-running")
+        /// The workspace belongs to another user than the one syncd runs as (root on a user's
+        /// workspace, or git's "dubious ownership"): a restart cannot fix it.
+        public static let wrongOwner = Code("wrong-owner")
         /// Output could not be parsed (for example from git).
         public static let malformed = Code("malformed")
     }

@@ -1,4 +1,6 @@
+import Glibc
 import SyncCore
+import SyncSystem
 
 /// The workspace: its working tree and git directory, found by asking git.
 public struct Repository: Sendable {
@@ -25,7 +27,8 @@ public struct Repository: Sendable {
                     "rev-parse", "--is-inside-work-tree", "--show-toplevel", "--absolute-git-dir",
                     "--path-format=absolute", "--git-common-dir", "--git-path", "info/exclude",
                 ],
-                readOnly: true
+                readOnly: true,
+                acceptedExitCodes: [0, 128]
             )
         } catch let error as SyncError {
             throw SyncError(
@@ -34,6 +37,9 @@ public struct Repository: Sendable {
                     + "or pass the path of an existing repository",
                 cause: error
             )
+        }
+        if result.exitCode != 0 {
+            throw refusal(path: path, standardError: result.standardError)
         }
         let lines = result.standardOutput.split(separator: UInt8(ascii: "\n")).map(Array.init)
         guard lines.count == 5, lines[0] == Array("true".utf8) else {
@@ -44,6 +50,31 @@ public struct Repository: Sendable {
             )
         }
         return Repository(workTree: lines[1], gitDir: lines[2], commonDir: lines[3], excludeFile: lines[4], git: GitRunner(workTree: lines[1], executable: gitExecutable))
+    }
+
+    /// Why git refused to work at `path` (exit 128), with git's own reason and fix.
+    static func refusal(path: String, standardError: String) -> SyncError {
+        let lines = standardError.split(separator: "\n").map { String($0).trimmed }.filter { !$0.isEmpty }
+        let reason = lines.first.map { $0.hasPrefix("fatal: ") ? String($0.dropFirst("fatal: ".count)) : $0 } ?? "exit code 128"
+        if reason.contains("dubious ownership") {
+            // git ≥ 2.35.2 refuses a repository that belongs to another user (CVE-2022-24765).
+            let owner = WorkspaceOwner.find(path)
+            let me = WorkspaceOwner.describe(geteuid())
+            let whose = owner.map { "it belongs to \($0.ownerDescription), not to \(me)" } ?? "this runs as \(me)"
+            let top = owner?.workTreeDisplay ?? path
+            let gitFix = lines.first { $0.hasPrefix("git config") }
+                ?? "git config --global --add safe.directory \(top)"
+            let runAs = owner.flatMap { $0.userName.map { "`sudo syncctl enable \(top)` (a service that runs as \($0))" } }
+                ?? "`sudo syncctl enable \(top)`"
+            return SyncError(
+                .wrongOwner,
+                "git refuses to work in \(top): \(reason) (\(whose)). Run syncd as the repository's owner: \(runAs); "
+                    + "or, only if this user should commit there and the files may end up owned by it, `\(gitFix)`")
+        }
+        return SyncError(
+            .notARepository,
+            "\(path) is not inside a git working tree (git: \(reason)): run `git init` there (or clone into it), "
+                + "or pass the path of an existing repository")
     }
 
     /// The absolute form of a workspace-relative path.

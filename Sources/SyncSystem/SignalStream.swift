@@ -1,3 +1,4 @@
+import CSyncShims
 import Dispatch
 import Glibc
 
@@ -24,6 +25,16 @@ public enum SignalStream {
     /// must become EPIPE, not a silent death.
     public static func ignoreSIGPIPE() {
         signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Makes SIGABRT end the process even when another process sends it — systemd's watchdog
+    /// does (`WatchdogSignal=`, SIGABRT by default). The Swift runtime's crash handler still
+    /// prints its backtrace first (where each thread was stuck), but on its own it returns
+    /// afterwards, and for a signal sent with kill(2) the program then simply goes on: a wedged
+    /// syncd stayed wedged until systemd's TimeoutAbortSec ran out (swiftlang/swift#89461).
+    /// Called first thing by `syncd run`.
+    public static func makeAbortFatal() {
+        _ = csync_make_sigabrt_fatal()
     }
 }
 

@@ -29,7 +29,7 @@ struct Syncctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "syncctl",
         abstract: "Control syncd: status, pause and resume, sync now, emergency stop, and run writers under the protocol.",
-        subcommands: [Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self, Doctor.self]
+        subcommands: [Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self, Doctor.self, Enable.self, Disable.self]
     )
 }
 

@@ -62,6 +62,7 @@ enum ExitStatus {
     static let failure: Int32 = 1
     static let usage: Int32 = 64
     static let alreadyRunning: Int32 = 75
+    /// An invalid setting, or a workspace owned by another user: restarting cannot fix either.
     static let invalidSetting: Int32 = 78
 }
 
@@ -144,8 +145,11 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         SignalStream.ignoreSIGPIPE()
+        SignalStream.makeAbortFatal()
         var log = StandardErrorLog(minimum: .info)
         do {
+            // Before git runs and before anything is created: root must not write into a user's repository.
+            try OwnershipCheck.refuseRootOnForeignWorkspace(path)
             let repository = try await Repository.discover(at: path)
             let (settings, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
             log = StandardErrorLog(minimum: LogLevel(rawValue: settings.logLevel.rawValue) ?? .info)
@@ -156,7 +160,7 @@ struct Run: AsyncParsableCommand {
         } catch let error as SyncError {
             log.sink(.error, error.detailedDescription)
             switch error.code {
-            case .invalidSetting: throw ExitCode(ExitStatus.invalidSetting)
+            case .invalidSetting, .wrongOwner: throw ExitCode(ExitStatus.invalidSetting)
             case .alreadyRunning: throw ExitCode(ExitStatus.alreadyRunning)
             default: throw ExitCode(ExitStatus.failure)
             }
