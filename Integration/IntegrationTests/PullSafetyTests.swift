@@ -3,6 +3,7 @@ import Glibc
 import SyncCore
 import SyncGit
 import SyncTestKit
+import Synchronization
 import Testing
 
 /// Pulling never loses a file and never stalls commits: plain writers (no lock protocol) beside
@@ -13,17 +14,22 @@ struct PullSafetyTests {
 
     /// B, a plain git user, commits a change to its own file and pushes every `period` until
     /// `total` is over (rebasing when the remote moved: B has no writer of its own).
-    static func keepPushing(_ b: GitFixture, every period: Duration, for total: Duration) async throws -> Int {
-        try await Pace.every(period, for: total) { index in
-            try Files.write(b.file("from-b.txt"), "b \(index)\n")
-            try await b.run(["add", "from-b.txt"])
-            try await b.run(["commit", "-q", "-m", "B \(index)"])
-            for _ in 0..<5 {
-                if try await b.git.run(["push", "-q", "origin", "main"], acceptedExitCodes: Set(0...255)).exitCode == 0 { return }
-                try await b.run(["pull", "-q", "--rebase", "origin", "main"])
-            }
-            throw TestFailure("B could not push")
+    static func pushOnce(_ b: GitFixture, _ index: Int) async throws {
+        try Files.write(b.file("from-b.txt"), "b \(index)\n")
+        try await b.run(["add", "from-b.txt"])
+        try await b.run(["commit", "-q", "-m", "B \(index)"])
+        for _ in 0..<5 {
+            if try await b.git.run(["push", "-q", "origin", "main"], acceptedExitCodes: Set(0...255)).exitCode == 0 { return }
+            try await b.run(["pull", "-q", "--rebase", "origin", "main"])
         }
+        throw TestFailure("B could not push")
+    }
+
+    /// A flag set once, read from other tasks.
+    final class Flag: Sendable {
+        private let state = Mutex(false)
+        var value: Bool { state.withLock { $0 } }
+        func set() { state.withLock { $0 = true } }
     }
 
     static func integrations(_ harness: SyncdHarness) -> Int {
@@ -39,12 +45,26 @@ struct PullSafetyTests {
         let syncA = SyncdHarness(a, ["--quiet-period", "200ms", "--max-latency", "1s", "--sync-interval", "1s", "--breaker-max-commits", "100000"])
         try await syncA.ready()
         try Files.mkdirs(a.file("notes"))
-        async let pushes = Self.keepPushing(b, every: .milliseconds(400), for: .seconds(30))
-        // The plain writer: open, write, close; it knows nothing of syncd.
-        let written = try await Pace.every(.milliseconds(20), for: .seconds(30)) { index in
-            try Files.write(a.file("notes/n-\(index).txt"), "note \(index)\n")
+        // 30 s, and on (at most 90 s) until A has integrated B's commits 20 times: on a loaded
+        // machine a round takes longer, and the point is many integrations beside the writer.
+        let done = Flag()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let pushes = Task {
+            try await Pace.every(.milliseconds(400), for: .seconds(90)) { index in
+                guard !done.value else { return }
+                try await Self.pushOnce(b, index)
+            }
         }
-        _ = try await pushes
+        // The plain writer: open, write, close; it knows nothing of syncd.
+        var written = 0
+        while clock.now - start < .seconds(90), clock.now - start < .seconds(30) || Self.integrations(syncA) < 20 {
+            try Files.write(a.file("notes/n-\(written).txt"), "note \(written)\n")
+            written += 1
+            try await clock.sleep(until: start.advanced(by: .milliseconds(20) * written))
+        }
+        done.set()
+        _ = try await pushes.value
         try await waitUntil(.seconds(90), interval: .milliseconds(200), "A committed everything and has B's last commit") {
             guard try await a.statusLines().isEmpty else { return false }
             let remoteHead = try await remote.remoteHead()
@@ -71,7 +91,7 @@ struct PullSafetyTests {
         @Sendable func content(first: String, last: String) -> String {
             ([first] + (2...11).map { "line \($0)" } + [last]).joined(separator: "\n") + "\n"
         }
-        let seed = try await remote.clone("seed")
+        let seed = try await remote.clone("seeder")
         for file in 0..<4 { try Files.write(seed.file("shared-\(file).txt"), content(first: "base", last: "base")) }
         try await seed.run(["add", "-A"])
         try await seed.run(["commit", "-q", "-m", "shared files"])
@@ -100,9 +120,15 @@ struct PullSafetyTests {
             try Files.write(path, content(first: "A \(index)", last: last))
         }
         _ = try await bWriter.value
-        try await waitUntil(.seconds(90), interval: .milliseconds(200), "A settled: everything committed") {
-            guard try await a.statusLines().isEmpty else { return false }
-            return syncA.state()?["phase"] as? String == "idle"
+        // B's last commits reach the remote (its pushes in the loop may have lost a race with A's).
+        try await waitUntil(.seconds(30), interval: .milliseconds(200), "B's history on the remote") {
+            _ = try await b.git.run(["pull", "-q", "--rebase", "origin", "main"], acceptedExitCodes: Set(0...255))
+            return try await b.git.run(["push", "-q", "origin", "main"], acceptedExitCodes: Set(0...255)).exitCode == 0
+        }
+        let bHead = try #require(try await b.head())
+        try await waitUntil(.seconds(90), interval: .milliseconds(200), "A settled with B's last commit: everything committed") {
+            guard try await a.statusLines().isEmpty, syncA.state()?["phase"] as? String == "idle" else { return false }
+            return try await a.git.run(["merge-base", "--is-ancestor", GitArgument(bHead), "HEAD"], acceptedExitCodes: [0, 1, 128]).exitCode == 0
         }
         // A's writer's last version of each file is in A's tree (line 1), committed.
         for file in 0..<4 {
@@ -118,33 +144,6 @@ struct PullSafetyTests {
         }
         try await a.fsck()
         #expect(try await syncA.stop() == .exited(0))
-    }
-
-    /// A TCP listener on 127.0.0.1 that completes the handshake (the kernel does, from the
-    /// backlog) and never answers: a captive portal, a dead VPN, a blackholed server.
-    final class Blackhole: Sendable {
-        let fd: Int32
-        let port: Int
-
-        init() throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            self.fd = fd
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = 0
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0, listen(fd, 64) == 0 else { throw TestFailure("blackhole: bind/listen failed, errno \(errno)") }
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            port = Int(UInt16(bigEndian: address.sin_port))
-        }
-
-        func close() { _ = Glibc.close(fd) }
     }
 
     @Test("a remote that accepts and never answers: commits go on every maxLatency, writers never wait on the network")

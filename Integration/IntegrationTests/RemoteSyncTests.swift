@@ -171,8 +171,7 @@ struct RemoteSyncTests {
             try await waitUntil(.seconds(30), "offline commit \(index)") { try await a.headTree()[Array("offline-\(index).txt".utf8)] != nil }
         }
         try await waitUntil(.seconds(30), "unpushed counted") { (syncA.state()?["unpushed_commits"] as? Int ?? 0) >= 5 }
-        let offlineSince = syncA.state()?["offline_since"] as? String ?? ""
-        #expect(!offlineSince.isEmpty)
+        try await waitUntil(.seconds(30), "the failing push seen") { !((syncA.state()?["offline_since"] as? String) ?? "").isEmpty }
         try await Pace.wait(.seconds(4))
         let warnings = syncA.process.stderr.components(separatedBy: "cannot sync with").count - 1
         #expect(warnings >= 1 && warnings <= 2, "warnings while offline: \(warnings)")
@@ -297,7 +296,7 @@ struct RemoteSyncTests {
 
     static let slowCommits = ["--quiet-period", "1h", "--max-latency", "2h", "--sync-interval", "1s"]
 
-    @Test("uncommitted changes are never stashed: an integration leaves them in place, and a path both sides changed waits until it is committed")
+    @Test("uncommitted changes are never stashed: they are committed before the integration; a file both sides changed goes to a conflict branch, both versions kept")
     func noStashAroundIntegration() async throws {
         let remote = try await Remote()
         defer { remote.remove() }
@@ -305,16 +304,18 @@ struct RemoteSyncTests {
         let syncA = SyncdHarness(a, Self.slowCommits)
         try await syncA.ready()
         try await Self.divergeWithWork(remote, a, readme: true)
-        try await waitUntil(.seconds(60), "integrated") { try await a.headTree()[Array("b.txt".utf8)] != nil }
-        // What was pending was committed first, then merged: both sides of README are in history,
-        // nothing is in a stash, the local edit stays in the tree (git merged or kept it).
+        try await waitUntil(.seconds(60), "conflict reported") { !((syncA.state()?["conflict_branch"] as? String) ?? "").isEmpty }
+        // What was pending was committed first (wip.txt and the local README), nothing stashed,
+        // nothing in the tree changed; the local side is on the conflict branch, the remote's
+        // README on origin/main.
         #expect(try await a.run(["stash", "list"]).isEmpty)
         #expect(try String(contentsOfFile: a.file("wip.txt"), encoding: .utf8) == "uncommitted in a\n")
+        #expect(try String(contentsOfFile: a.file("README"), encoding: .utf8) == "local edit, not committed\n")
         #expect(try await a.headTree()[Array("wip.txt".utf8)] != nil)
-        let history = try await a.run(["log", "--format=%H", "--all"]).split(separator: "\n")
-        var readmes: Set<String> = []
-        for commit in history { readmes.insert(try await a.run(["show", GitArgument("\(commit):README")], accepting: [0, 128])) }
-        #expect(readmes.contains("remote version\n") && readmes.contains("local edit, not committed\n"))
+        let side = try #require(syncA.state()?["conflict_branch"] as? String)
+        #expect(try await a.run(["show", GitArgument("\(side):README")]) == "local edit, not committed\n")
+        #expect(try await a.run(["show", "origin/main:README"]) == "remote version\n")
+        #expect(try await remote.remoteBranches().contains("refs/heads/\(side)"))
         #expect(!syncA.process.stderr.contains("stash"))
         #expect(try await syncA.stop() == .exited(0))
         try await a.fsck()

@@ -566,6 +566,8 @@ public actor SyncService {
         /// The conflict branch was pushed (or could not be: the problem).
         case conflictPushed(side: String, problem: RemoteProblem?)
         case failed(RemoteProblem)
+        /// Cancelled (an emergency stop, a stop): nothing to report; tried again when allowed.
+        case cancelled
     }
 
     /// Starts a fetch round (backup, fetch, then a push when nothing needs integrating) or a push
@@ -604,8 +606,9 @@ public actor SyncService {
             }
             return .pushed(try await syncer.push(branch: branch))
         } catch is CancellationError {
-            return .failed(RemoteProblem(kind: .offline, message: "cancelled at shutdown"))
+            return .cancelled
         } catch {
+            if Task.isCancelled { return .cancelled }
             return .failed(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")))
         }
     }
@@ -616,6 +619,8 @@ public actor SyncService {
         guard let syncer else { return }
         status.unpushedCommits = await syncer.unpushed(branch: branch)
         switch result {
+        case .cancelled:
+            nextSyncAt = now
         case .behind:
             integrationDue = true
         case .pushed(.rejected):
@@ -702,6 +707,8 @@ public actor SyncService {
                 integrationDue = false
                 integrationRefusals = 0
                 log(.info, "\(how) → \(commit.prefix(12)) in \(Self.milliseconds(clock.now - started)) ms")
+                status.lastCommit = commit
+                status.lastCommitAt = WallClock.rfc3339()
                 record("integrated") { line in
                     line.add("commit", commit)
                     line.add("how", how)

@@ -226,13 +226,25 @@ public actor Syncer {
         // Recorded first: a crash in the middle is reported and checked at the next start.
         try IntegrationInFlight(kind: .fastForward, from: old, to: target).record(in: options.stateDirectory)
         await Failpoint.hit("before-merge", log: log)
-        let result = try await git.run(
-            ["merge", "--ff-only", "--no-overwrite-ignore", "--quiet", "--no-edit", GitArgument(target)],
-            acceptedExitCodes: Set(0...255))
+        var descends = true
+        if let old {
+            descends = try await git.run(["merge-base", "--is-ancestor", GitArgument(old), GitArgument(target)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0
+        }
+        // A descendant: git's fast-forward moves branch, index and tree together. A replayed
+        // history is not one: a two-way `read-tree -m -u` (the same checkout, with the same
+        // refusals) moves index and tree, then the branch moves by compare-and-swap.
+        let result = descends
+            ? try await git.run(["merge", "--ff-only", "--no-overwrite-ignore", "--quiet", "--no-edit", GitArgument(target)], acceptedExitCodes: Set(0...255))
+            : try await git.run(["read-tree", "-m", "-u", GitArgument(old ?? ""), GitArgument(target)], acceptedExitCodes: Set(0...255))
+        if result.exitCode == 0, !descends, let old {
+            _ = try await git.run(["update-ref", "-m", "syncd: replayed onto \(options.remote)", GitArgument(branch), GitArgument(target), GitArgument(old)])
+        }
         try? ControlFile.remove(IntegrationInFlight.recordPath(options.stateDirectory))
         guard result.exitCode == 0 else {
             let text = result.standardError
-            if text.contains("would be overwritten") || text.contains("untracked working tree files") || text.contains("would be removed") {
+            if text.contains("would be overwritten") || text.contains("untracked working tree files") || text.contains("would be removed")
+                || text.contains("not uptodate") || text.contains("would be lost")
+            {
                 return .refused(RemoteProblem.oneLine(Self.pathsNamed(in: text).joined(separator: ", ")))
             }
             throw SyncError(
@@ -530,8 +542,16 @@ public struct IntegrationInFlight: Codable, Sendable {
         switch record.kind {
         case .fastForward:
             let head = try? await repository.git.run(["rev-parse", "-q", "--verify", "HEAD"], readOnly: true, acceptedExitCodes: [0, 1, 128])
+            let indexTree = try? await repository.git.run(["write-tree"], acceptedExitCodes: Set(0...255))
+            let targetTree = try? await repository.git.run(["rev-parse", "-q", "--verify", GitArgument("\(record.to ?? "")^{tree}")], readOnly: true, acceptedExitCodes: Set(0...255))
             if let head, head.exitCode == 0, head.text == record.to {
                 log(.info, "the integration interrupted by the last stop had finished (the branch is at \(head.text.prefix(12)))")
+            } else if let head, head.exitCode == 0, head.text == record.from, let to = record.to, let from = record.from,
+                indexTree?.exitCode == 0, targetTree?.exitCode == 0, indexTree?.text == targetTree?.text
+            {
+                // Index and tree had moved (a replay's read-tree), the branch had not: finish it.
+                _ = try? await repository.git.run(["update-ref", "HEAD", GitArgument(to), GitArgument(from)])
+                log(.warning, "an integration was interrupted after the working tree moved; the branch is moved to \(to.prefix(12)) to finish it")
             } else {
                 // git's own index.lock, left by the killed merge, would otherwise block commits.
                 let lock = repository.gitDir + Array("/index.lock".utf8)

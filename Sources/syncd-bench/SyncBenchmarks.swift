@@ -32,6 +32,22 @@ func benchSync() async throws {
         var pulls: [Double] = []
         var integrations: [Double] = []
         var backups: [Double] = []
+        // A writer under the protocol takes the shared sync lock every 2 ms for the whole run;
+        // the integration runs under the exclusive lock, as in the service.
+        let lockPath = state + Array("/bench-sync.lock".utf8)
+        let exclusive = try FileLock(path: lockPath)
+        let writerLock = try FileLock(path: lockPath)
+        let writer = Task { () -> [Double] in
+            var waits: [Double] = []
+            while !Task.isCancelled {
+                let start = clock.now
+                try? await Blocking.lockShared(writerLock)
+                waits.append(seconds(clock.now - start))
+                writerLock.unlock()
+                try? await Pace.wait(.milliseconds(2))
+            }
+            return waits
+        }
         for run in 0..<runs {
             try Files.write(work.file("d5/f5.txt"), "local \(run)\n")
             _ = try await timedShell("git commit -q -am local", in: work.path)
@@ -45,7 +61,9 @@ func benchSync() async throws {
             let pullStart = clock.now
             guard case .fetched(1, 0) = try await syncer.fetch(branch: main) else { throw TestFailure("pull round: fetch") }
             let integrateStart = clock.now
+            while try !exclusive.tryLock(.exclusive) { try await Pace.wait(.milliseconds(1)) }
             let pulled = try await syncer.integrate(branch: main)
+            exclusive.unlock()
             guard case .integrated = pulled else { throw TestFailure("pull round: \(pulled)") }
             integrations.append(seconds(clock.now - integrateStart))
             pulls.append(seconds(clock.now - pullStart))
@@ -57,9 +75,42 @@ func benchSync() async throws {
             backups.append(seconds(clock.now - backupStart))
             _ = try await syncer.push(branch: main)
         }
+        writer.cancel()
+        let waits = await writer.value.sorted()
+        print("| \(label)-file repository: a writer's wait for the shared lock during pull rounds (\(waits.count) takes every 2 ms): median / 99th percentile / max | "
+            + "\(format(median(waits) * 1000, "ms")) / \(format(waits[max(0, Int(Double(waits.count) * 0.99) - 1)] * 1000, "ms")) / \(format((waits.last ?? 0) * 1000, "ms")) |")
         print("| \(label)-file repository: push round (backup, fetch, push of one local commit) | \(format(median(pushes), "s")) |")
         print("| \(label)-file repository: pull round (backup, fetch, integrate one remote commit) | \(format(median(pulls), "s")) |")
         print("| \(label)-file repository: of which the integration under the lock (fast-forward of one commit; what a writer can wait) | \(format(median(integrations), "s")) |")
         print("| \(label)-file repository: the backup step alone (incremental bundle of one commit, fsync, rename) | \(format(median(backups), "s")) |")
     }
+}
+
+/// A remote that accepts the connection and never answers, one write a second for 20 s: the
+/// longest gap between commits (from the journal), next to maxLatency.
+func benchHungRemote() async throws {
+    var gaps: [Double] = []
+    for _ in 0..<runs {
+        let hole = try Blackhole()
+        defer { hole.close() }
+        let work = try await GitFixture(prefix: "syncd-bench-hung")
+        defer { work.remove() }
+        try Files.write(work.file("seed"), "seed\n")
+        _ = try await timedShell("git add -A && git commit -q -m seed && git remote add origin git://127.0.0.1:\(hole.port)/r.git", in: work.path)
+        let syncd = SyncdHarness(work, ["--quiet-period", "1500ms", "--max-latency", "2s", "--network-timeout", "1h", "--sync-interval", "1s"])
+        try await syncd.ready()
+        try await Pace.every(.seconds(1), for: .seconds(20)) { index in
+            try Files.write(work.file("ticks.txt"), (0...index).map { "tick \($0)" }.joined(separator: "\n") + "\n")
+        }
+        try await waitUntil(.seconds(10), "last write committed") {
+            try await work.run(["show", "HEAD:ticks.txt"], accepting: [0, 128]).contains("tick 19\n")
+        }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let times = syncd.journal().filter { $0["event"] as? String == "commit" }
+            .compactMap { ($0["time"] as? String).flatMap { formatter.date(from: $0)?.timeIntervalSince1970 } }
+        gaps.append(zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? 0)
+        _ = try await syncd.stop()
+    }
+    print("| a remote that accepts and never answers, one write a second for 20 s (maxLatency 2 s): longest gap between commits | \(format(median(gaps), "s")) (max of \(runs) runs \(format(gaps.max() ?? 0, "s"))) |")
 }

@@ -7,7 +7,7 @@ import SyncTestKit
 import SyncWatcher
 
 // Benchmarks for syncd. Build and run in release mode:
-//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|all] [--runs N]
+//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|hung-remote|all] [--runs N]
 // Every figure is the median of N runs (default 5). Results go to stdout as Markdown rows.
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -187,6 +187,7 @@ case "run-burst": try await benchRunBurst()
 case "idle": try await benchIdle()
 case "coordination": try await benchCoordination()
 case "sync": try await benchSync()
+case "hung-remote": try await benchHungRemote()
 default:
     try await benchSetup()
     benchDecode()
@@ -197,4 +198,5 @@ default:
     try await benchIdle()
     try await benchCoordination()
     try await benchSync()
+    try await benchHungRemote()
 }
