@@ -19,6 +19,9 @@ func benchSync() async throws {
         }
         _ = try await timedShell("git add -A && git commit -q -m initial && git clone -q --bare . ../remote.git && git remote add origin ../remote.git && git fetch -q origin", in: work.path)
         _ = try await timedShell("git clone -q remote.git other && git -C other config user.name o && git -C other config user.email o@x", in: root.path)
+        // A plain clone pulling the same remote commits with `git pull --ff-only`, for comparison.
+        _ = try await timedShell("git clone -q remote.git plain", in: root.path)
+        var plainPulls: [Double] = []
         let repository = try await work.repository()
         let state = SyncService.stateDirectory(of: repository)
         try Syscall.makeDirectory(state)
@@ -67,6 +70,7 @@ func benchSync() async throws {
             guard case .integrated = pulled else { throw TestFailure("pull round: \(pulled)") }
             integrations.append(seconds(clock.now - integrateStart))
             pulls.append(seconds(clock.now - pullStart))
+            plainPulls.append(try await timedShell("git pull -q --ff-only", in: root.path + "/plain").wall)
 
             try Files.write(work.file("d9/f9.txt"), "backup \(run)\n")
             _ = try await timedShell("git commit -q -am backup", in: work.path)
@@ -81,6 +85,7 @@ func benchSync() async throws {
             + "\(format(median(waits) * 1000, "ms")) / \(format(waits[max(0, Int(Double(waits.count) * 0.99) - 1)] * 1000, "ms")) / \(format((waits.last ?? 0) * 1000, "ms")) |")
         print("| \(label)-file repository: push round (backup, fetch, push of one local commit) | \(format(median(pushes), "s")) |")
         print("| \(label)-file repository: pull round (backup, fetch, integrate one remote commit) | \(format(median(pulls), "s")) |")
+        print("| \(label)-file repository: plain `git pull --ff-only` of the same commit in a clone (fetch and fast-forward; no backup, no lock) | \(format(median(plainPulls), "s")) |")
         print("| \(label)-file repository: of which the integration under the lock (fast-forward of one commit; what a writer can wait) | \(format(median(integrations), "s")) |")
         print("| \(label)-file repository: the backup step alone (incremental bundle of one commit, fsync, rename) | \(format(median(backups), "s")) |")
     }
