@@ -358,19 +358,25 @@ public actor SyncService {
         status.unwatchedDirectories = statistics.unwatched
     }
 
-    private func commitBatch(trigger: String) async {
-        let batch = currentBatch ?? nextBatch
-        if currentBatch == nil {
-            currentBatch = batch
-            nextBatch += 1
-            status.lastBatch = batch
-            record("batch") { line in
-                line.add("batch", batch)
-                line.add("trigger", trigger)
-                line.add("paths", pending.count)
-                line.add("full_scan", fullScan)
-            }
+    /// The batch being committed: the one in flight (a retry), else a new one, journaled before
+    /// it is attempted.
+    private func openBatch(trigger: String) -> Int {
+        if let currentBatch { return currentBatch }
+        let batch = nextBatch
+        currentBatch = batch
+        nextBatch += 1
+        status.lastBatch = batch
+        record("batch") { line in
+            line.add("batch", batch)
+            line.add("trigger", trigger)
+            line.add("paths", pending.count)
+            line.add("full_scan", fullScan)
         }
+        return batch
+    }
+
+    private func commitBatch(trigger: String) async {
+        let batch = openBatch(trigger: trigger)
         // Writers hold the sync lock shared while they write; syncd snapshots only under the
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }
@@ -680,18 +686,7 @@ public actor SyncService {
         await Failpoint.hit("before-integration-commit", log: log)
         drainChanges()
         if batcher.hasPending || fullScan {
-            let batch = currentBatch ?? nextBatch
-            if currentBatch == nil {
-                currentBatch = batch
-                nextBatch += 1
-                status.lastBatch = batch
-                record("batch") { line in
-                    line.add("batch", batch)
-                    line.add("trigger", "before-integration")
-                    line.add("paths", pending.count)
-                    line.add("full_scan", fullScan)
-                }
-            }
+            let batch = openBatch(trigger: "before-integration")
             guard await commitHeld(batch: batch, trigger: "before-integration") else { return }
         }
         let started = clock.now

@@ -86,7 +86,7 @@ public actor Syncer {
     public static func defaultRemote(_ repository: Repository, branch: String?) async -> String? {
         let git = repository.git
         if let branch, branch.hasPrefix("refs/heads/") {
-            let name = String(branch.dropFirst("refs/heads/".count))
+            let name = shortName(branch)
             if let upstream = try? await git.run(["config", "--get", GitArgument("branch.\(name).remote")], readOnly: true, acceptedExitCodes: [0, 1]),
                 upstream.exitCode == 0
             {
