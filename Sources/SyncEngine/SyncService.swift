@@ -66,16 +66,10 @@ public actor SyncService {
     // Remote sync. The network runs in its own task, never on the commit path; the loop does only
     // the local integration, under the lock (milliseconds).
     private var syncer: Syncer?
-    /// The next fetch round (the interval, a backoff, a request).
-    private var nextSyncAt: Instant?
-    /// A push soon after commits (`pushDelay`), coalesced.
-    private var pushDueAt: Instant?
+    /// When to fetch, push and integrate (pure, injected instants).
+    private var schedule: RemoteSchedule<Instant>
+    /// The round in flight (fetch or push), if any.
     private var network: Task<Void, Never>?
-    /// A fetch found remote commits: the loop integrates them at its next turn.
-    private var integrationDue = false
-    private var integrationRefusals = 0
-    private var pushRejections = 0
-    private var syncBackoff: Duration = .zero
     private var lastSyncProblem: (message: String, loggedAt: Instant)?
     /// `syncctl sync` requests whose commit is made and that wait for the push.
     private var syncWaiters: Set<UInt64> = []
@@ -166,6 +160,7 @@ public actor SyncService {
         committer = Committer(repository: repository, stateDirectory: directory, options: committerOptions, log: log)
         batcher = Batcher(quietPeriod: settings.quietPeriod, maxLatency: settings.maxLatency, maxPaths: settings.maxBatchPaths)
         breaker = CircuitBreaker(maxCommits: settings.breakerMaxCommits, window: settings.breakerWindow)
+        schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
         nextBatch = Journal.lastBatch(in: directory) + 1
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         status.pid = getpid()
@@ -289,13 +284,12 @@ public actor SyncService {
             setPhase(batcher.hasPending ? .pending : .idle)
         }
         if syncer != nil, currentBatch == nil, batcher.due(at: clock.now) == nil {
-            if integrationDue, network == nil {
-                await integrateRemote()
-            } else if network == nil, let due = nextSyncAt, clock.now >= due {
-                startNetworkRound(fetch: true)
-            } else if network == nil, let due = pushDueAt, clock.now >= due {
-                // In a conflict only a fetch round can move things (it refreshes the conflict branch).
-                startNetworkRound(fetch: !status.conflictBranch.isEmpty)
+            switch network == nil ? schedule.due(at: clock.now) : nil {
+            case .integrate: await integrateRemote()
+            case .fetch: startNetworkRound(fetch: true)
+            // In a conflict only a fetch round can move things (it refreshes the conflict branch).
+            case .push: startNetworkRound(fetch: !status.conflictBranch.isEmpty)
+            case nil: break
             }
         }
         // One timer for the earliest thing to do: the batch, the next sync cycle (only when it
@@ -304,10 +298,9 @@ public actor SyncService {
         // during a long sync cycle was never committed).
         var wakeAt: [Instant] = []
         if let deadline = batcher.deadline { wakeAt.append(deadline) }
-        if syncer != nil, currentBatch == nil, network == nil {
-            if let due = nextSyncAt { wakeAt.append(due) }
-            if let due = pushDueAt { wakeAt.append(due) }
-            if integrationDue { wakeAt.append(clock.now.advanced(by: .milliseconds(100))) }
+        if syncer != nil, currentBatch == nil, network == nil, let due = schedule.deadline(now: clock.now) {
+            // Something due now that could not run (the lock busy, a person's git operation): 100 ms.
+            wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100))))
         }
         if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
         // A failure that must last `alertAfter` before its alert needs a wake-up then.
@@ -456,7 +449,7 @@ public actor SyncService {
             if syncer != nil, emergency == nil, pause == nil {
                 // `syncctl sync` returns once the commit is on the remote (or says why not).
                 syncWaiters.insert(serial)
-                nextSyncAt = clock.now
+                schedule.fetchNow(at: clock.now)
             } else {
                 status.syncSerialDone = serial
                 status.syncOutcome = "done"
@@ -548,7 +541,7 @@ public actor SyncService {
         options.strategyOption = settings.strategyOption
         syncer = Syncer(repository: repository, options: options, log: log)
         status.remote = name
-        nextSyncAt = clock.now
+        schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
         if let branch, let syncer { status.unpushedCommits = await syncer.unpushed(branch: branch) }
         log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)), and \(Settings.formatDuration(settings.pushDelay)) after each commit")
     }
@@ -557,11 +550,7 @@ public actor SyncService {
     private func committedLocally() async {
         guard let syncer, let branch = GitDirectoryState.currentBranch(repository) else { return }
         status.unpushedCommits = await syncer.unpushed(branch: branch)
-        // While offline the backoff timer decides; otherwise push after `pushDelay`, coalesced.
-        if status.offlineSince.isEmpty {
-            let due = clock.now.advanced(by: settings.pushDelay)
-            pushDueAt = min(pushDueAt ?? due, due)
-        }
+        schedule.committed(at: clock.now)
     }
 
     /// What one network round found.
@@ -582,11 +571,10 @@ public actor SyncService {
         guard let syncer, network == nil, emergency == nil, pause == nil else { return }
         let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log)
         guard let branch = state.branch() else {
-            nextSyncAt = clock.now.advanced(by: .seconds(5))
+            schedule.retryFetch(at: clock.now, after: .seconds(5))
             return
         }
-        if fetch { nextSyncAt = nil }
-        pushDueAt = nil
+        schedule.roundStarted(fetch: fetch)
         let covering = syncWaiters
         record("sync-start") { line in
             line.add("remote", syncer.options.remote)
@@ -626,21 +614,18 @@ public actor SyncService {
         status.unpushedCommits = await syncer.unpushed(branch: branch)
         switch result {
         case .cancelled:
-            nextSyncAt = now
+            schedule.cancelled(at: now)
         case .behind:
-            integrationDue = true
+            schedule.behind()
         case .pushed(.rejected):
             // The remote moved since the fetch: fetch and integrate again, a few times, then back off.
-            pushRejections += 1
-            if pushRejections < 4 {
-                nextSyncAt = now
-            } else {
-                syncProblem(RemoteProblem(kind: .offline, message: "the remote kept moving during \(pushRejections) pushes"), covering: covering)
+            if !schedule.rejected(at: now) {
+                syncProblem(RemoteProblem(kind: .offline, message: "the remote kept moving during \(RemoteSchedule<Instant>.maxRejections) pushes"), covering: covering)
             }
         case .pushed(.failed(let problem)), .failed(let problem):
             syncProblem(problem, covering: covering)
         case .pushed(let outcome):
-            pushRejections = 0
+            schedule.succeeded(at: now)
             let pushed: Bool
             if case .pushed = outcome { pushed = true } else { pushed = false }
             status.lastSyncAt = WallClock.rfc3339()
@@ -652,9 +637,7 @@ public actor SyncService {
             status.syncProblemKind = ""
             status.conflictBranch = ""
             status.conflictFiles = []
-            syncBackoff = .zero
             lastSyncProblem = nil
-            if nextSyncAt == nil { nextSyncAt = now.advanced(by: settings.syncInterval) }
             record("sync-done") { line in
                 line.add("pushed", pushed)
             }
@@ -663,7 +646,7 @@ public actor SyncService {
             if let problem {
                 log(.warning, "could not push the conflict branch \(side): \(problem); it exists locally")
             }
-            if nextSyncAt == nil { nextSyncAt = now.advanced(by: settings.syncInterval) }
+            schedule.conflictRoundEnded(at: now)
             completeSyncRequests(covering, outcome: "committed; not pushed: conflict with \(syncer.options.remote) in \(status.conflictFiles.joined(separator: ", ")), local side on \(side)")
         }
         writeStatus()
@@ -695,12 +678,9 @@ public actor SyncService {
             status.unpushedCommits = await syncer.unpushed(branch: branch)
             switch outcome {
             case .upToDate:
-                integrationDue = false
-                integrationRefusals = 0
-                pushDueAt = clock.now
+                schedule.integrated(at: clock.now)
             case .integrated(let commit, let how):
-                integrationDue = false
-                integrationRefusals = 0
+                schedule.integrated(at: clock.now)
                 log(.info, "\(how) → \(commit.prefix(12)) in \(Self.milliseconds(clock.now - started)) ms")
                 status.lastCommit = commit
                 status.lastCommitAt = WallClock.rfc3339()
@@ -709,11 +689,8 @@ public actor SyncService {
                     line.add("how", how)
                 }
                 status.lastSyncAt = WallClock.rfc3339()
-                // Push right away: the remote's commits are here, ours go there.
-                pushDueAt = clock.now
             case .conflict(let files):
-                integrationDue = false
-                integrationRefusals = 0
+                schedule.conflicted()
                 let side = await syncer.currentConflictBranch() ?? "syncd/conflict"
                 if status.conflictBranch != side {
                     log(.error, "CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; "
@@ -731,12 +708,9 @@ public actor SyncService {
             case .refused(let paths):
                 // A writer changed a path the remote changes after the commit above: commit it and
                 // try again (the next turn), a few times; nothing was changed meanwhile.
-                integrationRefusals += 1
                 fullScan = true
                 batcher.request(at: clock.now)
-                if integrationRefusals >= 5 {
-                    integrationDue = false
-                    integrationRefusals = 0
+                if !schedule.refused() {
                     syncProblem(RemoteProblem(
                         kind: .offline,
                         message: "cannot integrate \(syncer.options.remote) yet: \(paths) keep changing here; nothing was changed, syncd retries"),
@@ -746,7 +720,7 @@ public actor SyncService {
                 }
             }
         } catch {
-            integrationDue = false
+            schedule.integrationFailed()
             syncProblem(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")), covering: [])
         }
         writeStatus()
@@ -768,11 +742,9 @@ public actor SyncService {
         if status.offlineSince.isEmpty { status.offlineSince = WallClock.rfc3339() }
         status.syncError = problem.description
         status.syncProblemKind = problem.kind.rawValue
-        syncBackoff = min(max(syncBackoff * 2, .seconds(5)), max(settings.syncInterval, .seconds(5)))
-        if problem.kind == .setup { syncBackoff = max(settings.syncInterval, .seconds(5)) }
-        let jitter = Duration.milliseconds(Int64.random(in: 0...max(1, Int64(Self.milliseconds(syncBackoff) / 5))))
-        nextSyncAt = now.advanced(by: syncBackoff + jitter)
-        pushDueAt = nil
+        schedule.failed(setup: problem.kind == .setup, at: now) { backoff in
+            .milliseconds(Int64.random(in: 0...max(1, Self.milliseconds(backoff) / 5)))
+        }
         let message = problem.description
         if lastSyncProblem == nil || lastSyncProblem!.message != message || now - lastSyncProblem!.loggedAt >= .seconds(600) {
             if problem.kind == .setup {
@@ -1063,10 +1035,7 @@ public actor SyncService {
             batcher.maxLatency = fresh.maxLatency
             batcher.maxPaths = fresh.maxBatchPaths
             // A new interval takes effect now, not after the old one runs out.
-            if syncer != nil, status.offlineSince.isEmpty {
-                let due = clock.now.advanced(by: fresh.syncInterval)
-                nextSyncAt = min(nextSyncAt ?? due, due)
-            }
+            schedule.reload(syncInterval: fresh.syncInterval, pushDelay: fresh.pushDelay, at: clock.now)
             log(.info, "settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), "
                 + "syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote and fsync apply at the next start)")
             record("reload") { _ in }
