@@ -51,16 +51,13 @@ public actor SyncService {
 
     // Coordination (docs/PROTOCOL.md).
     public let lockDirectory: LockDirectory
-    private let syncLock: FileLock
+    private var gate: SyncLockGate
     private let lockInsideTree: RepoPath?
     private var controlDirty = true
     private var pause: DaemonPause?
     private var emergency: EmergencyStop?
     private var controlProblems: [String] = []
     private var syncSerialPending: UInt64?
-    private var writersBlockingSince: Instant?
-    private var leaseWritten = false
-    private var lastBlockReport: Instant?
     private let stopFlag = StopFlag()
 
     // Remote sync. The network runs in its own task, never on the commit path; the loop does only
@@ -138,15 +135,7 @@ public actor SyncService {
         }
         lockDirectory = LockDirectory.resolve(repository, configured: settings.lockDir)
         try lockDirectory.prepare()
-        do {
-            syncLock = try FileLock(path: lockDirectory.syncLock)
-        } catch {
-            throw SyncError(
-                .syscall,
-                "cannot open the sync lock \(Syscall.display(lockDirectory.syncLock))"
-                    + (error.errno == Errno(ELOOP) ? ": it is a symlink; remove it (syncd never follows one there)" : ""),
-                cause: error)
-        }
+        gate = try SyncLockGate(lockDirectory: lockDirectory, leaseCap: settings.writerLeaseCap, reportAfter: settings.writerLockTimeout, log: log)
         lockInsideTree = lockDirectory.inside(repository)
         var watcherOptions = WatcherOptions()
         watcherOptions.degradedRescanInterval = settings.rescanInterval
@@ -374,6 +363,9 @@ public actor SyncService {
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }
         defer { releaseSyncLock() }
+        // What writers wrote before they released the lock: changes the watcher has handed over
+        // since the batch became due join it.
+        drainChanges()
         await commitHeld(batch: batch, trigger: trigger)
     }
 
@@ -905,45 +897,10 @@ public actor SyncService {
         setPhase(batcher.hasPending ? .pending : .idle)
     }
 
-    /// Takes the sync lock exclusively without waiting. While writers hold it the caller retries
-    /// (every 100 ms); after `leaseAfter` syncd takes a writer pause lease so new writers hold off
-    /// and the current ones can finish; after `writerLockTimeout` it names them in the log.
+    /// Takes the sync lock exclusively without waiting (the coordinator, `SyncLockGate`).
     private func acquireSyncLock(purpose: String, leaseAfter: Duration) throws -> Bool {
-        let now = clock.now
-        let since = writersBlockingSince ?? now
-        let waited = now - since
-        if waited >= leaseAfter, !leaseWritten {
-            let created = ControlFile.now()
-            let lease = WriterLease(
-                holder: ProcessIdentity.current(), reason: purpose, createdAt: created,
-                expiresAt: created + Double(settings.writerLeaseCap.components.seconds))
-            do {
-                try ControlFile.write(lease, to: lockDirectory.writerLease)
-                leaseWritten = true
-            } catch {
-                log(.warning, "cannot write the writer pause lease: \(error)")
-            }
-        }
-        let acquired: Bool
-        do {
-            acquired = try syncLock.tryLock(.exclusive)
-        } catch {
-            throw SyncError(.syscall, "cannot take the sync lock \(Syscall.display(syncLock.path))", cause: error)
-        }
-        if acquired { return true }
-        if writersBlockingSince == nil {
-            writersBlockingSince = now
-            status.writersBlockingSince = WallClock.rfc3339()
-        }
-        if waited >= settings.writerLockTimeout, lastBlockReport.map({ now - $0 >= .seconds(60) }) ?? true {
-            lastBlockReport = now
-            let holders = ProcessTable.processesHolding(syncLock.path).filter { $0 != getpid() }
-            let names = holders.map { pid in "pid \(pid)" + (ProcessTable.commandLine(of: pid).map { " (\($0))" } ?? "") }
-            log(.warning, "writers have held the sync lock \(Syscall.display(syncLock.path)) for \(Self.milliseconds(waited) / 1000) s"
-                + (names.isEmpty ? "" : ": " + names.joined(separator: ", "))
-                + "; syncd keeps waiting and commits nothing half-written. A writer that never releases it must be fixed or stopped")
-        }
-        return false
+        defer { status.writersBlockingSince = gate.blockingSinceText }
+        return try gate.tryAcquire(purpose: purpose, leaseAfter: leaseAfter, now: clock.now)
     }
 
     /// The batch's turn at the sync lock: false (and the batch deferred 100 ms) while writers hold it.
@@ -960,16 +917,8 @@ public actor SyncService {
     }
 
     private func releaseSyncLock() {
-        syncLock.unlock()
-        if leaseWritten {
-            try? ControlFile.remove(lockDirectory.writerLease)
-            leaseWritten = false
-        }
-        if writersBlockingSince != nil {
-            writersBlockingSince = nil
-            lastBlockReport = nil
-            status.writersBlockingSince = ""
-        }
+        gate.release()
+        status.writersBlockingSince = ""
     }
 
     private func schedule(_ deadline: Instant) {
@@ -1031,6 +980,8 @@ public actor SyncService {
             let (fresh, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
             for warning in warnings { log(.warning, warning) }
             settings = fresh
+            gate.leaseCap = fresh.writerLeaseCap
+            gate.reportAfter = fresh.writerLockTimeout
             batcher.quietPeriod = fresh.quietPeriod
             batcher.maxLatency = fresh.maxLatency
             batcher.maxPaths = fresh.maxBatchPaths
