@@ -149,4 +149,24 @@ struct ServiceTests {
         #expect(try await again.stop() == .exited(0))
         try await fixture.fsck()
     }
+
+    @Test("SIGTERM during a commit is a graceful stop: the commit in flight finishes (git is not torn down, nothing fails), then syncd exits 0")
+    func gracefulStopFinishesTheCommit() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        for directory in 0..<50 { try Files.mkdirs(fixture.file("d\(directory)")) }
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "200ms", "--max-latency", "1s"])
+        try await syncd.ready()
+        for directory in 0..<50 {
+            for file in 0..<100 { try Files.write(fixture.file("d\(directory)/f\(file)"), "\(directory) \(file)\n") }
+        }
+        try await waitUntil(.seconds(60), interval: .milliseconds(5), "a commit in flight") { syncd.state()?["phase"] as? String == "committing" }
+        syncd.process.signal(SIGTERM)
+        #expect(try await syncd.process.exit(within: .seconds(120)) == .exited(0))
+        #expect(!syncd.journal().contains { $0["event"] as? String == "failed" }, "a batch failed during the stop: \(syncd.process.stderr.suffix(800))")
+        #expect(!syncd.process.stderr.contains("error:"), "\(syncd.process.stderr.suffix(800))")
+        #expect(try await fixture.statusLines().isEmpty)
+        #expect(try await fixture.headTree().count == 5000)
+        try await fixture.fsck()
+    }
 }

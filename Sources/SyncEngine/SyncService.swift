@@ -34,6 +34,7 @@ public actor SyncService {
     private var status = StatusSnapshot()
 
     private var ready = false
+    private var stopRequested = false
     /// The first batch commits what changed while syncd was not running.
     private var startupBatch = true
     private var pending: Set<RepoPath> = []
@@ -208,12 +209,12 @@ public actor SyncService {
         }
         timer?.cancel()
         notifier.send("STOPPING=1\nSTATUS=stopping: committing what is pending, then a final push")
-        // Shutting down: commit what is pending, outside the cancelled task so git is not torn down.
-        if failure == nil {
-            await Task {
-                await self.finalBatch()
-                await self.finalSync()
-            }.value
+        // A graceful stop: commit what is pending and push, in this task (not cancelled, so no
+        // git child is torn down). A cancellation (a second signal) skips it: what is pending
+        // stays in the working tree for the next start.
+        if failure == nil, !Task.isCancelled {
+            await finalBatch()
+            await finalSync()
         }
         status.phase = .stopped
         status.reason = failure.map { String(describing: $0) } ?? ""
@@ -224,9 +225,19 @@ public actor SyncService {
         if let failure { throw failure }
     }
 
+    /// A graceful stop (the first SIGTERM or SIGINT): the loop finishes the step it is in, then
+    /// `run` commits what is pending and pushes, within a bound. Only a second signal cancels.
+    public func requestStop() {
+        guard !stopRequested else { return }
+        stopRequested = true
+        log(.info, "stopping: finishing the current step, then committing what is pending and pushing (a second signal stops at once)")
+        wake.yield()
+    }
+
     private func loop() async throws {
         for await _ in wakeups {
             try Task.checkCancellation()
+            if stopRequested { return }
             pingWatchdog()
             drainChanges()
             await step()
@@ -237,6 +248,7 @@ public actor SyncService {
             }
             pingWatchdog()
             checkIncidents()
+            if stopRequested { return }
         }
         throw CancellationError()
     }

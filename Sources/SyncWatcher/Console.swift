@@ -108,3 +108,31 @@ public func runUntilSignal(_ body: @escaping @Sendable () async throws -> Void) 
         if let failure, !(failure is CancellationError) { throw failure }
     }
 }
+
+/// Runs `body` until it returns. The first SIGINT or SIGTERM calls `gracefulStop` (the service
+/// finishes its step, commits and pushes, then `body` returns); a second one cancels `body`.
+/// A graceful stop and a cancellation are different things: only the second tears git down.
+public func runUntilStopped(
+    _ body: @escaping @Sendable () async throws -> Void,
+    gracefulStop: @escaping @Sendable () async -> Void
+) async throws {
+    let signals = SignalStream.make([SIGINT, SIGTERM])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            var received = 0
+            for await _ in signals {
+                received += 1
+                if received == 1 { await gracefulStop() } else { throw CancellationError() }
+            }
+        }
+        var failure: (any Error)?
+        do {
+            _ = try await group.next()
+        } catch {
+            failure = error
+        }
+        group.cancelAll()
+        if let failure, !(failure is CancellationError) { throw failure }
+    }
+}

@@ -155,8 +155,9 @@ struct Run: AsyncParsableCommand {
             log = StandardErrorLog(minimum: LogLevel(rawValue: settings.logLevel.rawValue) ?? .info)
             for warning in warnings { log.sink(.warning, warning) }
             let service = try SyncService(repository: repository, settings: settings, overrides: overrides, log: log.sink)
-            // On SIGTERM/SIGINT the service is cancelled; it commits what is pending, then returns.
-            try await runUntilSignal { try await service.run() }
+            // The first SIGTERM/SIGINT is a graceful stop (commit what is pending, push, return);
+            // a second one cancels.
+            try await runUntilStopped({ try await service.run() }, gracefulStop: { await service.requestStop() })
         } catch let error as SyncError {
             log.sink(.error, error.detailedDescription)
             switch error.code {
