@@ -18,7 +18,6 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
         /// The workspace root (or its .git) was deleted or moved away while watching.
         public static let rootGone = Code("root-gone")
         /// A command-line flag or setting has a value that is not allowed.
-        public static let invalidArgument = Code("invalid-argument")
         /// The disk or quota is full.
         public static let diskFull = Code("disk-full")
         /// A setting (git config `syncd.*` or its flag) has a value that is not allowed.

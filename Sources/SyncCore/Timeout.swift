@@ -23,3 +23,10 @@ extension String {
         return String(scalars[first...last])
     }
 }
+
+extension Duration {
+    /// Whole milliseconds (rounded down), for logs, formats and jitter.
+    public var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -377,7 +377,7 @@ public struct Settings: Sendable, Equatable {
 
     /// `2s`, `500ms`, `1m30s`.
     public static func formatDuration(_ duration: Duration) -> String {
-        let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        let milliseconds = duration.wholeMilliseconds
         if milliseconds % 1000 != 0 { return "\(milliseconds)ms" }
         var seconds = milliseconds / 1000
         if seconds == 0 { return "0s" }
