@@ -309,6 +309,14 @@ public actor SyncService {
         if let earliest = wakeAt.min() { schedule(earliest) }
     }
 
+    /// Under the exclusive lock: every change made before it was taken, into the pending set.
+    private func fenceChanges() async {
+        if !(await watcher.fence(within: .seconds(2))) {
+            log(.debug, "the watcher did not pass a fence within 2 s; committing what it has handed over")
+        }
+        drainChanges()
+    }
+
     /// Moves what the watcher has collected into the pending set.
     private func drainChanges() {
         let taken = watcher.changes.take()
@@ -375,9 +383,9 @@ public actor SyncService {
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }
         defer { releaseSyncLock() }
-        // What writers wrote before they released the lock: changes the watcher has handed over
-        // since the batch became due join it.
-        drainChanges()
+        // Everything writers wrote before they released the lock joins the batch: a fence makes
+        // the watcher process what the kernel has queued, then it is drained.
+        await fenceChanges()
         await commitHeld(batch: batch, trigger: trigger)
     }
 
@@ -671,7 +679,7 @@ public actor SyncService {
         guard (try? acquireSyncLock(purpose: "syncd is integrating \(syncer.options.remote)", leaseAfter: .zero)) == true else { return }
         defer { releaseSyncLock() }
         await Failpoint.hit("before-integration-commit", log: log)
-        drainChanges()
+        await fenceChanges()
         if batcher.hasPending || fullScan {
             let batch = openBatch(trigger: "before-integration")
             guard await commitHeld(batch: batch, trigger: "before-integration") else { return }

@@ -14,7 +14,10 @@ public final class EventInbox: Sendable {
         public var readerFailure: SyscallError?
         /// A periodic rescan tick is due.
         public var tick = false
-        public var isEmpty: Bool { events.isEmpty && !lostEvents && readerFailure == nil && !tick }
+        /// The highest fence the reader passed: every event the kernel had queued when that fence
+        /// was asked for is in this batch or an earlier one (0: none).
+        public var fence: UInt64 = 0
+        public var isEmpty: Bool { events.isEmpty && !lostEvents && readerFailure == nil && !tick && fence == 0 }
     }
 
     private let state: Mutex<Batch>
@@ -30,8 +33,9 @@ public final class EventInbox: Sendable {
     }
 
     /// Called by the reader thread after each drained read.
-    public func push(_ events: inout [InotifyEvent], decodeFailed: Bool) {
+    public func push(_ events: inout [InotifyEvent], decodeFailed: Bool, fence: UInt64 = 0) {
         state.withLock { batch in
+            batch.fence = max(batch.fence, fence)
             let room = capacity - batch.events.count
             if events.count <= room {
                 batch.events.append(contentsOf: events)

@@ -12,6 +12,8 @@ public final class InotifyReader: Sendable {
     private struct Control {
         var stopping = false
         var heldBack = false
+        /// A fence asked for and not passed yet (0: none).
+        var fence: UInt64 = 0
     }
 
     private let inotify: InotifyDescriptor
@@ -53,6 +55,13 @@ public final class InotifyReader: Sendable {
 
     /// Holds the reader back (it stops reading, so the kernel queue fills and eventually overflows)
     /// or lets it go on. Used by tests and benchmarks to force IN_Q_OVERFLOW on the real kernel.
+    /// Asks the reader to read everything the kernel has queued now and hand it over with
+    /// `fence` (see `EventInbox.Batch.fence`), even when that is nothing.
+    public func requestFence(_ fence: UInt64) {
+        control.withLock { $0.fence = max($0.fence, fence) }
+        wake()
+    }
+
     package func setHeldBack(_ held: Bool) {
         control.withLock { $0.heldBack = held }
         wake()
@@ -87,7 +96,12 @@ public final class InotifyReader: Sendable {
                 return
             }
             if fds[0].revents != 0 { drainWakePipe() }
-            if state.heldBack || fds[1].revents == 0 { continue }
+            // A fence reads the queue even when poll saw nothing yet (it reads until EAGAIN).
+            let fence = state.heldBack ? 0 : control.withLock { control -> UInt64 in
+                defer { control.fence = 0 }
+                return control.fence
+            }
+            if state.heldBack || (fds[1].revents == 0 && fence == 0) { continue }
             // Drain until EAGAIN so one wake-up moves everything the kernel has queued.
             var decodeFailed = false
             while true {
@@ -109,8 +123,8 @@ public final class InotifyReader: Sendable {
                     decodeFailed = false
                 }
             }
-            if !events.isEmpty || decodeFailed {
-                inbox.push(&events, decodeFailed: decodeFailed)
+            if !events.isEmpty || decodeFailed || fence != 0 {
+                inbox.push(&events, decodeFailed: decodeFailed, fence: fence)
             }
         }
     }

@@ -45,6 +45,8 @@ public final class Watcher: Sendable {
     private let log: LogSink
     private let readerHandle = ReaderHandle()
     private let statisticsStore = Mutex(WatcherStatistics())
+    /// Fences asked for and passed (see `fence(within:)`).
+    private let fences = Mutex<(asked: UInt64, passed: UInt64)>((0, 0))
 
     /// Counts as of the last processed batch.
     public var statistics: WatcherStatistics { statisticsStore.withLock { $0 } }
@@ -111,7 +113,28 @@ public final class Watcher: Sendable {
             if batch.isEmpty { continue }
             try await processor.process(batch)
             publish(processor)
+            if batch.fence > 0 { fences.withLock { $0.passed = max($0.passed, batch.fence) } }
         }
+    }
+
+    /// A barrier: returns once every event the kernel had queued when it was called has been
+    /// processed into `changes` (the reader reads its queue at once, even if it was asleep).
+    /// inotify queues an event inside the write that causes it, so after a writer has released
+    /// the sync lock, a fence followed by a drain of `changes` holds all of its writes. False
+    /// when not watching or after `limit` (the caller then goes on with what it has).
+    public func fence(within limit: Duration) async -> Bool {
+        guard let reader = readerHandle.reader else { return false }
+        let wanted = fences.withLock { state -> UInt64 in
+            state.asked += 1
+            return state.asked
+        }
+        reader.requestFence(wanted)
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: limit)
+        while fences.withLock({ $0.passed }) < wanted {
+            guard clock.now < end, (try? await Task.sleep(for: .microseconds(200))) != nil else { return false }
+        }
+        return true
     }
 
     private func publish(_ processor: WatchProcessor) {

@@ -302,4 +302,24 @@ struct WatcherKernelTests {
         #expect(syncError.code == .rootGone)
         await harness.stop()
     }
+
+    @Test("a fence: once it returns, every write made before it is in the change queue (what a commit after a writer's release relies on)")
+    func fenceHoldsEveryEarlierWrite() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let watcher = Watcher(repository: try await fixture.repository())
+        let running = Task { try await watcher.run() }
+        defer { running.cancel() }
+        try await waitUntil(.seconds(30), "watching") { watcher.statistics.ready }
+        _ = watcher.changes.take()
+        // A write, then at once a fence and a take, 300 times: the write must be there each time.
+        var missing: [Int] = []
+        for index in 0..<300 {
+            try Files.write(fixture.file("f\(index)"))
+            let passed = await watcher.fence(within: .seconds(30))
+            #expect(passed)
+            if !watcher.changes.take().changes.contains(where: { $0.path == RepoPath("f\(index)") }) { missing.append(index) }
+        }
+        #expect(missing.isEmpty, "\(missing.count) writes not yet in the queue after the fence")
+    }
 }
