@@ -182,6 +182,24 @@ struct SyncdRunTests {
         #expect(try await syncd.stop() == .exited(0))
     }
 
+    @Test("an index.lock left by a git command that died before this start (no holder) is removed at once, not after staleLockAge")
+    func leftoverIndexLockAtStart() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        // What a watchdog restart leaves: git's lock from the previous syncd's killed child, seconds old.
+        try Files.write(fixture.path + "/.git/index.lock", "")
+        let fiveSecondsAgo = Glibc.time(nil) - 5
+        var past = [timespec(tv_sec: fiveSecondsAgo, tv_nsec: 0), timespec(tv_sec: fiveSecondsAgo, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, fixture.path + "/.git/index.lock", &past, 0) == 0)
+        try Files.write(fixture.file("after-restart.txt"), "written while syncd was down\n")
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        try await syncd.ready()
+        try await syncd.settled(within: .seconds(60))
+        #expect(try await fixture.headTree()[Array("after-restart.txt".utf8)] != nil)
+        #expect(syncd.process.stderr.contains("removed a stale"))
+        #expect(try await syncd.stop() == .exited(0))
+    }
+
     /// 20 in the suite; `scripts/stress-kill9.sh` runs many more through SYNCD_KILL9_TRIALS.
     static var killTrials: Int { Int(ProcessInfo.processInfo.environment["SYNCD_KILL9_TRIALS"] ?? "") ?? 20 }
 

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -16,6 +17,17 @@ public struct GitDirectoryState: Sendable {
     let repository: Repository
     let staleLockAge: Duration
     let log: LogSink
+
+    /// When this syncd started (seconds since the epoch; 0 outside syncd run). An `index.lock`
+    /// that no process holds and that was already there then is stale whatever its age: it was
+    /// left by a git command that died before this start (the watchdog or a crash killed the
+    /// previous syncd with its git child), and waiting `staleLockAge` would only delay commits.
+    static let serviceStart = Mutex<Int>(0)
+
+    /// Called once by the service as it starts.
+    static func markServiceStart() {
+        serviceStart.withLock { $0 = Int(WallClock.now().tv_sec) }
+    }
 
     private static let markers: [(name: String, code: Deferral.Code, what: String, resolve: String)] = [
         ("rebase-merge", .rebase, "a rebase", "finish it (`git rebase --continue`) or abort it (`git rebase --abort`)"),
@@ -48,7 +60,9 @@ public struct GitDirectoryState: Sendable {
         let now = WallClock.now()
         let ageSeconds = max(0, now.tv_sec - info.st_mtim.tv_sec)
         let holders = ProcessTable.processesHolding(lock) + ProcessTable.gitProcesses(within: repository.workTree)
-        if holders.isEmpty && Duration.seconds(ageSeconds) > staleLockAge {
+        let started = Self.serviceStart.withLock { $0 }
+        let predatesStart = started > 0 && Int(info.st_mtim.tv_sec) < started
+        if holders.isEmpty && (Duration.seconds(ageSeconds) > staleLockAge || predatesStart) {
             do {
                 try Syscall.unlink(lock)
                 log(.warning, "removed a stale \(Syscall.display(lock)): \(ageSeconds) s old, no process holds it "

@@ -95,6 +95,7 @@ public actor SyncService {
         repository: Repository, settings: Settings, overrides: [(name: String, value: String)] = [], log: @escaping LogSink
     ) throws {
         signal(SIGHUP, SIG_IGN)
+        GitDirectoryState.markServiceStart()
         self.overrides = overrides
         // syncctl signals SIGUSR1 once it finds the pid; its default action would kill us.
         signal(SIGUSR1, SIG_IGN)
