@@ -21,7 +21,7 @@ public actor Committer {
     public struct Options: Sendable {
         public var fsync = true
         public var splitIndex: Settings.SplitIndexMode = .auto
-        public var staleLockAge: Duration = .seconds(600)
+        public var staleLockAge: Duration = Settings.defaultStaleLockAge
         public var host = ProcessTable.hostName
         /// Called after the commit object exists and before the branch moves: a seam for tests
         /// that make a person commit in exactly that window.

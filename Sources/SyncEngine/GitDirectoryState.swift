@@ -11,7 +11,7 @@ import SyncWatcher
 public struct GitDirectoryState: Sendable {
     /// The branch HEAD points to in `repository`, nil when detached.
     public static func currentBranch(_ repository: Repository) -> String? {
-        GitDirectoryState(repository: repository, staleLockAge: .seconds(600), log: { _, _ in }).branch()
+        GitDirectoryState(repository: repository, staleLockAge: Settings.defaultStaleLockAge, log: { _, _ in }).branch()
     }
 
     let repository: Repository

@@ -14,7 +14,9 @@ public struct Settings: Sendable, Equatable {
     public var breakerMaxCommits = 120
     public var breakerWindow: Duration = .seconds(600)
     /// An `index.lock` older than this that no process holds open is removed.
-    public var staleLockAge: Duration = .seconds(600)
+    public var staleLockAge: Duration = Settings.defaultStaleLockAge
+    /// The one default for `staleLockAge` (tools outside the service use it too).
+    public static let defaultStaleLockAge: Duration = .seconds(600)
     /// syncd's own git writes fsync objects, index and refs (git's core.fsync=all).
     public var fsync = true
     /// Split index for big indexes (see README): `auto` turns it on from 4 MiB of index.

@@ -77,7 +77,7 @@ public actor SyncService {
     /// Retry interval while a foreign git operation runs.
     static let deferRetry: Duration = .seconds(1)
     /// Most pending paths kept one by one; past it the next batch asks git for everything instead.
-    static let pendingCapacity = 200_000
+    static let pendingCapacity = WatcherOptions().pendingCapacity
 
     /// The instance lock in a state directory; it holds the running syncd's pid.
     public static func instanceLock(_ stateDirectory: [UInt8]) -> [UInt8] {
@@ -337,7 +337,8 @@ public actor SyncService {
         }
         if !taken.rescanReasons.isEmpty {
             fullScan = true
-            log(.info, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
+            // The watcher already said so (once, with the reason); here only the consequence.
+            log(.debug, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
         }
         var relevant = 0
         for change in taken.changes {
