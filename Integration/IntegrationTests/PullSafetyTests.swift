@@ -323,4 +323,86 @@ struct PullSafetyTests {
         }
         #expect(try await syncA.stop() == .exited(0))
     }
+
+    @Test("syncd.strategyOption ours with a modify/delete conflict while a plain writer appends to that file: no line is lost, no merge is left in progress")
+    func strategyOptionNeverRollsBackWrites() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let seed = try await remote.clone("seeder")
+        try Files.write(seed.file("lines.txt"), "l1\nl2\nl3\n")
+        try await seed.run(["add", "lines.txt"])
+        try await seed.run(["commit", "-q", "-m", "lines"])
+        try await seed.run(["push", "-q", "origin", "main"])
+        let a = try await remote.clone("a")
+        let syncA = SyncdHarness(a, ["--quiet-period", "100ms", "--max-latency", "500ms", "--sync-interval", "1s", "--strategy-option", "ours",
+                                     "--breaker-max-commits", "100000"])
+        try await syncA.ready()
+        try Files.write(a.file("lines.txt"), "l1\nl2\nl3\nlocal change\n")
+        try await waitUntil(.seconds(30), "the local change committed") {
+            guard try await a.statusLines().isEmpty else { return false }
+            return try await a.run(["show", "HEAD:lines.txt"]).contains("local change")
+        }
+        let b = try await remote.clone("b")
+        try await b.run(["pull", "-q", "origin", "main"])
+        try await b.run(["rm", "-q", "lines.txt"])
+        try await b.run(["commit", "-q", "-m", "B deletes lines.txt"])
+        try await b.run(["push", "-q", "origin", "main"])
+        // A plain writer appends a numbered line every 5 ms for 8 s while syncd integrates.
+        let path = a.file("lines.txt")
+        let appended = try await Pace.every(.milliseconds(5), for: .seconds(8)) { index in
+            guard let handle = FileHandle(forWritingAtPath: path) else { throw TestFailure("lines.txt is gone at append \(index)") }
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data("append \(index)\n".utf8))
+        }
+        try await waitUntil(.seconds(60), interval: .milliseconds(200), "A settled with B's commit merged") {
+            guard try await a.statusLines().isEmpty else { return false }
+            return try await a.git.run(["merge-base", "--is-ancestor", "origin/main", "HEAD"], acceptedExitCodes: [0, 1]).exitCode == 0
+        }
+        #expect(!FileManager.default.fileExists(atPath: a.path + "/.git/MERGE_HEAD"), "a merge was left in progress")
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let missing = (0..<appended).filter { !text.contains("append \($0)\n") }
+        #expect(missing.isEmpty, "\(missing.count) of \(appended) appended lines lost: \(missing.prefix(10))")
+        #expect(try await a.run(["show", "HEAD:lines.txt"]) == text)
+        try await a.fsck()
+        #expect(try await syncA.stop() == .exited(0))
+    }
+
+    @Test("the remote starts tracking a path that is ignored here (syncd.integrate rebase): the local file is never overwritten; status names a setup problem with the fix")
+    func ignoredFileBlocksWithSetupProblem() async throws {
+        let remote = try await Remote()
+        defer { remote.remove() }
+        let seed = try await remote.clone("seeder")
+        try Files.write(seed.file(".gitignore"), "*.log\n")
+        try await seed.run(["add", ".gitignore"])
+        try await seed.run(["commit", "-q", "-m", "ignore logs"])
+        try await seed.run(["push", "-q", "origin", "main"])
+        let a = try await remote.clone("a")
+        try Files.write(a.file("app.log"), "precious local log\n")
+        let syncA = SyncdHarness(a, ["--quiet-period", "100ms", "--sync-interval", "1s", "--push-delay", "1h", "--integrate", "rebase"])
+        try await syncA.ready()
+        // An unpushed commit of syncd's, so the rebase policy replays it.
+        try Files.write(a.file("local.txt"), "local\n")
+        try await waitUntil(.seconds(30), "committed") { try await a.headTree()[Array("local.txt".utf8)] != nil }
+        let b = try await remote.clone("b")
+        try Files.write(b.file("app.log"), "the remote's log\n")
+        try await b.run(["add", "-f", "app.log"])
+        try await b.run(["commit", "-q", "-m", "B tracks app.log"])
+        try await b.run(["push", "-q", "origin", "main"])
+        try await waitUntil(.seconds(60), "a setup problem reported; stderr: \(syncA.process.stderr.suffix(1000))") {
+            syncA.state()?["sync_problem"] as? String == "setup"
+        }
+        let syncError = (syncA.state()?["sync_error"] as? String) ?? ""
+        #expect(syncError.contains("app.log"))
+        #expect(try String(contentsOfFile: a.file("app.log"), encoding: .utf8) == "precious local log\n")
+        #expect(syncA.process.stderr.contains("SETUP PROBLEM"))
+        // The fix the message gives works: move it aside, and syncd integrates by itself.
+        try Files.move(a.file("app.log"), a.file("app.log.local"))
+        try await waitUntil(.seconds(60), "integrated after the file was moved aside") {
+            try await a.git.run(["merge-base", "--is-ancestor", "origin/main", "HEAD"], acceptedExitCodes: [0, 1]).exitCode == 0
+        }
+        #expect(try String(contentsOfFile: a.file("app.log.local"), encoding: .utf8) == "precious local log\n")
+        #expect(try await syncA.stop() == .exited(0))
+        try await a.fsck()
+    }
 }

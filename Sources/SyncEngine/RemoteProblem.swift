@@ -34,6 +34,7 @@ public struct RemoteProblem: Sendable, Equatable, CustomStringConvertible {
             fix = "the remote refused syncd's credentials: check the key or token of the user syncd runs as; a key with a passphrase "
                 + "needs an agent (`ssh-add`, and give the service SSH_AUTH_SOCK); `GIT_SSH_COMMAND=\"ssh -o BatchMode=yes\" git \(operation) \(remote)` shows the same error"
         } else if text.contains("does not appear to be a git repository") || text.contains("repository not found")
+            || text.contains("access denied or repository not exported")
             || (text.contains("repository") && text.contains("not found")) || text.contains("no such remote")
         {
             kind = .setup

@@ -112,6 +112,7 @@ public struct RemoteSchedule<Instant: InstantProtocol>: Sendable where Instant.D
     /// The integration failed outright.
     public mutating func integrationFailed() {
         integrationDue = false
+        refusals = 0
     }
 
     /// The round pushed, or found nothing to push: back to the interval.

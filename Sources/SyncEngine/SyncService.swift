@@ -552,12 +552,20 @@ public actor SyncService {
         options.backupMaxAge = settings.backupMaxAge
         options.fsync = settings.fsync
         options.integrate = settings.integrate
+        options.sshCommand = await Self.sshCommand(repository)
         options.strategyOption = settings.strategyOption
         syncer = Syncer(repository: repository, options: options, log: log)
         status.remote = name
         schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
         if let branch, let syncer { status.unpushedCommits = await syncer.unpushed(branch: branch) }
         log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)), and \(Settings.formatDuration(settings.pushDelay)) after each commit")
+    }
+
+    /// The ssh command git would use: `GIT_SSH_COMMAND`, else `core.sshCommand`, else `ssh`.
+    static func sshCommand(_ repository: Repository) async -> String {
+        if let command = getenv("GIT_SSH_COMMAND").map({ String(cString: $0) }), !command.isEmpty { return command }
+        let configured = (try? await repository.git.run(["config", "--get", "core.sshCommand"], readOnly: true, acceptedExitCodes: [0, 1]))?.text ?? ""
+        return configured.isEmpty ? "ssh" : configured
     }
 
     /// After a local commit: the count of unpushed commits from the refs, and a push soon.
@@ -625,7 +633,8 @@ public actor SyncService {
         network = nil
         let now = clock.now
         guard let syncer else { return }
-        status.unpushedCommits = await syncer.unpushed(branch: branch)
+        // A cancelled round's task cannot run git any more: its count would be wrong.
+        if case .cancelled = result {} else { status.unpushedCommits = await syncer.unpushed(branch: branch) }
         switch result {
         case .cancelled:
             schedule.cancelled(at: now)
@@ -719,6 +728,21 @@ public actor SyncService {
                 status.conflictFiles = files
                 status.lastSyncAt = WallClock.rfc3339()
                 startNetworkRound(fetch: false, conflictSide: side)
+            case .blocked(let paths):
+                if schedule.refusals == 0 {
+                    // Maybe a file created after the commit above: commit again, then retry once.
+                    _ = schedule.refused()
+                    fullScan = true
+                    batcher.request(at: clock.now)
+                } else {
+                    schedule.integrationFailed()
+                    syncProblem(RemoteProblem(
+                        kind: .setup,
+                        message: "\(syncer.options.remote) now tracks \(paths), which exist here untracked (ignored, or a nested repository): "
+                            + "syncd never overwrites them, so the remote's commits wait",
+                        fix: "move them aside (for example `mv PATH PATH.local`) or delete them if the remote's version is the one to keep; syncd then integrates by itself"),
+                        covering: [])
+                }
             case .refused(let paths):
                 // A writer changed a path the remote changes after the commit above: commit it and
                 // try again (the next turn), a few times; nothing was changed meanwhile.
@@ -727,7 +751,7 @@ public actor SyncService {
                 if !schedule.refused() {
                     syncProblem(RemoteProblem(
                         kind: .offline,
-                        message: "cannot integrate \(syncer.options.remote) yet: \(paths) keep changing here; nothing was changed, syncd retries"),
+                        message: "cannot integrate \(syncer.options.remote) yet: git refused (\(paths)) after \(RemoteSchedule<Instant>.maxRefusals) commits; nothing was changed, syncd retries"),
                         covering: [])
                 } else {
                     log(.info, "integrating \(syncer.options.remote) waits: \(paths) changed after the last commit; committing them first")
@@ -735,7 +759,16 @@ public actor SyncService {
             }
         } catch {
             schedule.integrationFailed()
-            syncProblem(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")), covering: [])
+            let text = RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")
+            if text.contains("unrelated histories") {
+                syncProblem(RemoteProblem(
+                    kind: .setup, message: "\(syncer.options.remote)/\(Syncer.shortName(branch)) has a history unrelated to \(Syncer.shortName(branch)) here",
+                    fix: "check that the remote is the right one (`git remote -v`); to join the two histories, merge by hand once: "
+                        + "`git merge --allow-unrelated-histories \(syncer.options.remote)/\(Syncer.shortName(branch))`"),
+                    covering: [])
+            } else {
+                syncProblem(RemoteProblem(kind: .offline, message: text), covering: [])
+            }
         }
         writeStatus()
     }
@@ -794,6 +827,7 @@ public actor SyncService {
                 return first
             }
             if !finished {
+                if let branch = GitDirectoryState.currentBranch(repository) { status.unpushedCommits = await syncer.unpushed(branch: branch) }
                 log(.warning, "stopping: the sync with \(syncer.options.remote) in flight did not finish within \(Settings.formatDuration(Self.shutdownGrace)); "
                     + "cancelled, and no push is tried at this stop (\(status.unpushedCommits) commit(s) not pushed; the next start pushes them)")
                 return

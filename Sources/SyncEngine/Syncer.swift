@@ -31,6 +31,9 @@ public actor Syncer {
         public var fsync = true
         /// Where an integration in flight is recorded (for recovery after a crash).
         public var stateDirectory: [UInt8]
+        /// The ssh command for fetch and push (`core.sshCommand` or `GIT_SSH_COMMAND` when set),
+        /// run in batch mode so it never waits for a password or a host-key question.
+        public var sshCommand = "ssh"
         public var integrate: Settings.IntegratePolicy = .merge
         public var strategyOption: Settings.StrategyOption = .none
         public init(remote: String, backupDirectory: [UInt8], stateDirectory: [UInt8]) {
@@ -65,6 +68,10 @@ public actor Syncer {
         /// git refused because a path it must change has changes not committed yet (a writer wrote
         /// it after the commit before the integration); nothing changed. Commit again and retry.
         case refused(String)
+        /// git refused because the remote now tracks paths that exist here untracked: ignored
+        /// files or nested repositories, which syncd never commits and never overwrites. Nothing
+        /// changed; committing again cannot help once a retry found them still there.
+        case blocked(String)
     }
 
     private let repository: Repository
@@ -184,7 +191,8 @@ public actor Syncer {
     private func runNetwork(_ arguments: [GitArgument], timeout: Duration? = nil) async throws -> GitResult {
         let git = git
         let limit = timeout ?? options.networkTimeout
-        let result = try await withTimeout(limit) { try await git.run(arguments, acceptedExitCodes: Set(0...255)) }
+        let environment = ["GIT_SSH_COMMAND": options.sshCommand + " -o BatchMode=yes"]
+        let result = try await withTimeout(limit) { try await git.run(arguments, acceptedExitCodes: Set(0...255), environment: environment) }
         return result ?? GitResult(exitCode: 124, standardOutput: [], standardError: "timed out after \(Settings.formatDuration(limit))")
     }
 
@@ -212,9 +220,14 @@ public actor Syncer {
                 case .commit(let merge):
                     target = merge
                     how = "merged \(options.remote) (the histories had diverged)"
-                case .conflict(let files):
-                    if options.strategyOption != .none, try await mergeWithStrategyOption(tracking: tracking, files: files) {
-                        return .integrated(commit: try await commitOf(branch) ?? "", how: "merged \(options.remote) with -X \(options.strategyOption.rawValue)")
+                case .conflict(let files, let tree):
+                    if options.strategyOption != .none,
+                        let resolved = try await resolvedMerge(branch: branch, tree: tree, files: files, local: old, remote: remoteCommit)
+                    {
+                        target = resolved
+                        how = "merged \(options.remote): the conflicting \(files.joined(separator: ", ")) took the \(options.strategyOption == .ours ? "local" : "remote") version "
+                            + "(syncd.strategyOption \(options.strategyOption.rawValue)); the other version stays in history"
+                        break
                     }
                     let side = conflictBranch ?? "syncd/conflict/\(options.host)/\(Self.compactTime())"
                     conflictBranch = side
@@ -230,18 +243,24 @@ public actor Syncer {
         if let old {
             descends = try await git.run(["merge-base", "--is-ancestor", GitArgument(old), GitArgument(target)], readOnly: true, acceptedExitCodes: [0, 1]).exitCode == 0
         }
-        // A descendant: git's fast-forward moves branch, index and tree together. A replayed
-        // history is not one: a two-way `read-tree -m -u` (the same checkout, with the same
-        // refusals) moves index and tree, then the branch moves by compare-and-swap.
+        // A descendant: git's fast-forward moves branch, index and tree together.
+        if !descends, try await commitOf(branch) != old {
+            // The branch moved since the replay was built (a person committed): build it again.
+            try? ControlFile.remove(IntegrationInFlight.recordPath(options.stateDirectory))
+            return .refused("the branch moved while the replay was built")
+        }
+        // `checkout --no-overwrite-ignore -B` is the same two-way switch for a target that does
+        // not descend (a replay): only differing paths change, local changes and ignored files
+        // make it refuse (a plain `read-tree -m -u` would overwrite ignored files).
         let result = descends
             ? try await git.run(["merge", "--ff-only", "--no-overwrite-ignore", "--quiet", "--no-edit", GitArgument(target)], acceptedExitCodes: Set(0...255))
-            : try await git.run(["read-tree", "-m", "-u", GitArgument(old ?? ""), GitArgument(target)], acceptedExitCodes: Set(0...255))
-        if result.exitCode == 0, !descends, let old {
-            _ = try await git.run(["update-ref", "-m", "syncd: replayed onto \(options.remote)", GitArgument(branch), GitArgument(target), GitArgument(old)])
-        }
+            : try await git.run(["checkout", "--quiet", "--no-overwrite-ignore", "-B", GitArgument(Self.shortName(branch)), GitArgument(target)], acceptedExitCodes: Set(0...255))
         try? ControlFile.remove(IntegrationInFlight.recordPath(options.stateDirectory))
         guard result.exitCode == 0 else {
             let text = result.standardError
+            if text.contains("untracked working tree files would be") || text.contains("Untracked working tree file") {
+                return .blocked(RemoteProblem.oneLine(Self.pathsNamed(in: text).joined(separator: ", ")))
+            }
             if text.contains("would be overwritten") || text.contains("untracked working tree files") || text.contains("would be removed")
                 || text.contains("not uptodate") || text.contains("would be lost")
             {
@@ -259,7 +278,7 @@ public actor Syncer {
     /// The local side of the current conflict (set by `integrate`), if any.
     public func currentConflictBranch() -> String? { conflictBranch }
 
-    enum MergeResult { case commit(String), conflict([String]) }
+    enum MergeResult { case commit(String), conflict([String], tree: String) }
 
     /// A merge commit of local and remote built without the working tree (`merge-tree --write-tree`).
     private func mergeCommit(branch: String, local: String, remote: String) async throws -> MergeResult {
@@ -273,7 +292,7 @@ public actor Syncer {
         if merged.exitCode == 1 {
             // Conflicted file names follow the tree, up to an empty field (then messages).
             let names = Array(Set(fields.dropFirst().prefix { !$0.isEmpty }.map { String(decoding: $0, as: UTF8.self) })).sorted()
-            return .conflict(names)
+            return .conflict(names, tree: tree)
         }
         let name = Self.shortName(branch)
         let message = "syncd: merge \(options.remote)/\(name) into \(name)\n\nSyncd-Host: \(options.host)\n"
@@ -324,27 +343,43 @@ public actor Syncer {
         return !lines.isEmpty && lines.allSatisfy { $0.split(separator: " ").count >= 2 }
     }
 
-    /// `syncd.strategyOption`: a conflicting merge resolved hunk by hunk with `git merge -X`, which
-    /// like the fast-forward touches only the paths the merge changes and refuses to overwrite
-    /// local changes. Recorded first so a crash in the middle is rolled back at the next start.
-    private func mergeWithStrategyOption(tracking: String, files: [String]) async throws -> Bool {
-        let message = "syncd: merge \(options.remote) (-X \(options.strategyOption.rawValue))\n\nSyncd-Host: \(options.host)\n"
-        try IntegrationInFlight(kind: .merge).record(in: options.stateDirectory)
-        await Failpoint.hit("during-merge", log: log)
-        let result = try await git.run(
-            ["merge", "--quiet", "--no-edit", "--no-overwrite-ignore", "-X", GitArgument(options.strategyOption.rawValue),
-             "-m", GitArgument(message), GitArgument(tracking)],
-            acceptedExitCodes: Set(0...255))
-        if result.exitCode != 0 {
-            await Failpoint.hit("before-merge-abort", log: log)
-            _ = try? await git.run(["merge", "--abort"], acceptedExitCodes: Set(0...255))
+    /// `syncd.strategyOption`: a conflicting merge settled for one side without the working tree.
+    /// The merge result of `merge-tree` (clean files merged, conflicted ones with markers) goes
+    /// into a private index; each conflicted path takes the chosen side's version whole (or is
+    /// removed when that side deleted it); the tree becomes a merge commit with both parents,
+    /// applied like any other by the fast-forward (which refuses to overwrite local changes).
+    /// `git merge -X` is not used: it runs in the working tree, and its `--abort` after a
+    /// modify/delete conflict rolled back writes a plain writer had made meanwhile.
+    /// nil when the tree cannot be built (then a conflict branch keeps both sides).
+    private func resolvedMerge(branch: String, tree: String, files: [String], local: String, remote: String) async throws -> String? {
+        let index = options.stateDirectory + Array("/resolve.index".utf8)
+        let environment = ["GIT_INDEX_FILE": String(decoding: index, as: UTF8.self)]
+        try? Syscall.unlink(index)
+        defer { try? Syscall.unlink(index) }
+        guard try await git.run(["read-tree", GitArgument(tree)], acceptedExitCodes: Set(0...255), environment: environment).exitCode == 0 else { return nil }
+        let side = options.strategyOption == .ours ? local : remote
+        for file in files {
+            let entry = try await git.run(["ls-tree", "-z", GitArgument(side), "--", GitArgument(file)], readOnly: true)
+            let fields = (entry.nulSeparatedFields.first ?? []).split(separator: UInt8(ascii: "\t"), maxSplits: 1).first
+                .map { String(decoding: $0, as: UTF8.self).split(separator: " ").map(String.init) } ?? []
+            let update: GitResult
+            if fields.count == 3 {
+                update = try await git.run(
+                    ["update-index", "--add", "--cacheinfo", GitArgument("\(fields[0]),\(fields[2]),\(file)")],
+                    acceptedExitCodes: Set(0...255), environment: environment)
+            } else {
+                update = try await git.run(["update-index", "--force-remove", "--", GitArgument(file)], acceptedExitCodes: Set(0...255), environment: environment)
+            }
+            guard update.exitCode == 0 else { return nil }
         }
-        try? ControlFile.remove(IntegrationInFlight.recordPath(options.stateDirectory))
-        if result.exitCode == 0 {
-            log(.warning, "merged \(options.remote) with -X \(options.strategyOption.rawValue): conflicting hunks in \(files.joined(separator: ", ")) "
-                + "took the \(options.strategyOption == .ours ? "local" : "remote") side; the other version stays in history")
-        }
-        return result.exitCode == 0
+        let resolved = try await git.run(["write-tree"], acceptedExitCodes: Set(0...255), environment: environment)
+        guard resolved.exitCode == 0 else { return nil }
+        let name = Self.shortName(branch)
+        let message = "syncd: merge \(options.remote)/\(name) into \(name) (-X \(options.strategyOption.rawValue): "
+            + "\(files.joined(separator: ", ")) from the \(options.strategyOption == .ours ? "local" : "remote") side)\n\nSyncd-Host: \(options.host)\n"
+        return try await git.run(
+            ["commit-tree", GitArgument(resolved.text), "-p", GitArgument(local), "-p", GitArgument(remote), "-F", "-"],
+            input: Array(message.utf8)).text
     }
 
     // MARK: - refs
