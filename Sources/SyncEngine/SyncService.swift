@@ -705,8 +705,6 @@ public actor SyncService {
             case .integrated(let commit, let how):
                 schedule.integrated(at: clock.now)
                 log(.info, "\(how) → \(commit.prefix(12)) in \(Self.milliseconds(clock.now - started)) ms")
-                status.lastCommit = commit
-                status.lastCommitAt = WallClock.rfc3339()
                 record("integrated") { line in
                     line.add("commit", commit)
                     line.add("how", how)
