@@ -24,7 +24,12 @@ struct Incidents {
     mutating func update(_ status: StatusSnapshot, now: ContinuousClock.Instant, alertAfter: Duration) -> [Incident] {
         var current: [Incident] = []
         if !status.offlineSince.isEmpty {
-            current.append(Incident(name: "push-failing", message: "cannot sync with \(status.remote) since \(status.offlineSince): \(status.syncError); \(status.unpushedCommits) commit(s) not pushed"))
+            if status.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
+                // Waiting never fixes a host key, a credential or a URL: a person must, now.
+                current.append(Incident(name: "sync-setup", message: "cannot sync with \(status.remote) since \(status.offlineSince), a setup problem that waiting will not fix: \(status.syncError); \(status.unpushedCommits) commit(s) not pushed"))
+            } else {
+                current.append(Incident(name: "push-failing", message: "cannot sync with \(status.remote) since \(status.offlineSince): \(status.syncError); \(status.unpushedCommits) commit(s) not pushed"))
+            }
         }
         if status.phase == .failing {
             current.append(Incident(name: "commit-failing", message: "commits are failing: \(status.lastError)"))

@@ -32,6 +32,11 @@ public actor SyncService {
     private var batcher: Batcher<Instant>
     private var breaker: CircuitBreaker<Instant>
     private var status = StatusSnapshot()
+    /// state.json lags the pending count by at most `statusRefresh` (see `pendingChanged`).
+    private var statusDirty = false
+    private var lastStatusWrite: Instant?
+    private var statusFlush: Task<Void, Never>?
+    static let statusRefresh: Duration = .seconds(1)
 
     private var ready = false
     /// The first batch commits what changed while syncd was not running.
@@ -223,6 +228,7 @@ public actor SyncService {
             failure = error
         }
         timer?.cancel()
+        statusFlush?.cancel()
         notifier.send("STOPPING=1\nSTATUS=stopping: committing what is pending, then a final push")
         // Shutting down: commit what is pending, outside the cancelled task so git is not torn down.
         if failure == nil {
@@ -336,6 +342,7 @@ public actor SyncService {
             fullScan = true
             log(.info, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
         }
+        let before = (status.pendingPaths, status.pendingScan)
         var relevant = 0
         for change in taken.changes {
             if let lockInsideTree, change.path.isWithin(lockInsideTree) { continue }
@@ -353,9 +360,37 @@ public actor SyncService {
             status.pendingPaths = pending.count
             if status.phase == .idle { setPhase(.pending) }
         }
+        status.pendingScan = fullScan
         let statistics = watcher.statistics
         status.watchedDirectories = statistics.watched
         status.unwatchedDirectories = statistics.unwatched
+        // Paused, deferred, failing: no change of phase writes state.json, yet the count must be
+        // true there too (it once stayed 0 for as long as a pause lasted).
+        if (status.pendingPaths, status.pendingScan) != before { pendingChanged() }
+    }
+
+    /// The pending count changed without a change of phase: state.json follows within
+    /// `statusRefresh`, at most once per `statusRefresh` (a burst of events is not a burst of
+    /// fsyncs). The flush runs in its own task, so the service loop's one timer is untouched.
+    private func pendingChanged() {
+        statusDirty = true
+        let now = clock.now
+        guard let last = lastStatusWrite, now - last < Self.statusRefresh else {
+            writeStatus()
+            return
+        }
+        guard statusFlush == nil else { return }
+        let at = last.advanced(by: Self.statusRefresh)
+        let clock = clock
+        statusFlush = Task {
+            try? await clock.sleep(until: at)
+            await self.flushStatus()
+        }
+    }
+
+    private func flushStatus() async {
+        statusFlush = nil
+        if statusDirty { writeStatus() }
     }
 
     private func commitBatch(trigger: String) async {
@@ -467,6 +502,7 @@ public actor SyncService {
         lastFailure = nil
         batcher.batchTaken()
         status.pendingPaths = 0
+        status.pendingScan = false
         status.reason = ""
         status.reasonCode = ""
     }
@@ -644,6 +680,7 @@ public actor SyncService {
             status.offlineSince = ""
             status.syncError = ""
             status.syncProblemKind = ""
+            status.syncFix = ""
             status.conflictBranch = ""
             status.conflictFiles = []
             syncBackoff = .zero
@@ -773,6 +810,7 @@ public actor SyncService {
         if status.offlineSince.isEmpty { status.offlineSince = WallClock.rfc3339() }
         status.syncError = problem.description
         status.syncProblemKind = problem.kind.rawValue
+        status.syncFix = problem.fix
         syncBackoff = min(max(syncBackoff * 2, .seconds(5)), max(settings.syncInterval, .seconds(5)))
         if problem.kind == .setup { syncBackoff = max(settings.syncInterval, .seconds(5)) }
         let jitter = Duration.milliseconds(Int64.random(in: 0...max(1, Int64(Self.milliseconds(syncBackoff) / 5))))
@@ -1082,6 +1120,8 @@ public actor SyncService {
     }
 
     private func writeStatus() {
+        statusDirty = false
+        lastStatusWrite = clock.now
         do {
             try status.write(to: stateDirectory + Array("/state.json".utf8))
         } catch {
