@@ -1082,7 +1082,13 @@ public actor SyncService {
         if !status.lastCommit.isEmpty { parts.append("last commit \(status.lastCommit.prefix(8)) at \(status.lastCommitAt)") }
         if status.pendingPaths > 0 { parts.append("\(status.pendingPaths) pending") }
         if !status.remote.isEmpty {
-            parts.append(status.offlineSince.isEmpty ? "\(status.unpushedCommits) unpushed" : "offline since \(status.offlineSince)")
+            if status.offlineSince.isEmpty {
+                parts.append("\(status.unpushedCommits) unpushed")
+            } else if status.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
+                parts.append("SETUP PROBLEM with \(status.remote) since \(status.offlineSince) (see syncctl status)")
+            } else {
+                parts.append("offline since \(status.offlineSince)")
+            }
         }
         return parts.joined(separator: "; ")
     }

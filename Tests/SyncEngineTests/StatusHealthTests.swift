@@ -79,6 +79,16 @@ struct StatusHealthTests {
         #expect(waiting.update(Self.offline(.offline), now: start.advanced(by: alertAfter), alertAfter: alertAfter).map(\.name) == ["push-failing"])
     }
 
+    @Test("metrics: a setup problem is not counted as offline")
+    func metricsSetupVersusOffline() {
+        let setup = Metrics.text(Self.offline(.setup))
+        #expect(setup.contains("syncd_sync_setup_problem{workspace=\"\"} 1"))
+        #expect(setup.contains("syncd_offline{workspace=\"\"} 0"))
+        let offline = Metrics.text(Self.offline(.offline))
+        #expect(offline.contains("syncd_sync_setup_problem{workspace=\"\"} 0"))
+        #expect(offline.contains("syncd_offline{workspace=\"\"} 1"))
+    }
+
     @Test("git's words sorted: a path that is no repository is setup, a refused connection is offline; one line always")
     func remoteProblems() {
         let notRepository = RemoteProblem(
