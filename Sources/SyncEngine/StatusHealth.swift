@@ -5,7 +5,9 @@ public struct StatusHealth: Sendable, Equatable {
         /// Committing and, with a remote, syncing.
         case healthy = 0
         /// Working, but not everything reaches the remote or gets committed by itself: offline, a
-        /// conflict, paused, an emergency stop, directories left unwatched by the watch limit.
+        /// conflict, paused, an emergency stop, directories left unwatched by the watch limit,
+        /// commits waiting for a person's git operation (a rebase, a merge, unmerged paths, a
+        /// detached HEAD).
         case degraded = 1
         /// Needs a person: commits failing, the circuit breaker open, a setup problem with the
         /// remote (host key, credentials, URL).
@@ -31,6 +33,11 @@ public struct StatusHealth: Sendable, Equatable {
 
     public var code: Int32 { level.rawValue }
 
+    /// Deferrals that last until a person acts.
+    static let personDeferrals: Set<String> = Set([
+        Deferral.Code.rebase, .merge, .cherryPick, .revert, .bisect, .unmerged, .detachedHead,
+    ].map(\.rawValue))
+
     /// Judges `state` (state.json, with the control files applied when syncd is not running).
     public static func judge(running: Bool, state: [String: JSONValue]) -> StatusHealth {
         guard running else { return StatusHealth(level: .notRunning, reasons: []) }
@@ -51,6 +58,11 @@ public struct StatusHealth: Sendable, Equatable {
         }
         if state["paused"]?.bool == true || phase == StatusSnapshot.Phase.paused.rawValue { degraded.append("paused") }
         if (state["unwatched_directories"]?.number ?? 0) > 0 { degraded.append("directories not watched") }
+        // Waiting for a person, not for a lock held a moment (those clear by themselves).
+        let code = state["reason_code"]?.string ?? ""
+        if phase == StatusSnapshot.Phase.deferred.rawValue, Self.personDeferrals.contains(code) {
+            degraded.append("waiting: \(code)")
+        }
         if !failing.isEmpty { return StatusHealth(level: .failing, reasons: failing + degraded) }
         if !degraded.isEmpty { return StatusHealth(level: .degraded, reasons: degraded) }
         return StatusHealth(level: .healthy, reasons: [])

@@ -120,7 +120,8 @@ struct Status: AsyncParsableCommand {
         abstract: "What syncd is doing (for people, or --json for programs); the exit status says how healthy it is.",
         discussion: """
             Exit status, for monitoring: 0 healthy; 1 degraded (offline, a conflict, paused, an emergency stop, \
-            directories the watch limit left unwatched); 2 failing (commits failing, the circuit breaker open, \
+            directories the watch limit left unwatched, commits waiting for a person's rebase, merge, unmerged paths \
+            or detached HEAD); 2 failing (commits failing, the circuit breaker open, \
             a setup problem with the remote: host key, credentials, URL); 3 no syncd runs for the workspace \
             (or there is no workspace there). With --json, `health` and `health_reasons` say the same.
             """)

@@ -26,6 +26,7 @@ struct StatusHealthTests {
             (["paused": .bool(true), "phase": .string("paused")], "paused"),
             (["emergency_stop": .bool(true), "phase": .string("emergency-stop")], "emergency stop"),
             (["unwatched_directories": .number(3)], "directories not watched"),
+            (["phase": .string("deferred"), "reason_code": .string("rebase-in-progress")], "waiting: rebase-in-progress"),
         ]
         for (changes, reason) in degraded {
             let health = StatusHealth.judge(running: true, state: Self.with(changes))
@@ -43,6 +44,9 @@ struct StatusHealthTests {
             #expect(health.code == 2, "\(changes)")
             #expect(health.reasons == [reason])
         }
+        // A lock held a moment is not worth a page.
+        #expect(StatusHealth.judge(running: true, state: Self.with(["phase": .string("deferred"), "reason_code": .string("writers-active")])).code == 0)
+        #expect(StatusHealth.judge(running: true, state: Self.with(["phase": .string("deferred"), "reason_code": .string("index-locked")])).code == 0)
         // A setup problem is never also called offline; a paused, failing syncd is failing.
         let both = StatusHealth.judge(running: true, state: Self.with([
             "phase": .string("failing"), "paused": .bool(true),
