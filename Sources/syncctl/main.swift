@@ -43,18 +43,27 @@ struct Syncctl: AsyncParsableCommand {
 
     /// `-C DIR` before the command works as git's does: as if syncctl was started in DIR.
     static func main() async {
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        let (directories, rest) = LeadingDirectories.split(arguments)
+        let (directories, arguments) = LeadingDirectories.split(Array(CommandLine.arguments.dropFirst()))
         for directory in directories {
             guard chdir(directory) == 0 else {
                 let reason = String(cString: strerror(errno))
                 // For monitoring, `status` on a workspace that is not there is "not running" (3).
                 fail("-C \(directory): cannot change to that directory (\(reason))",
-                    code: rest.first == "status" ? StatusHealth.Level.notRunning.rawValue : ExitStatus.failure)
+                    code: arguments.first == "status" ? StatusHealth.Level.notRunning.rawValue : ExitStatus.failure)
             }
         }
-        arguments = rest
-        await main(arguments)
+        // What AsyncParsableCommand.main(_:) does, spelled out: a bare `main(arguments)` could
+        // also resolve to ParsableCommand's synchronous one.
+        do {
+            var command = try await asyncParseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            Self.exit(withError: error)
+        }
     }
 }
 
