@@ -205,7 +205,9 @@ struct Conflicts: AsyncParsableCommand {
                 if entry.resolved {
                     state = "resolved (in \(target))"
                 } else if !trackingExists {
-                    state = "UNRESOLVED (no \(target) to compare with)"
+                    state = remote == nil
+                        ? "not known to be resolved (no remote to compare with; --clean keeps it)"
+                        : "not known to be resolved (\(target) is not fetched yet; --clean keeps it)"
                 } else if entry.inLocalBranch {
                     state = "UNRESOLVED: already in \(short) here; merge \(target) (`git merge \(target)`), fix the files, commit, and syncd pushes it"
                 } else {
