@@ -79,7 +79,8 @@ struct StatusTests {
         try await waitUntil(.seconds(30), "a setup problem in state.json; stderr: \(syncd.process.stderr.suffix(1500))") {
             syncd.state()?["sync_problem"] as? String == "setup"
         }
-        #expect((syncd.state()?["sync_fix"] as? String ?? "").contains("git remote set-url origin"))
+        let fix = syncd.state()?["sync_fix"] as? String ?? ""
+        #expect(fix.contains("git remote set-url origin"), "sync_fix: \(fix)")
         try await waitUntil(.seconds(30), "the alert ran at once") {
             ((try? String(contentsOfFile: alerts, encoding: .utf8)) ?? "").contains("\n")
         }
