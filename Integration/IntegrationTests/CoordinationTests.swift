@@ -162,7 +162,7 @@ struct CoordinationTests {
         try await Pace.holds(for: .seconds(1), "no commit while paused") { try await fixture.head() == head }
         #expect(syncd.state()?["phase"] as? String == "paused")
         let status = ctl(fixture, ["status"])
-        #expect(try await status.exit() == .exited(0))
+        #expect(try await status.exit() == .exited(1), "paused is degraded")
         #expect(status.stdout.contains("PAUSED by"))
         #expect(status.stdout.contains("backup running"))
         // A restart keeps the pause.
@@ -234,7 +234,7 @@ struct CoordinationTests {
             #expect(process.stderr.contains("no syncd is running"))
         }
         let status = ctl(fixture, ["status", "--json"])
-        #expect(try await status.exit() == .exited(0))
+        #expect(try await status.exit() == .exited(3), "not running")
         let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
         #expect(object?["running"] as? Bool == false)
         #expect(object?["paused"] as? Bool == true)

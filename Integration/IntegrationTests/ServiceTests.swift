@@ -68,8 +68,12 @@ struct ServiceTests {
         let root = try TemporaryDirectory(prefix: "syncd-alert")
         defer { root.remove() }
         let fixture = try await GitFixture(in: root.path + "/work")
-        // A remote that does not exist: every push fails.
-        try await fixture.run(["remote", "add", "origin", GitArgument(root.path + "/missing.git")])
+        // A remote nothing listens on: every push fails, and waiting might fix it (offline, not a
+        // setup problem, which alerts at once: StatusTests.setupProblem).
+        let closed = try Blackhole()
+        let port = closed.port
+        closed.close()
+        try await fixture.run(["remote", "add", "origin", GitArgument("git://127.0.0.1:\(port)/remote.git")])
         let alerts = root.path + "/alerts.jsonl"
         let metrics = root.path + "/syncd.prom"
         let syncd = SyncdHarness(fixture, [
@@ -84,7 +88,7 @@ struct ServiceTests {
         let lines = try String(contentsOfFile: alerts, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 1, "alerts: \(lines)")
         let alert = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
-        #expect(alert?["incident"] as? String == "push-failing")
+        #expect(alert?["incident"] as? String == "push-failing", "\(alert ?? [:])")
         #expect((alert?["workspace"] as? String) == fixture.path)
         let text = try String(contentsOfFile: metrics, encoding: .utf8)
         #expect(text.contains("# TYPE syncd_commits_total counter"))

@@ -41,7 +41,11 @@ public enum Doctor {
             checks.append(Check(level: .ok, name: "repository", detail: "\(repository.workTreeDisplay) on \(name)" + (upstream.map { ", upstream \($0)" } ?? ", no upstream (syncd pushes to the same branch name)")))
         }
 
-        // Remote and upstream, reachability.
+        // Settings: what `syncd run` would refuse at start (exit 78), with the key and the value.
+        checks.append(await settingsCheck(repository))
+
+        // Remote and upstream, reachability. A setup problem (host key, credentials, a URL that
+        // names no repository) is a FAIL: waiting never fixes it. Only real unreachability warns.
         if let remote = await Syncer.configuredRemote(repository, branch: branch) {
             let probe = try? await withTimeout(networkTimeout) {
                 try await git.run(["ls-remote", "--heads", GitArgument(remote)], readOnly: true, acceptedExitCodes: Set(0...255))
@@ -49,8 +53,13 @@ public enum Doctor {
             if let probe, probe.exitCode == 0 {
                 checks.append(Check(level: .ok, name: "remote", detail: "\(remote) is reachable"))
             } else {
-                let why = probe.map { Syncer.firstLine($0.standardError, or: "exit \($0.exitCode)") } ?? "no answer within \(Settings.formatDuration(networkTimeout))"
-                checks.append(Check(level: .warn, name: "remote", detail: "\(remote) is not reachable (\(why)): commits stay local until it is; check the URL (`git remote -v`) and credentials (ssh keys, agent)"))
+                let problem = probe.map { RemoteProblem(gitOutput: $0.standardError, exitCode: $0.exitCode, remote: remote, operation: "fetch") }
+                    ?? RemoteProblem(kind: .offline, message: "no answer within \(Settings.formatDuration(networkTimeout))")
+                if problem.kind == .setup {
+                    checks.append(Check(level: .fail, name: "remote", detail: "\(remote): a setup problem, not an outage: \(problem.message). To fix: \(problem.fix)"))
+                } else {
+                    checks.append(Check(level: .warn, name: "remote", detail: "\(remote) is not reachable (\(problem.message)): commits stay local until it is; check the URL (`git remote -v`) and the network"))
+                }
             }
         } else {
             checks.append(Check(level: .warn, name: "remote", detail: "no remote to sync with (none configured, or syncd.remote is none): commits stay local (`git remote add origin URL` to sync)"))
@@ -96,6 +105,12 @@ public enum Doctor {
             checks.append(Check(level: .ok, name: "locks", detail: "\(lockDirectory.display) does not exist yet (syncd creates it)"))
         }
 
+        // What syncd itself found (state.json): a conflict, a setup problem, failing commits.
+        checks += await reportedChecks(client, branch: branch)
+
+        // Ownership: everything syncd writes in the repository belongs to one user, and syncd runs as them.
+        checks.append(await ownershipCheck(client))
+
         // The service, and its unit when systemd runs.
         let unit = await unitState(repository.workTreeDisplay)
         if let pid = client.runningPid() {
@@ -106,6 +121,128 @@ public enum Doctor {
             checks.append(Check(level: .warn, name: "service", detail: "no syncd runs for this workspace: start it (`syncd run`, or `systemctl enable --now \"syncd@$(systemd-escape --path \(repository.workTreeDisplay)).service\"`)"))
         }
         return checks
+    }
+
+    /// The `syncd.*` settings as `syncd run` reads them (git config, every scope), and the remote
+    /// `syncd.remote` names.
+    static func settingsCheck(_ repository: Repository) async -> Check {
+        let loaded: (settings: Settings, warnings: [String])
+        do {
+            loaded = try await Settings.load(git: repository.git)
+        } catch {
+            let message = (error as? SyncError)?.description ?? "\(error)"
+            return Check(level: .fail, name: "settings", detail: "\(message) (syncd refuses to start with it: exit 78)")
+        }
+        let (settings, warnings) = loaded
+        if !settings.remote.isEmpty, settings.remote != "none" {
+            let known = try? await repository.git.run(["remote", "get-url", GitArgument(settings.remote)], readOnly: true, acceptedExitCodes: [0, 2, 128])
+            if known?.exitCode != 0 {
+                return Check(level: .fail, name: "settings", detail: "syncd.remote is \"\(settings.remote)\", which is not a remote of \(repository.workTreeDisplay) "
+                    + "(syncd refuses to start: exit 78): add it (`git remote add \(settings.remote) URL`), or set syncd.remote to an existing remote or to none")
+            }
+        }
+        if !warnings.isEmpty {
+            return Check(level: .warn, name: "settings", detail: warnings.joined(separator: "; "))
+        }
+        return Check(level: .ok, name: "settings", detail: "every syncd.* setting is valid")
+    }
+
+    /// Problems syncd reported in state.json: while it runs, or as of its last run.
+    static func reportedChecks(_ client: ControlClient, branch: String?) async -> [Check] {
+        guard let state = client.state() else { return [] }
+        let running = client.runningPid() != nil
+        let when = running ? "" : " (as of syncd's last run)"
+        let remote = state["remote"]?.string ?? ""
+        var checks: [Check] = []
+        if let side = state["conflict_branch"]?.string, !side.isEmpty {
+            let files = state["conflict_files"].map { value -> String in
+                if case .array(let items) = value { return items.map(\.description).joined(separator: ", ") }
+                return value.description
+            } ?? ""
+            // Merged by hand already (the remote's branch is in the local one): pushed at the next sync.
+            var merged = false
+            if let branch, !remote.isEmpty {
+                let tracking = "refs/remotes/\(remote)/\(Syncer.shortName(branch))"
+                merged = (try? await client.repository.git.run(
+                    ["merge-base", "--is-ancestor", GitArgument(tracking), GitArgument(branch)], readOnly: true, acceptedExitCodes: [0, 1, 128]))?.exitCode == 0
+            }
+            if merged {
+                checks.append(Check(level: .ok, name: "conflict", detail: "the conflict with \(remote) in \(files) is merged here\(when); syncd pushes the merge at its next sync"))
+            } else {
+                let short = branch.map(Syncer.shortName) ?? "BRANCH"
+                checks.append(Check(level: .fail, name: "conflict", detail: "the histories of \(remote) and this workspace conflict in \(files)\(when); "
+                    + "the local side is on \(side). Resolve it: `git merge \(remote)/\(short)`, fix the files, commit (syncd then pushes); "
+                    + "`syncctl conflicts` lists the conflict branches"))
+            }
+        }
+        if state["sync_problem"]?.string == RemoteProblem.Kind.setup.rawValue {
+            checks.append(Check(level: .fail, name: "sync", detail: "syncd cannot sync with \(remote)\(when), a setup problem: \(state["sync_error"]?.string ?? "")"))
+        }
+        if running, state["phase"]?.string == StatusSnapshot.Phase.failing.rawValue {
+            checks.append(Check(level: .fail, name: "commits", detail: "commits are failing: \(state["last_error"]?.string ?? ""); see `syncctl status` and syncd's log"))
+        }
+        return checks
+    }
+
+    /// Every part of the repository that syncd and git write (index, HEAD, the branch's ref and
+    /// log, object directories, syncd's state directory) belongs to the workspace's owner, and a
+    /// running syncd runs as that owner. A root-owned object directory or index breaks the
+    /// owner's next `git add` ("insufficient permission").
+    static func ownershipCheck(_ client: ControlClient) async -> Check {
+        let repository = client.repository
+        guard let owner = WorkspaceOwner.find(repository.workTreeDisplay) else {
+            return Check(level: .warn, name: "owner", detail: "cannot tell who owns \(repository.workTreeDisplay)")
+        }
+        if owner.owners.count > 1 {
+            return Check(level: .fail, name: "owner", detail: "the working tree and git directory of \(repository.workTreeDisplay) belong to different users ("
+                + owner.owners.map(WorkspaceOwner.describe).joined(separator: ", ") + "): give them all to one user (`chown -R USER: \(repository.workTreeDisplay)`)")
+        }
+        func join(_ base: [UInt8], _ name: String) -> [UInt8] { base + Array("/\(name)".utf8) }
+        var paths: [[UInt8]] = [join(repository.gitDir, "index"), join(repository.gitDir, "HEAD"), join(repository.gitDir, "logs/HEAD"),
+                                join(repository.commonDir, "refs/heads"), join(repository.commonDir, "objects"), client.stateDirectory]
+        if let branch = GitDirectoryState.currentBranch(repository) {
+            paths += [join(repository.commonDir, branch), join(repository.commonDir, "logs/\(branch)")]
+        }
+        for directory in [join(repository.commonDir, "objects"), client.stateDirectory] {
+            for entry in (try? DirectoryListing.list(directory)) ?? [] {
+                paths.append(directory + [UInt8(ascii: "/")] + entry.name)
+            }
+        }
+        var foreign: [String] = []
+        var foreignCount = 0
+        var uids: Set<uid_t> = []
+        for path in paths {
+            guard let info = try? Syscall.lstat(path), info.st_uid != owner.uid else { continue }
+            uids.insert(info.st_uid)
+            foreignCount += 1
+            if foreign.count < 3 { foreign.append(Syscall.display(path)) }
+        }
+        let who = owner.ownerDescription
+        let name = owner.userName ?? String(owner.uid)
+        if !foreign.isEmpty {
+            let others = uids.sorted().map(WorkspaceOwner.describe).joined(separator: ", ")
+            // A repository shared on purpose (core.sharedRepository) has objects of several users.
+            let shared = (try? await repository.git.run(["config", "--get", "core.sharedRepository"], readOnly: true, acceptedExitCodes: [0, 1]))
+                .map { $0.exitCode == 0 && !["false", "umask", "0"].contains(String(decoding: $0.standardOutput, as: UTF8.self).trimmed.lowercased()) } ?? false
+            return Check(level: shared ? .warn : .fail, name: "owner", detail: "files in \(owner.gitDirDisplay) belong to \(others), not to \(who) who owns the workspace "
+                + "(\(foreign.joined(separator: ", "))\(foreignCount > foreign.count ? " and \(foreignCount - foreign.count) more" : "")): git fails for \(name) there; "
+                + "fix with `chown -R \(name): \(owner.gitDirDisplay)`, and run syncd as \(name) (`syncctl enable \(repository.workTreeDisplay)`)")
+        }
+        if let pid = client.runningPid(), let uid = effectiveUid(of: pid), uid != owner.uid {
+            return Check(level: .fail, name: "owner", detail: "syncd (pid \(pid)) runs as \(WorkspaceOwner.describe(uid)), but the workspace belongs to \(who): "
+                + "its commits would leave files \(name) cannot write; stop it and run it as \(name) (`syncctl enable \(repository.workTreeDisplay)`)")
+        }
+        return Check(level: .ok, name: "owner", detail: "the repository belongs to \(who)")
+    }
+
+    /// The effective uid of a process, from /proc/PID/status ("Uid: real effective saved fs").
+    static func effectiveUid(of pid: Int32) -> uid_t? {
+        guard let bytes = try? Syscall.readFile(Array("/proc/\(pid)/status".utf8), limit: 64 * 1024) else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("Uid:") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            return fields.count > 2 ? uid_t(fields[2]) : nil
+        }
+        return nil
     }
 
     /// "unit syncd@….service is active" (system or user manager), nil when systemd is not running.

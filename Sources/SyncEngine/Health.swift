@@ -24,7 +24,12 @@ struct Incidents {
     mutating func update(_ status: StatusSnapshot, now: ContinuousClock.Instant, alertAfter: Duration) -> [Incident] {
         var current: [Incident] = []
         if !status.offlineSince.isEmpty {
-            current.append(Incident(name: "push-failing", message: "cannot sync with \(status.remote) since \(status.offlineSince): \(status.syncError); \(status.unpushedCommits) commit(s) not pushed"))
+            if status.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
+                // Waiting never fixes a host key, a credential or a URL: a person must, now.
+                current.append(Incident(name: "sync-setup", message: "cannot sync with \(status.remote) since \(status.offlineSince), a setup problem that waiting will not fix: \(status.syncError); \(status.unpushedCommits) commit(s) not pushed"))
+            } else {
+                current.append(Incident(name: "push-failing", message: "cannot sync with \(status.remote) since \(status.offlineSince): \(status.syncError); \(status.unpushedCommits) commit(s) not pushed"))
+            }
         }
         if status.phase == .failing {
             current.append(Incident(name: "commit-failing", message: "commits are failing: \(status.lastError)"))
@@ -92,6 +97,8 @@ enum Metrics {
     /// The Prometheus text exposition of `status`.
     static func text(_ status: StatusSnapshot) -> String {
         let label = "{workspace=\"\(status.workspace.replacing("\\", with: "\\\\").replacing("\"", with: "\\\""))\"}"
+        let setup = !status.offlineSince.isEmpty && status.syncProblemKind == RemoteProblem.Kind.setup.rawValue
+        let offline = !status.offlineSince.isEmpty && !setup
         func seconds(_ rfc3339: String) -> String {
             WallClock.seconds(rfc3339: rfc3339).map { String(Int($0)) } ?? "0"
         }
@@ -103,7 +110,8 @@ enum Metrics {
             ("syncd_last_push_timestamp_seconds", "gauge", "Time of the last push (0: none since start).", seconds(status.lastPushAt)),
             ("syncd_pending_paths", "gauge", "Changed paths not committed yet.", String(status.pendingPaths)),
             ("syncd_unpushed_commits", "gauge", "Commits the remote does not have.", String(status.unpushedCommits)),
-            ("syncd_offline", "gauge", "1 while the remote cannot be reached.", status.offlineSince.isEmpty ? "0" : "1"),
+            ("syncd_offline", "gauge", "1 while the remote cannot be reached (the network or the server is down).", offline ? "1" : "0"),
+            ("syncd_sync_setup_problem", "gauge", "1 while a setup problem (host key, credentials, URL) stops syncing.", setup ? "1" : "0"),
             ("syncd_conflict", "gauge", "1 while the histories conflict.", status.conflictBranch.isEmpty ? "0" : "1"),
             ("syncd_paused", "gauge", "1 while paused.", status.paused ? "1" : "0"),
             ("syncd_emergency_stop", "gauge", "1 while an emergency stop holds.", status.emergencyStop ? "1" : "0"),

@@ -20,6 +20,8 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var reason = ""
     public var reasonCode = ""
     public var pendingPaths = 0
+    /// A full scan is due (startup, lost events): changes beyond `pendingPaths` may be waiting.
+    public var pendingScan = false
     public var lastBatch = 0
     public var lastCommit = ""
     public var lastCommitAt = ""
@@ -57,6 +59,8 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var syncError = ""
     /// `offline` (waiting fixes it) or `setup` (a person must: host key, credentials, URL), "" when fine.
     public var syncProblemKind = ""
+    /// For a setup problem: what to do about it ("" otherwise).
+    public var syncFix = ""
     public var conflictBranch = ""
     public var conflictFiles: [String] = []
 
@@ -73,6 +77,7 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("reason", reason)
         line.add("reason_code", reasonCode)
         line.add("pending_paths", pendingPaths)
+        line.add("pending_scan", pendingScan)
         line.add("last_batch", lastBatch)
         line.add("last_commit", lastCommit)
         line.add("last_commit_at", lastCommitAt)
@@ -105,6 +110,7 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("offline_since", offlineSince)
         line.add("sync_error", syncError)
         line.add("sync_problem", syncProblemKind)
+        line.add("sync_fix", syncFix)
         line.add("conflict_branch", conflictBranch)
         line.add("conflict_files", conflictFiles)
         return line.text + "\n"

@@ -32,6 +32,11 @@ public actor SyncService {
     private var batcher: Batcher<Instant>
     private var breaker: CircuitBreaker<Instant>
     private var status = StatusSnapshot()
+    /// state.json lags the pending count by at most `statusRefresh` (see `pendingChanged`).
+    private var statusDirty = false
+    private var lastStatusWrite: Instant?
+    private var statusFlush: Task<Void, Never>?
+    static let statusRefresh: Duration = .seconds(1)
 
     private var ready = false
     private var stopRequested = false
@@ -209,6 +214,7 @@ public actor SyncService {
             failure = error
         }
         timer?.cancel()
+        statusFlush?.cancel()
         notifier.send("STOPPING=1\nSTATUS=stopping: committing what is pending, then a final push")
         // A graceful stop: commit what is pending and push, in this task (not cancelled, so no
         // git child is torn down). A cancellation (a second signal) skips it: what is pending
@@ -340,6 +346,7 @@ public actor SyncService {
             // The watcher already said so (once, with the reason); here only the consequence.
             log(.debug, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
         }
+        let before = (status.pendingPaths, status.pendingScan)
         var relevant = 0
         for change in taken.changes {
             if let lockInsideTree, change.path.isWithin(lockInsideTree) { continue }
@@ -357,9 +364,37 @@ public actor SyncService {
             status.pendingPaths = pending.count
             if status.phase == .idle { setPhase(.pending) }
         }
+        status.pendingScan = fullScan
         let statistics = watcher.statistics
         status.watchedDirectories = statistics.watched
         status.unwatchedDirectories = statistics.unwatched
+        // Paused, deferred, failing: no change of phase writes state.json, yet the count must be
+        // true there too (it once stayed 0 for as long as a pause lasted).
+        if (status.pendingPaths, status.pendingScan) != before { pendingChanged() }
+    }
+
+    /// The pending count changed without a change of phase: state.json follows within
+    /// `statusRefresh`, at most once per `statusRefresh` (a burst of events is not a burst of
+    /// fsyncs). The flush runs in its own task, so the service loop's one timer is untouched.
+    private func pendingChanged() {
+        statusDirty = true
+        let now = clock.now
+        guard let last = lastStatusWrite, now - last < Self.statusRefresh else {
+            writeStatus()
+            return
+        }
+        guard statusFlush == nil else { return }
+        let at = last.advanced(by: Self.statusRefresh)
+        let clock = clock
+        statusFlush = Task {
+            try? await clock.sleep(until: at)
+            await self.flushStatus()
+        }
+    }
+
+    private func flushStatus() async {
+        statusFlush = nil
+        if statusDirty { writeStatus() }
     }
 
     /// The batch being committed: the one in flight (a retry), else a new one, journaled before
@@ -480,6 +515,7 @@ public actor SyncService {
         lastFailure = nil
         batcher.batchTaken()
         status.pendingPaths = 0
+        status.pendingScan = false
         status.reason = ""
         status.reasonCode = ""
     }
@@ -658,6 +694,7 @@ public actor SyncService {
             status.offlineSince = ""
             status.syncError = ""
             status.syncProblemKind = ""
+            status.syncFix = ""
             status.conflictBranch = ""
             status.conflictFiles = []
             lastSyncProblem = nil
@@ -787,6 +824,7 @@ public actor SyncService {
         if status.offlineSince.isEmpty { status.offlineSince = WallClock.rfc3339() }
         status.syncError = problem.description
         status.syncProblemKind = problem.kind.rawValue
+        status.syncFix = problem.fix
         schedule.failed(setup: problem.kind == .setup, at: now) { backoff in
             .milliseconds(Int64.random(in: 0...max(1, Self.milliseconds(backoff) / 5)))
         }
@@ -1014,7 +1052,13 @@ public actor SyncService {
         if !status.lastCommit.isEmpty { parts.append("last commit \(status.lastCommit.prefix(8)) at \(status.lastCommitAt)") }
         if status.pendingPaths > 0 { parts.append("\(status.pendingPaths) pending") }
         if !status.remote.isEmpty {
-            parts.append(status.offlineSince.isEmpty ? "\(status.unpushedCommits) unpushed" : "offline since \(status.offlineSince)")
+            if status.offlineSince.isEmpty {
+                parts.append("\(status.unpushedCommits) unpushed")
+            } else if status.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
+                parts.append("SETUP PROBLEM with \(status.remote) since \(status.offlineSince) (see syncctl status)")
+            } else {
+                parts.append("offline since \(status.offlineSince)")
+            }
         }
         return parts.joined(separator: "; ")
     }
@@ -1051,6 +1095,8 @@ public actor SyncService {
     }
 
     private func writeStatus() {
+        statusDirty = false
+        lastStatusWrite = clock.now
         do {
             try status.write(to: stateDirectory + Array("/state.json".utf8))
         } catch {

@@ -504,6 +504,22 @@ public actor Syncer {
         return text.filter { $0 != "-" && $0 != ":" }.replacingDot()
     }
 
+    /// The prefix of every conflict branch (`syncd/conflict/HOST/TIME`).
+    public static let conflictPrefix = "syncd/conflict/"
+
+    /// When a conflict branch was made, from the time in its name
+    /// (`syncd/conflict/HOST/20261122T070203-123Z`, see `compactTime`); nil for other names.
+    public static func conflictBranchTime(_ name: String) -> Double? {
+        guard let last = name.split(separator: "/").last else { return nil }
+        let text = Array(last)
+        guard text.count >= 15, text[8] == "T" else { return nil }
+        func part(_ range: Range<Int>) -> String { String(text[range]) }
+        var rfc3339 = "\(part(0..<4))-\(part(4..<6))-\(part(6..<8))T\(part(9..<11)):\(part(11..<13)):\(part(13..<15))"
+        rfc3339 += text.count >= 20 && text[15] == "-" && text[19] == "Z" ? ".\(part(16..<19))Z" : ".000Z"
+        guard text.count == 15 || text.count == 16 || text.count == 20 else { return nil }
+        return WallClock.seconds(rfc3339: rfc3339)
+    }
+
     static func firstLine(_ text: String, or fallback: String) -> String {
         text.split(separator: "\n").first { !String($0).trimmed.isEmpty }.map(String.init) ?? fallback
     }

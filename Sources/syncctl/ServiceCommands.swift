@@ -27,6 +27,8 @@ struct Enable: AsyncParsableCommand {
     @Option(help: "How long to wait for syncd to be ready.")
     var timeout = "90s"
 
+    func validate() throws { _ = try parseTimeout(timeout) }
+
     func run() async throws {
         let limit = try parseTimeout(timeout)
         let (service, owner) = await ServiceTarget.forEnable(path)
@@ -120,6 +122,8 @@ struct Disable: AsyncParsableCommand {
     var path: String = "."
     @Option(help: "How long to wait for syncd to stop (it commits what is pending and tries a final push first).")
     var timeout = "4m"
+
+    func validate() throws { _ = try parseTimeout(timeout) }
 
     func run() async throws {
         let limit = try parseTimeout(timeout)

@@ -29,8 +29,69 @@ struct Syncctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "syncctl",
         abstract: "Control syncd: status, pause and resume, sync now, emergency stop, and run writers under the protocol.",
-        subcommands: [Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self, Doctor.self, Enable.self, Disable.self]
+        discussion: """
+            Every command works on the workspace that contains the current directory, or -C DIR. As with git, \
+            `syncctl -C DIR COMMAND` (before the command) runs as if syncctl was started in DIR; \
+            `syncctl COMMAND -C DIR` names the workspace.
+            """,
+        version: "syncctl \(SyncdVersion.current)",
+        subcommands: [
+            Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self,
+            Conflicts.self, Doctor.self, Enable.self, Disable.self,
+        ]
     )
+
+    /// `-C DIR` before the command works as git's does: as if syncctl was started in DIR.
+    static func main() async {
+        let (directories, arguments) = LeadingDirectories.split(Array(CommandLine.arguments.dropFirst()))
+        for directory in directories {
+            guard chdir(directory) == 0 else {
+                let reason = String(cString: strerror(errno))
+                // For monitoring, `status` on a workspace that is not there is "not running" (3).
+                fail("-C \(directory): cannot change to that directory (\(reason))",
+                    code: arguments.first == "status" ? StatusHealth.Level.notRunning.rawValue : ExitStatus.failure)
+            }
+        }
+        // What AsyncParsableCommand.main(_:) does, spelled out: a bare `main(arguments)` could
+        // also resolve to ParsableCommand's synchronous one.
+        do {
+            var command = try await asyncParseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            Self.exit(withError: error)
+        }
+    }
+}
+
+/// The leading `-C DIR` options (also `-CDIR`, `--workspace DIR`, `--workspace=DIR`) before the
+/// command name, and the arguments after them.
+enum LeadingDirectories {
+    static func split(_ arguments: [String]) -> (directories: [String], rest: [String]) {
+        var directories: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "-C" || argument == "--workspace" {
+                // A missing value is left to the parser, which names the option.
+                guard index + 1 < arguments.count else { break }
+                directories.append(arguments[index + 1])
+                index += 2
+            } else if argument.hasPrefix("--workspace=") {
+                directories.append(String(argument.dropFirst("--workspace=".count)))
+                index += 1
+            } else if argument.hasPrefix("-C"), argument.count > 2 {
+                directories.append(String(argument.dropFirst(2)))
+                index += 1
+            } else {
+                break
+            }
+        }
+        return (directories, Array(arguments[index...]))
+    }
 }
 
 struct WorkspaceOptions: ParsableArguments {
@@ -64,13 +125,26 @@ func age(_ rfc3339: String) -> String? {
 }
 
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "What syncd is doing (for people, or --json for programs).")
+    static let configuration = CommandConfiguration(
+        abstract: "What syncd is doing (for people, or --json for programs); the exit status says how healthy it is.",
+        discussion: """
+            Exit status, for monitoring: 0 healthy; 1 degraded (offline, a conflict, paused, an emergency stop, \
+            directories the watch limit left unwatched, commits waiting for a person's rebase, merge, unmerged paths \
+            or detached HEAD); 2 failing (commits failing, the circuit breaker open, \
+            a setup problem with the remote: host key, credentials, URL); 3 no syncd runs for the workspace \
+            (or there is no workspace there). With --json, `health` and `health_reasons` say the same.
+            """)
     @OptionGroup var options: WorkspaceOptions
-    @Flag(help: "Print one JSON object: state.json plus running, pid, ages and lock holders.")
+    @Flag(help: "Print one JSON object: state.json plus running, pid, ages, lock holders and health.")
     var json = false
 
     func run() async throws {
-        let client = try await options.client()
+        let client: ControlClient
+        do {
+            client = try await ControlClient.open(at: options.workspace)
+        } catch let error as SyncError {
+            fail(error.description, code: StatusHealth.Level.notRunning.rawValue)
+        }
         let pid = client.runningPid()
         var state = client.state() ?? [:]
         if pid == nil {
@@ -93,7 +167,10 @@ struct Status: AsyncParsableCommand {
             { return lease }
             return nil
         }()
+        let health = StatusHealth.judge(running: pid != nil, state: state)
         if json {
+            state["health"] = .string(health.level.name)
+            state["health_reasons"] = .array(health.reasons.map { .string($0) })
             state["running"] = .bool(pid != nil)
             state["pid"] = pid.map { .number(Double($0)) } ?? .null
             state["workspace"] = .string(client.repository.workTreeDisplay)
@@ -106,7 +183,7 @@ struct Status: AsyncParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             say(String(decoding: try encoder.encode(state), as: UTF8.self))
-            return
+            throw ExitCode(health.code)
         }
         let phase = state["phase"]?.string ?? "unknown"
         say("syncd for \(client.repository.workTreeDisplay): " + (pid.map { "running (pid \($0)), \(phase)" } ?? "not running"))
@@ -117,7 +194,9 @@ struct Status: AsyncParsableCommand {
         } else {
             say("  last commit: none since start")
         }
-        say("  pending: \(state["pending_paths"]?.description ?? "0") path(s)")
+        say("  health: \(health.level.name)" + (health.reasons.isEmpty ? "" : " (\(health.reasons.joined(separator: ", ")))"))
+        say("  pending: \(state["pending_paths"]?.description ?? "0") path(s)"
+            + (state["pending_scan"]?.bool == true ? ", and a full scan (changes made while syncd was not running, or events lost) for the next batch" : ""))
         if state["paused"]?.bool == true {
             let until = state["paused_until"]?.string ?? ""
             say("  PAUSED by \(state["paused_by"]?.string ?? "?")\(until.isEmpty ? "" : " until \(until)"): \(state["paused_reason"]?.string ?? "")")
@@ -131,7 +210,17 @@ struct Status: AsyncParsableCommand {
             let last = (state["last_sync_at"]?.string).flatMap(age).map { "last synced \($0)" } ?? "not synced yet"
             say("  remote: \(remote), \(last), \(state["unpushed_commits"]?.description ?? "0") commit(s) not pushed")
             if let since = state["offline_since"]?.string, !since.isEmpty {
-                say("  OFFLINE since \(since): \(state["sync_error"]?.string ?? "")")
+                let error = state["sync_error"]?.string ?? ""
+                if state["sync_problem"]?.string == RemoteProblem.Kind.setup.rawValue {
+                    // Not an outage: waiting does not fix it, a person must.
+                    let fix = state["sync_fix"]?.string ?? ""
+                    let suffix = " (setup problem: \(fix))"
+                    let message = !fix.isEmpty && error.hasSuffix(suffix) ? String(error.dropLast(suffix.count)) : error
+                    say("  SETUP PROBLEM with \(remote) since \(since) (not offline: retrying will not fix it): \(message)")
+                    if !fix.isEmpty { say("    to fix: \(fix)") }
+                } else {
+                    say("  OFFLINE since \(since): \(error)")
+                }
             }
             if let side = state["conflict_branch"]?.string, !side.isEmpty {
                 let files = state["conflict_files"].map { value -> String in
@@ -144,6 +233,7 @@ struct Status: AsyncParsableCommand {
         if let error = state["last_error"]?.string, !error.isEmpty {
             say("  last error (\(state["last_error_at"]?.string ?? "")): \(error)")
         }
+        throw ExitCode(health.code)
     }
 }
 
@@ -174,13 +264,24 @@ struct Pause: AsyncParsableCommand {
     @Option(help: "How long to wait for syncd to confirm.")
     var timeout = "10s"
 
+    /// Usage errors are found here, while parsing, so they print this command's usage.
+    func validate() throws {
+        if let duration { _ = try Self.parseFor(duration) }
+        _ = try parseTimeout(timeout)
+    }
+
+    static func parseFor(_ text: String) throws -> Duration {
+        guard let value = Settings.parseDuration(text), value > .zero else {
+            throw ValidationError("--for \(text): expected a duration like 10m, 1h or 90s")
+        }
+        return value
+    }
+
     func run() async throws {
         let client = try await options.client()
         var until: Double?
         if let duration {
-            guard let value = Settings.parseDuration(duration), value > .zero else {
-                throw ValidationError("--for \(duration): expected a duration like 10m, 1h or 90s")
-            }
+            let value = try Self.parseFor(duration)
             until = ControlFile.now() + Double(value.components.seconds) + Double(value.components.attoseconds) / 1e18
         }
         let wait = try parseTimeout(timeout)
@@ -211,6 +312,8 @@ struct Resume: AsyncParsableCommand {
     var clearEmergency = false
     @Option(help: "How long to wait for syncd to confirm.")
     var timeout = "10s"
+
+    func validate() throws { _ = try parseTimeout(timeout) }
 
     func run() async throws {
         let client = try await options.client()
@@ -243,6 +346,8 @@ struct Sync: AsyncParsableCommand {
     @OptionGroup var options: WorkspaceOptions
     @Option(help: "How long to wait for the commit and the push.")
     var timeout = "180s"
+
+    func validate() throws { _ = try parseTimeout(timeout) }
 
     func run() async throws {
         let client = try await options.client()
@@ -282,6 +387,8 @@ struct EmergencyStop: AsyncParsableCommand {
     @Option(help: "How long to wait for syncd to confirm.")
     var timeout = "10s"
 
+    func validate() throws { _ = try parseTimeout(timeout) }
+
     func run() async throws {
         let client = try await options.client()
         let wait = try parseTimeout(timeout)
@@ -310,6 +417,11 @@ struct AsWriter: AsyncParsableCommand {
     var wait = "10m"
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
+
+    func validate() throws {
+        guard command.count > (command.first == "--" ? 1 : 0) else { throw ValidationError("name the command to run after --") }
+        _ = try parseTimeout(wait)
+    }
 
     func run() async throws {
         var command = command

@@ -10,6 +10,7 @@ struct Syncd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "syncd",
         abstract: "Keeps a git workspace committed and synced while other programs write into it.",
+        version: "syncd \(SyncdVersion.current)",
         subcommands: [Run.self, Watch.self]
     )
 }

@@ -207,6 +207,25 @@ struct CommitterTests {
         #expect(try await workspace.fixture.stagedPaths().sorted() == ["base", "person.txt"])
     }
 
+    @Test("a staged path that is also in the batch is committed with its working-tree version, not the staged one; a full scan takes staged paths along (README, staging)")
+    func stagedPathInBatchCommitsWorkingTree() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.write(workspace.file("notes.md"), "one\n")
+        _ = try await workspace.commit(["notes.md"])
+        try Files.write(workspace.file("notes.md"), "one\ntwo (staged)\n")
+        _ = try await workspace.fixture.run(["add", "notes.md"])
+        try Files.write(workspace.file("notes.md"), "one\ntwo (staged)\nthree (not staged)\n")
+        let summary = try #require(Self.committed(try await workspace.commit(["notes.md"])))
+        #expect(summary.files.map(\.path) == [RepoPath("notes.md")])
+        #expect(try await workspace.fixture.run(["show", "HEAD:notes.md"]) == "one\ntwo (staged)\nthree (not staged)\n")
+        #expect(try await workspace.fixture.stagedPaths().isEmpty, "the staged version is replaced in the index")
+        try Files.write(workspace.file("other.md"), "staged, named by no event\n")
+        _ = try await workspace.fixture.run(["add", "other.md"])
+        _ = try #require(Self.committed(try await workspace.commit([], fullScan: true)))
+        #expect(try await workspace.fixture.headTree()[Array("other.md".utf8)] != nil)
+    }
+
     @Test("waits during a merge, rebase, cherry-pick, revert, bisect and on a detached HEAD")
     func defersOnForeignOperations() async throws {
         var workspace = try await Workspace()
