@@ -364,7 +364,9 @@ struct Sync: AsyncParsableCommand {
             fail("the sync did not finish within \(timeout)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
         }
         let outcome = state["sync_outcome"]?.string ?? "done"
-        let commit = state["last_commit"]?.string.map { String($0.prefix(12)) } ?? "none"
+        // HEAD, which after an integration is the merge, not syncd's last commit.
+        let head = try? await client.repository.git.run(["rev-parse", "--short=12", "HEAD"], readOnly: true, acceptedExitCodes: [0, 128])
+        let commit = head.map { String(decoding: $0.standardOutput, as: UTF8.self).trimmed }.flatMap { $0.isEmpty ? nil : $0 } ?? "none"
         if outcome.hasPrefix("refused") { fail("not synced: \(outcome.dropFirst("refused: ".count)); see `syncctl status`") }
         if outcome.hasPrefix("superseded") { fail("not confirmed: \(outcome.dropFirst("superseded: ".count))", code: ExitStatus.notConfirmed) }
         if outcome.hasPrefix("committed; not pushed: ") {
@@ -372,8 +374,8 @@ struct Sync: AsyncParsableCommand {
         }
         let remote = state["remote"]?.string ?? ""
         say(remote.isEmpty
-            ? "synced: last commit \(commit) (no remote: committed locally)"
-            : "synced: last commit \(commit), on \(remote)")
+            ? "synced: HEAD \(commit) (no remote: committed locally)"
+            : "synced: HEAD \(commit), on \(remote)")
     }
 }
 
