@@ -51,9 +51,11 @@ struct PullSafetyTests {
         let clock = ContinuousClock()
         let start = clock.now
         let pushes = Task {
-            try await Pace.every(.milliseconds(400), for: .seconds(90)) { index in
-                guard !done.value else { return }
+            var index = 0
+            while !done.value {
                 try await Self.pushOnce(b, index)
+                index += 1
+                try await Pace.wait(.milliseconds(400))
             }
         }
         // The plain writer: open, write, close; it knows nothing of syncd.

@@ -6,7 +6,8 @@
 /// - after a failure, a backoff from 5 s doubling up to the interval (a setup problem waits the
 ///   whole interval: retrying sooner cannot fix a host key or a password), with jitter given by
 ///   the caller; while failing, commits do not schedule pushes (the backoff decides);
-/// - a push rejected because the remote moved: fetch again at once, a few times, then a failure.
+/// - a push rejected because the remote moved: fetch and integrate again at once; only
+///   rejections with nothing new to integrate in between count towards a failure.
 /// One round runs at a time; the caller says when it starts and how it ended.
 public struct RemoteSchedule<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration, Instant: Sendable {
     public enum Action: Sendable, Equatable {
@@ -80,10 +81,12 @@ public struct RemoteSchedule<Instant: InstantProtocol>: Sendable where Instant.D
         nextFetch = now
     }
 
-    /// The fetch found remote commits.
+    /// The fetch found remote commits. A push rejected before it was not a problem: the remote
+    /// had simply moved, and integrating is progress (a busy remote is not a failing one).
     public mutating func behind() {
         roundInFlight = false
         integrationDue = true
+        rejections = 0
     }
 
     /// The integration is done (or found nothing to do): push now.

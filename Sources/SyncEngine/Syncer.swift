@@ -159,7 +159,13 @@ public actor Syncer {
             return .pushed(commit: commit)
         }
         let text = String(decoding: result.standardOutput, as: UTF8.self) + result.standardError
-        if text.contains("[rejected]") || text.contains("non-fast-forward") || text.contains("fetch first") { return .rejected }
+        // The remote moved: a plain rejection, or (pushing into a repository on this machine) the
+        // remote's ref moved while the push was updating it.
+        if text.contains("[rejected]") || text.contains("non-fast-forward") || text.contains("fetch first")
+            || text.contains("cannot lock ref") || text.contains("but expected")
+        {
+            return .rejected
+        }
         return .failed(RemoteProblem(gitOutput: result.standardError, exitCode: result.exitCode, remote: options.remote, operation: "push"))
     }
 

@@ -136,4 +136,20 @@ struct RemoteScheduleTests {
         #expect(!schedule.failing && schedule.backoff == .zero)
         #expect(schedule.due(at: clock.now) == .fetch)
     }
+
+    @Test("a busy remote is not a failing one: rejections followed by new remote commits never add up to a failure")
+    func busyRemote() {
+        var (schedule, clock) = make()
+        for _ in 0..<(RemoteSchedule<ManualInstant>.maxRejections * 3) {
+            schedule.roundStarted(fetch: false)
+            let normal = schedule.rejected(at: clock.now)
+            #expect(normal)
+            #expect(schedule.due(at: clock.now) == .fetch)
+            schedule.roundStarted(fetch: true)
+            schedule.behind()
+            schedule.integrated(at: clock.now)
+            clock.advance(.milliseconds(100))
+        }
+        #expect(!schedule.failing)
+    }
 }
