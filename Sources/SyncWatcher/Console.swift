@@ -92,29 +92,16 @@ final class RepeatLimiter: Sendable {
 
 /// Runs `body` until it finishes or SIGINT/SIGTERM arrives (then cancels it and waits).
 public func runUntilSignal(_ body: @escaping @Sendable () async throws -> Void) async throws {
-    let signals = SignalStream.make([SIGINT, SIGTERM])
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            for await _ in signals { return }
-        }
-        var failure: (any Error)?
-        do {
-            _ = try await group.next()
-        } catch {
-            failure = error
-        }
-        group.cancelAll()
-        if let failure, !(failure is CancellationError) { throw failure }
-    }
+    try await runUntilStopped(body, gracefulStop: nil)
 }
 
 /// Runs `body` until it returns. The first SIGINT or SIGTERM calls `gracefulStop` (the service
 /// finishes its step, commits and pushes, then `body` returns); a second one cancels `body`.
 /// A graceful stop and a cancellation are different things: only the second tears git down.
+/// Without `gracefulStop`, the first signal cancels.
 public func runUntilStopped(
     _ body: @escaping @Sendable () async throws -> Void,
-    gracefulStop: @escaping @Sendable () async -> Void
+    gracefulStop: (@Sendable () async -> Void)?
 ) async throws {
     let signals = SignalStream.make([SIGINT, SIGTERM])
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -123,7 +110,8 @@ public func runUntilStopped(
             var received = 0
             for await _ in signals {
                 received += 1
-                if received == 1 { await gracefulStop() } else { throw CancellationError() }
+                guard received == 1, let gracefulStop else { throw CancellationError() }
+                await gracefulStop()
             }
         }
         var failure: (any Error)?
