@@ -39,6 +39,8 @@ public actor SyncService {
     static let statusRefresh: Duration = .seconds(1)
 
     private var ready = false
+    /// A commit was made: the unpushed count is recounted from the refs after the lock is released.
+    private var unpushedStale = false
     private var stopRequested = false
     /// The first batch commits what changed while syncd was not running.
     private var startupBatch = true
@@ -285,6 +287,11 @@ public actor SyncService {
         }
         if let trigger = batcher.due(at: now) {
             await commitBatch(trigger: startupBatch && trigger == .requested ? "startup" : trigger.rawValue)
+        }
+        if unpushedStale, let syncer, let branch = GitDirectoryState.currentBranch(repository) {
+            unpushedStale = false
+            status.unpushedCommits = await syncer.unpushed(branch: branch)
+            writeStatus()
         }
         if status.phase == .committing || status.phase == .paused || status.phase == .emergencyStop
             || (status.phase == .breakerOpen && !breaker.isOpen(at: clock.now))
@@ -606,8 +613,9 @@ public actor SyncService {
 
     /// After a local commit: the count of unpushed commits from the refs, and a push soon.
     private func committedLocally() async {
-        guard let syncer, let branch = GitDirectoryState.currentBranch(repository) else { return }
-        status.unpushedCommits = await syncer.unpushed(branch: branch)
+        guard syncer != nil else { return }
+        // Counted once the lock is released (the step goes on after the commit), not under it.
+        unpushedStale = true
         schedule.committed(at: clock.now)
     }
 
