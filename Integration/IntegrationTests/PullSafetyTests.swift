@@ -48,22 +48,14 @@ struct PullSafetyTests {
         // 30 s, and on (at most 90 s) until A has integrated B's commits 20 times: on a loaded
         // machine a round takes longer, and the point is many integrations beside the writer.
         let done = Flag()
-        let clock = ContinuousClock()
-        let start = clock.now
         let pushes = Task {
-            var index = 0
-            while !done.value {
-                try await Self.pushOnce(b, index)
-                index += 1
-                try await Pace.wait(.milliseconds(400))
-            }
+            try await Pace.every(.milliseconds(400), while: { _ in !done.value }) { index in try await Self.pushOnce(b, index) }
         }
         // The plain writer: open, write, close; it knows nothing of syncd.
-        var written = 0
-        while clock.now - start < .seconds(90), clock.now - start < .seconds(30) || Self.integrations(syncA) < 20 {
-            try Files.write(a.file("notes/n-\(written).txt"), "note \(written)\n")
-            written += 1
-            try await clock.sleep(until: start.advanced(by: .milliseconds(20) * written))
+        let written = try await Pace.every(.milliseconds(20), while: { elapsed in
+            elapsed < .seconds(90) && (elapsed < .seconds(30) || Self.integrations(syncA) < 20)
+        }) { index in
+            try Files.write(a.file("notes/n-\(index).txt"), "note \(index)\n")
         }
         done.set()
         _ = try await pushes.value

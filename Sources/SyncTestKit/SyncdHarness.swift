@@ -63,10 +63,19 @@ public enum Pace {
     public static func every(
         _ period: Duration, for total: Duration, _ body: @Sendable (Int) async throws -> Void
     ) async throws -> Int {
+        try await every(period, while: { elapsed in elapsed < total }, body)
+    }
+
+    /// Calls `body(i)` every `period` for as long as `keepGoing(elapsed)` says so; returns how
+    /// many calls ran. For workloads whose end is a condition (bound it inside `keepGoing`).
+    @discardableResult
+    public static func every(
+        _ period: Duration, while keepGoing: @Sendable (Duration) async throws -> Bool, _ body: @Sendable (Int) async throws -> Void
+    ) async throws -> Int {
         let clock = ContinuousClock()
         let start = clock.now
         var count = 0
-        while clock.now < start.advanced(by: total) {
+        while try await keepGoing(clock.now - start) {
             try await body(count)
             count += 1
             try await clock.sleep(until: start.advanced(by: period * count))
