@@ -22,10 +22,34 @@ public struct ControlClient: Sendable {
             stateDirectory: SyncService.stateDirectory(of: repository))
     }
 
+    /// Creates syncd's state and lock directories and the sync lock when syncd has not run here
+    /// yet, so a request made before the first start is recorded (it applies when syncd starts).
+    /// Made by root for another user's workspace, they are given to the owner of the git directory:
+    /// a root-owned directory would lock the owner's syncd out.
+    public func prepareForWriting() throws {
+        let owner = try? Syscall.lstat(repository.gitDir)
+        func giveAway(_ path: [UInt8]) {
+            guard getuid() == 0, let owner, owner.st_uid != 0 else { return }
+            _ = Syscall.withCStringResult(path) { lchown($0, owner.st_uid, owner.st_gid) }
+        }
+        for directory in [stateDirectory, lockDirectory.path] where !Syscall.exists(directory) {
+            do {
+                try Syscall.makeDirectory(directory)
+            } catch {
+                throw SyncError(.syscall, "cannot create \(Syscall.display(directory)) for syncd's control files: check the permissions of its parent (syncctl runs as uid \(getuid()))", cause: error)
+            }
+            giveAway(directory)
+        }
+        if !Syscall.exists(lockDirectory.syncLock) {
+            _ = try? FileLock(path: lockDirectory.syncLock)
+            giveAway(lockDirectory.syncLock)
+        }
+    }
+
     /// The pid of the syncd that holds this workspace's instance lock, if one runs.
     public func runningPid() -> Int32? {
         let lock = SyncService.instanceLock(stateDirectory)
-        guard let bytes = try? Syscall.readFile(lock, limit: 64, flags: O_NOFOLLOW),
+        guard let bytes = try? Syscall.readFile(lock, limit: 64),
             let pid = Int32(String(decoding: bytes, as: UTF8.self).filter(\.isNumber)), pid > 0
         else { return nil }
         // The pid file may be stale (syncd killed): the pid must still have the lock file open.
@@ -34,10 +58,17 @@ public struct ControlClient: Sendable {
 
     /// state.json as JSON.
     public func state() -> [String: JSONValue]? {
-        guard let bytes = try? Syscall.readFile(stateDirectory + Array("/state.json".utf8), limit: 1 << 20, flags: O_NOFOLLOW),
+        guard let bytes = try? Syscall.readFile(stateDirectory + Array("/state.json".utf8), limit: 1 << 20),
             let value = try? JSONDecoder().decode([String: JSONValue].self, from: Data(bytes))
         else { return nil }
         return value
+    }
+
+    /// Why state.json cannot be read although syncd runs: something else is in its place.
+    public func stateProblem() -> String? {
+        let path = stateDirectory + Array("/state.json".utf8)
+        guard let info = try? Syscall.lstat(path), info.st_mode & S_IFMT != S_IFREG else { return nil }
+        return "syncd cannot write its status file: " + ControlFile.notAFile(path, .notRegular(path, kind: Syscall.fileKind(info.st_mode & S_IFMT)))
     }
 
     /// Tells the running syncd to re-read the control files. False when none runs.

@@ -133,8 +133,54 @@ public struct WriterLease: Codable, Sendable, Equatable {
     }
 }
 
+/// A control file with text people typed (reasons, names): anyone who can write the lock directory
+/// can put anything there, so what is read is made one bounded printable line before it is shown.
+public protocol UserText {
+    mutating func sanitize()
+}
+
+extension DaemonPause: UserText {
+    public mutating func sanitize() {
+        reason = OneLine.make(reason, limit: ControlFile.maxReason)
+        by = OneLine.make(by, limit: 200)
+    }
+}
+
+extension EmergencyStop: UserText {
+    public mutating func sanitize() {
+        reason = OneLine.make(reason, limit: ControlFile.maxReason)
+        by = OneLine.make(by, limit: 200)
+    }
+}
+
+extension WriterLease: UserText {
+    public mutating func sanitize() { reason = OneLine.make(reason, limit: ControlFile.maxReason) }
+}
+
+extension ControlRequest: UserText {
+    public mutating func sanitize() {
+        command = OneLine.make(command, limit: 200)
+        by = OneLine.make(by, limit: 200)
+    }
+}
+
 /// Reading and writing the control files, with a clear outcome for every broken input.
 public enum ControlFile {
+    /// The longest reason shown (and accepted by `syncctl`), in characters.
+    public static let maxReason = 1000
+
+    /// Reads a control file with user text and sanitizes it (`UserText`).
+    public static func read<Value: Decodable & UserText>(_ type: Value.Type, at path: [UInt8]) -> Read<Value> {
+        let raw: Read<Value> = readRaw(type, at: path)
+        guard case .value(var value) = raw else { return raw }
+        value.sanitize()
+        return .value(value)
+    }
+
+    public static func read<Value: Decodable>(_ type: Value.Type, at path: [UInt8]) -> Read<Value> {
+        readRaw(type, at: path)
+    }
+
     public enum Read<Value> {
         case absent
         case value(Value)
@@ -142,22 +188,40 @@ public enum ControlFile {
         case broken(String)
     }
 
-    public static func read<Value: Decodable>(_ type: Value.Type, at path: [UInt8]) -> Read<Value> {
+    private static func readRaw<Value: Decodable>(_ type: Value.Type, at path: [UInt8]) -> Read<Value> {
         let bytes: [UInt8]
         do {
-            bytes = try Syscall.readFile(path, limit: 64 * 1024, flags: O_NOFOLLOW)
+            // One byte more than the limit: a longer file is reported, not silently cut short.
+            bytes = try Syscall.readFile(path, limit: maxBytes + 1)
         } catch {
             if error.errno == Errno(ENOENT) { return .absent }
             if error.errno == Errno(ELOOP) {
-                return .broken("\(Syscall.display(path)) is a symlink; syncd never follows one there: remove it")
+                return .broken("\(Syscall.display(path)) is a symlink; syncd never follows one there: remove it (rm \(Syscall.display(path)))")
+            }
+            if error.isNotRegularFile || error.errno == Errno(EISDIR) {
+                return .broken(notAFile(path, error))
             }
             return .broken("cannot read \(Syscall.display(path)): \(error)")
+        }
+        guard bytes.count <= maxBytes else {
+            return .broken("\(Syscall.display(path)) is larger than \(maxBytes / 1024) KiB, so it is not one of syncd's: remove it (rm \(Syscall.display(path)))")
         }
         do {
             return .value(try JSONDecoder().decode(Value.self, from: Data(bytes)))
         } catch {
-            return .broken("\(Syscall.display(path)) is not valid (\(bytes.count) bytes, \(String(describing: error).prefix(120)))")
+            return .broken("\(Syscall.display(path)) is not valid (\(bytes.count) bytes, \(String(describing: error).prefix(120))): remove it (rm \(Syscall.display(path)))")
         }
+    }
+
+    /// The largest control file syncd reads (user text in them is bounded far below this).
+    public static let maxBytes = 64 * 1024
+
+    /// A directory, FIFO, socket or device in the place of a control file: what to do about it.
+    static func notAFile(_ path: [UInt8], _ error: SyscallError) -> String {
+        let shown = Syscall.display(path)
+        let kind = error.isNotRegularFile ? (error.detail ?? "not a regular file") : "is a directory, not a regular file"
+        let fix = kind.contains("directory") ? "rmdir \(shown) (or rm -r, after looking inside)" : "rm \(shown)"
+        return "\(shown) \(kind), so it cannot be syncd's control file: remove it (\(fix)); syncd never blocks on it or follows it"
     }
 
     public static func write<Value: Encodable>(_ value: Value, to path: [UInt8]) throws {
@@ -167,14 +231,25 @@ public enum ControlFile {
         do {
             try AtomicFile.write(path, Array(data) + [UInt8(ascii: "\n")])
         } catch {
+            if error.errno == Errno(EISDIR) || error.errno == Errno(ENOTEMPTY) || error.isNotRegularFile {
+                throw SyncError(.syscall, "cannot write \(Syscall.display(path)): " + notAFile(path, error))
+            }
             throw SyncError(.syscall, "cannot write \(Syscall.display(path))", cause: error)
         }
     }
 
+    /// Removes a control file. A FIFO or socket there is removed like a file; an empty directory is
+    /// removed too (it can only be a mistake); a directory with contents is left for a person.
     public static func remove(_ path: [UInt8]) throws {
         do {
             try Syscall.unlink(path)
         } catch {
+            if error.errno == Errno(EISDIR) || error.errno == Errno(EPERM) {
+                if Syscall.withCStringResult(path, { rmdir($0) }) == 0 { return }
+                throw SyncError(
+                    .syscall,
+                    "cannot remove \(Syscall.display(path)): it is a directory with contents, not syncd's control file; look inside, then rm -r it")
+            }
             throw SyncError(.syscall, "cannot remove \(Syscall.display(path))", cause: error)
         }
     }

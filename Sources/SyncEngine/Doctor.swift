@@ -129,6 +129,7 @@ public enum Doctor {
         let loaded: (settings: Settings, warnings: [String])
         do {
             loaded = try await Settings.load(git: repository.git)
+            try await OwnPaths.check(loaded.settings, repository: repository)
         } catch {
             let message = (error as? SyncError)?.description ?? "\(error)"
             return Check(level: .fail, name: "settings", detail: "\(message) (syncd refuses to start with it: exit 78)")

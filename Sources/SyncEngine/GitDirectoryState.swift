@@ -40,7 +40,7 @@ public struct GitDirectoryState: Sendable {
 
     /// The branch HEAD points to (`refs/heads/...`), or nil when HEAD is detached.
     func branch() -> String? {
-        guard let contents = try? Syscall.readFile(repository.gitDir + Array("/HEAD".utf8), limit: 4096, flags: O_NOFOLLOW)
+        guard let contents = try? Syscall.readFile(repository.gitDir + Array("/HEAD".utf8), limit: 4096)
         else { return nil }
         let text = String(decoding: contents, as: UTF8.self).trimmed
         guard text.hasPrefix("ref: refs/") else { return nil }

@@ -27,7 +27,7 @@ final class Journal {
     }
 
     private func open() throws(SyscallError) {
-        fd = try Syscall.open(path, flags: O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o644)
+        fd = try Syscall.openRegular(path, flags: O_WRONLY | O_APPEND | O_CREAT, mode: 0o644)
         size = Int(try Syscall.fstat(fd).st_size)
     }
 
@@ -42,6 +42,20 @@ final class Journal {
         try Syscall.writeAll(fd, bytes)
         try Syscall.fsync(fd, path: path)
         size += bytes.count
+    }
+
+    /// Opens the journal again when its file was deleted or replaced under it (its directory
+    /// removed while syncd runs); true when it did.
+    func reopenIfReplaced() throws(SyscallError) -> Bool {
+        if fd >= 0, let held = try? Syscall.fstat(fd), let now = try? Syscall.lstat(path),
+            held.st_dev == now.st_dev, held.st_ino == now.st_ino
+        {
+            return false
+        }
+        if fd >= 0 { Syscall.close(fd) }
+        fd = -1
+        try open()
+        return true
     }
 
     private func rotate() throws(SyscallError) {

@@ -1,3 +1,4 @@
+import SyncCore
 /// Why a fetch or push did not go through, sorted into what waiting can fix (`offline`: the
 /// network or the server is down, or it timed out) and what only a person can fix (`setup`: an
 /// unknown ssh host key, a key or password refused, a key that needs a passphrase and no agent,
@@ -58,23 +59,6 @@ public struct RemoteProblem: Sendable, Equatable, CustomStringConvertible {
         return useful.isEmpty ? lines.first : useful.prefix(2).joined(separator: " ")
     }
 
-    /// Any text from git or ssh made into one line: control characters (ssh's `\r\n` among them)
-    /// escaped, so a log line, status and the journal stay one line each.
-    public static func oneLine(_ text: String) -> String {
-        var result = ""
-        for scalar in text.trimmed.unicodeScalars {
-            switch scalar {
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += " "
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    result += "\\u{\(String(scalar.value, radix: 16))}"
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return result
-    }
+    /// Any text from git or ssh made into one line (`OneLine.make`).
+    public static func oneLine(_ text: String) -> String { OneLine.make(text) }
 }

@@ -12,8 +12,10 @@ import SyncWatcher
 struct SyncLockGate {
     typealias Instant = ContinuousClock.Instant
 
-    let lock: FileLock
+    private(set) var lock: FileLock
     let lockDirectory: LockDirectory
+    /// syncd holds the lock exclusively now.
+    private(set) var held = false
     var leaseCap: Duration
     var reportAfter: Duration
     private let log: LogSink
@@ -61,7 +63,10 @@ struct SyncLockGate {
         } catch {
             throw SyncError(.syscall, "cannot take the sync lock \(Syscall.display(lock.path))", cause: error)
         }
-        if acquired { return true }
+        if acquired {
+            held = true
+            return true
+        }
         if blockingSince == nil {
             blockingSince = now
             blockingSinceText = WallClock.rfc3339()
@@ -77,9 +82,25 @@ struct SyncLockGate {
         return false
     }
 
+    /// Opens the sync lock again when its file (or the lock directory) was deleted or replaced:
+    /// writers lock the file the path names now, so syncd must lock that one too. Only while
+    /// syncd does not hold it (a snapshot in progress finishes on the old file first). True when
+    /// it did.
+    mutating func reopenIfReplaced() throws -> Bool {
+        guard !held, !lock.isIntact else { return false }
+        try lockDirectory.prepare()
+        do {
+            lock = try FileLock(path: lockDirectory.syncLock)
+        } catch {
+            throw SyncError(.syscall, "cannot open the sync lock \(Syscall.display(lockDirectory.syncLock)) again", cause: error)
+        }
+        return true
+    }
+
     /// Releases the lock and the lease; writers go on.
     mutating func release() {
         lock.unlock()
+        held = false
         if leaseWritten {
             try? ControlFile.remove(lockDirectory.writerLease)
             leaseWritten = false

@@ -28,7 +28,9 @@ public actor SyncService {
     private let watcher: Watcher
     private let committer: Committer
     private let journal: Journal
-    private let processLock: ProcessLock
+    private var processLock: ProcessLock
+    /// Set when syncd must stop with an error found outside the loop (its instance lock lost).
+    private var stopError: SyncError?
     private var batcher: Batcher<Instant>
     private var breaker: CircuitBreaker<Instant>
     private var status = StatusSnapshot()
@@ -146,6 +148,11 @@ public actor SyncService {
         try lockDirectory.prepare()
         gate = try SyncLockGate(lockDirectory: lockDirectory, leaseCap: settings.writerLeaseCap, reportAfter: settings.writerLockTimeout, log: log)
         lockInsideTree = lockDirectory.inside(repository)
+        do {
+            try OwnPaths.excludeLockDirectory(lockDirectory, repository: repository)
+        } catch {
+            log(.warning, "\(error); a person's `git add -A` may then commit syncd's lock files")
+        }
         var watcherOptions = WatcherOptions()
         watcherOptions.degradedRescanInterval = settings.rescanInterval
         watcher = Watcher(repository: repository, options: watcherOptions, log: log)
@@ -198,6 +205,14 @@ public actor SyncService {
                 }
                 group.addTask {
                     for await _ in SignalStream.make([SIGHUP]) { await self.reloadSettings() }
+                }
+                // syncd's own files deleted under it (`rm -rf .git/syncd`) are put back within a
+                // second, so a second syncd can never start beside this one.
+                group.addTask {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: .seconds(1))
+                        await self.checkOwnFiles()
+                    }
                 }
                 if let interval = self.notifier.watchdogInterval {
                     // Wakes the loop; the loop itself pings, so a wedged loop is caught.
@@ -257,9 +272,59 @@ public actor SyncService {
             }
             pingWatchdog()
             checkIncidents()
+            if let stopError { throw stopError }
             if stopRequested { return }
         }
         throw CancellationError()
+    }
+
+    /// Puts back syncd's state directory, instance lock, journal and sync lock when they were
+    /// deleted or replaced while it runs. The instance lock is what keeps a second syncd out; if
+    /// another syncd took it meanwhile, this one stops.
+    private func checkOwnFiles() {
+        guard stopError == nil else { return }
+        let directory = Syscall.display(stateDirectory)
+        if !processLock.isIntact {
+            let lockPath = Self.instanceLock(stateDirectory)
+            do {
+                try Syscall.makeDirectory(stateDirectory)
+                switch try ProcessLock.acquire(lockPath) {
+                case .acquired(let lock):
+                    processLock = lock
+                    log(.error, "syncd's state directory \(directory) (or its instance lock) was deleted while syncd ran: "
+                        + "recreated it and took the instance lock again, so no second syncd can start beside this one. "
+                        + "What was in it (journal, backups, pause and stop files) is gone; do not delete it while syncd runs")
+                case .heldBy(let pid):
+                    stopError = SyncError(
+                        .alreadyRunning,
+                        "syncd's state directory \(directory) was deleted while syncd ran, and another syncd (pid \(pid.map(String.init) ?? "unknown")) "
+                            + "has taken the workspace since: this one stops so that only one commits")
+                }
+            } catch {
+                stopError = SyncError(
+                    .syscall, "syncd's state directory \(directory) was deleted while syncd ran and cannot be recreated: stopping, "
+                        + "since the instance lock can no longer keep a second syncd out; fix the permissions of \(Syscall.display(repository.gitDir)) and start again",
+                    cause: error)
+            }
+            if stopError != nil {
+                wake.yield()
+                return
+            }
+        }
+        do {
+            if try journal.reopenIfReplaced() { record("recovery") { line in line.add("what", "journal recreated: \(directory) was deleted while syncd ran") } }
+        } catch {
+            log(.warning, "cannot reopen the journal in \(directory): \(error)")
+        }
+        do {
+            if try gate.reopenIfReplaced() {
+                log(.error, "the sync lock \(Syscall.display(lockDirectory.syncLock)) was deleted or replaced while syncd ran: locked the new file; "
+                    + "writers that used the old one meanwhile were not coordinated with syncd. Do not delete the lock directory while syncd runs")
+            }
+        } catch {
+            log(.error, "\(error)")
+        }
+        if !Syscall.exists(stateDirectory + Array("/state.json".utf8)) { writeStatus() }
     }
 
     /// Decides at `now`: commit a due batch, or wait for the next deadline.
@@ -1085,6 +1150,7 @@ public actor SyncService {
         do {
             let (fresh, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
             for warning in warnings { log(.warning, warning) }
+            try OwnPaths.checkMetricsFile(fresh.metricsFile, repository: repository)
             settings = fresh
             gate.leaseCap = fresh.writerLeaseCap
             gate.reportAfter = fresh.writerLockTimeout
@@ -1108,7 +1174,12 @@ public actor SyncService {
         do {
             try status.write(to: stateDirectory + Array("/state.json".utf8))
         } catch {
-            log(.warning, "cannot write \(Syscall.display(stateDirectory))/state.json: \(error)")
+            let path = stateDirectory + Array("/state.json".utf8)
+            if error.errno == Errno(EISDIR) || error.errno == Errno(ENOTEMPTY) {
+                log(.error, "cannot write the status file: " + ControlFile.notAFile(path, error) + "; until then syncctl cannot see what syncd does")
+            } else {
+                log(.warning, "cannot write \(Syscall.display(path)): \(error)")
+            }
         }
         if !settings.metricsFile.isEmpty {
             do {

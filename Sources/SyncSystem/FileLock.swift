@@ -17,7 +17,7 @@ public final class FileLock: @unchecked Sendable {
 
     public init(path: [UInt8]) throws(SyscallError) {
         self.path = path
-        fd = try Syscall.open(path, flags: O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o644)
+        fd = try Syscall.openRegular(path, flags: O_RDWR | O_CREAT, mode: 0o644)
     }
 
     deinit { Syscall.close(fd) }
@@ -35,6 +35,13 @@ public final class FileLock: @unchecked Sendable {
 
     public func unlock() {
         _ = flock(fd, LOCK_UN)
+    }
+
+    /// The path still names the file this lock is on. False when the file (or its directory) was
+    /// deleted or replaced: other processes that open the path now lock another file.
+    public var isIntact: Bool {
+        guard let held = try? Syscall.fstat(fd), let now = try? Syscall.lstat(path) else { return false }
+        return held.st_dev == now.st_dev && held.st_ino == now.st_ino
     }
 
     /// The file's first `limit` bytes (a holder's pid, for messages); empty when unreadable.

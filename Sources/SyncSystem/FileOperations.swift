@@ -53,9 +53,10 @@ extension Syscall {
         return info
     }
 
-    /// Reads a whole file (bounded by `limit` bytes).
-    public static func readFile(_ path: [UInt8], limit: Int = 16 * 1024 * 1024, flags: Int32 = 0) throws(SyscallError) -> [UInt8] {
-        let fd = try open(path, flags: O_RDONLY | flags)
+    /// Reads a whole regular file (bounded by `limit` bytes). A FIFO, device or directory at the
+    /// path is refused without blocking (`openRegular`); so is a symlink.
+    public static func readFile(_ path: [UInt8], limit: Int = 16 * 1024 * 1024) throws(SyscallError) -> [UInt8] {
+        let fd = try openRegular(path, flags: O_RDONLY)
         defer { close(fd) }
         return try readAll(fd, limit: limit)
     }
@@ -72,6 +73,18 @@ extension Syscall {
             result.append(contentsOf: chunk[..<min(count, limit - result.count)])
         }
         return result
+    }
+
+    /// realpath(3): the path with every symlink, `.` and `..` resolved, as bytes; nil when any part
+    /// is missing or unreadable.
+    public static func realPath(_ path: [UInt8]) -> [UInt8]? {
+        withCStringResult(path) { cPath -> [UInt8]? in
+            guard let resolved = realpath(cPath, nil) else { return nil }
+            defer { free(resolved) }
+            return resolved.withMemoryRebound(to: UInt8.self, capacity: strlen(resolved)) {
+                Array(UnsafeBufferPointer(start: $0, count: strlen(resolved)))
+            }
+        }
     }
 
     /// A path exists (lstat succeeds).
@@ -95,7 +108,7 @@ extension Syscall {
 public enum AtomicFile {
     public static func write(_ path: [UInt8], _ contents: [UInt8], mode: mode_t = 0o644) throws(SyscallError) {
         let temporary = path + Array(".tmp-\(getpid())".utf8)
-        let fd = try Syscall.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: mode)
+        let fd = try Syscall.openRegular(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
         do {
             try Syscall.writeAll(fd, contents)
             try Syscall.fsync(fd, path: temporary)
@@ -133,6 +146,9 @@ public final class ProcessLock: Sendable {
     }
 
     private init(_ lock: FileLock) { self.lock = lock }
+
+    /// The lock file is still the one this process locked (see `FileLock.isIntact`).
+    public var isIntact: Bool { lock.isIntact }
 
     /// Tries to take the lock without waiting. The file is opened with O_NOFOLLOW: a symlink
     /// planted in its place is refused, not followed.

@@ -6,14 +6,26 @@ public struct SyscallError: Error, Sendable, CustomStringConvertible {
     public let call: String
     public let path: String?
     public let errno: Errno
+    /// Said instead of errno's text when the call worked but the file is not what it must be.
+    public let detail: String?
 
-    public init(call: String, path: String?, errno: Errno) {
+    public init(call: String, path: String?, errno: Errno, detail: String? = nil) {
         self.call = call
         self.path = path
         self.errno = errno
+        self.detail = detail
     }
 
+    /// A path that exists but is a directory, FIFO, socket or device where a regular file must be.
+    public static func notRegular(_ path: [UInt8], kind: String) -> SyscallError {
+        SyscallError(call: "open", path: Syscall.display(path), errno: Errno(EINVAL), detail: "is \(kind), not a regular file")
+    }
+
+    /// A directory, FIFO, socket or device where a regular file must be (see `notRegular`).
+    public var isNotRegularFile: Bool { detail != nil }
+
     public var description: String {
+        if let path, let detail { return "\(path) \(detail)" }
         if let path { return "\(call)(\(path)): \(errno)" }
         return "\(call): \(errno)"
     }
@@ -51,6 +63,41 @@ public enum Syscall {
             try buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
                 (pointer) throws(SyscallError) -> R in try body(pointer)
             }
+        }
+    }
+
+    /// Opens a file that must be a regular file, such that nothing can make the call block: a FIFO
+    /// (or device) planted at the path is opened with O_NONBLOCK and then refused, as are a
+    /// directory and a symlink (O_NOFOLLOW). Control files, locks, the journal and state go
+    /// through here, because anyone who can write the directory can plant one.
+    public static func openRegular(_ path: [UInt8], flags: Int32, mode: mode_t = 0) throws(SyscallError) -> Int32 {
+        let fd = try open(path, flags: flags | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY, mode: mode)
+        let info: stat
+        do {
+            info = try fstat(fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFREG else {
+            close(fd)
+            throw SyscallError.notRegular(path, kind: fileKind(type))
+        }
+        // Regular files ignore O_NONBLOCK; clearing it keeps later reads and writes plain.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return fd
+    }
+
+    /// "a directory", "a FIFO", … for messages.
+    public static func fileKind(_ type: mode_t) -> String {
+        switch type {
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR, S_IFBLK: return "a device"
+        case S_IFLNK: return "a symlink"
+        default: return "a regular file"
         }
     }
 

@@ -88,13 +88,7 @@ public struct WorkspaceOwner: Sendable, Equatable {
         (directory.last == UInt8(ascii: "/") ? directory : directory + [UInt8(ascii: "/")]) + Array(name.utf8)
     }
 
-    static func realPath(_ path: [UInt8]) -> [UInt8]? {
-        Syscall.withCStringResult(path) { cPath -> [UInt8]? in
-            guard let resolved = realpath(cPath, nil) else { return nil }
-            defer { free(resolved) }
-            return Array(String(cString: resolved).utf8)
-        }
-    }
+    static func realPath(_ path: [UInt8]) -> [UInt8]? { Syscall.realPath(path) }
 
     /// stat(2) (follows symlinks), nil on any error.
     static func fileStatus(_ path: [UInt8]) -> stat? {

@@ -98,9 +98,13 @@ struct WorkspaceOptions: ParsableArguments {
     @Option(name: [.customShort("C"), .long], help: "The workspace (any directory inside its working tree).")
     var workspace: String = "."
 
-    func client() async throws -> ControlClient {
+    /// `forWriting`: the command records a request, so syncd's directories are created if syncd
+    /// has not run here yet.
+    func client(forWriting: Bool = false) async throws -> ControlClient {
         do {
-            return try await ControlClient.open(at: workspace)
+            let client = try await ControlClient.open(at: workspace)
+            if forWriting { try client.prepareForWriting() }
+            return client
         } catch let error as SyncError {
             fail(error.description)
         }
@@ -110,6 +114,16 @@ struct WorkspaceOptions: ParsableArguments {
 func fail(_ message: String, code: Int32 = ExitStatus.failure) -> Never {
     try? Syscall.writeAll(2, Array("syncctl: \(message)\n".utf8))
     exit(code)
+}
+
+/// A reason is shown in status, logs and alerts: one line of bounded length.
+func checkReason(_ reason: String) throws {
+    guard reason.count <= ControlFile.maxReason else {
+        throw ValidationError("--reason is \(reason.count) characters long; at most \(ControlFile.maxReason) are kept: shorten it")
+    }
+    guard !reason.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+        throw ValidationError("--reason holds newlines or control characters; give it as one line of plain text")
+    }
 }
 
 func say(_ line: String) {
@@ -246,6 +260,9 @@ func request(
     try ControlFile.write(ControlRequest(command: command, serial: serial, by: ControlClient.requester), to: client.lockDirectory.controlRequest)
     guard client.notify() else { return (serial, nil, false) }
     let state = await client.waitForState(timeout: timeout) { confirmed(serial, $0) }
+    if state == nil, let problem = client.stateProblem() {
+        fail("the \(command) request is recorded (and syncd was told), but it cannot be confirmed: \(problem)", code: ExitStatus.notConfirmed)
+    }
     return (serial, state, true)
 }
 
@@ -268,6 +285,7 @@ struct Pause: AsyncParsableCommand {
     func validate() throws {
         if let duration { _ = try Self.parseFor(duration) }
         _ = try parseTimeout(timeout)
+        try checkReason(reason)
     }
 
     static func parseFor(_ text: String) throws -> Duration {
@@ -278,7 +296,7 @@ struct Pause: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = try await options.client()
+        let client = try await options.client(forWriting: true)
         var until: Double?
         if let duration {
             let value = try Self.parseFor(duration)
@@ -316,7 +334,7 @@ struct Resume: AsyncParsableCommand {
     func validate() throws { _ = try parseTimeout(timeout) }
 
     func run() async throws {
-        let client = try await options.client()
+        let client = try await options.client(forWriting: true)
         let wait = try parseTimeout(timeout)
         let emergencySet = Syscall.exists(client.lockDirectory.emergencyStop)
         if emergencySet && !clearEmergency {
@@ -350,7 +368,7 @@ struct Sync: AsyncParsableCommand {
     func validate() throws { _ = try parseTimeout(timeout) }
 
     func run() async throws {
-        let client = try await options.client()
+        let client = try await options.client(forWriting: true)
         let wait = try parseTimeout(timeout)
         let serial = ControlFile.newSerial()
         try ControlFile.write(ControlRequest(command: "sync", serial: serial, by: ControlClient.requester), to: client.lockDirectory.syncRequest)
@@ -389,10 +407,13 @@ struct EmergencyStop: AsyncParsableCommand {
     @Option(help: "How long to wait for syncd to confirm.")
     var timeout = "10s"
 
-    func validate() throws { _ = try parseTimeout(timeout) }
+    func validate() throws {
+        _ = try parseTimeout(timeout)
+        try checkReason(reason)
+    }
 
     func run() async throws {
-        let client = try await options.client()
+        let client = try await options.client(forWriting: true)
         let wait = try parseTimeout(timeout)
         let started = ContinuousClock.now
         let stop = SyncEngine.EmergencyStop(reason: reason, by: ControlClient.requester, since: ControlFile.now(), serial: ControlFile.newSerial())
@@ -430,7 +451,7 @@ struct AsWriter: AsyncParsableCommand {
         if command.first == "--" { command.removeFirst() }
         guard let executable = command.first else { throw ValidationError("name the command to run after --") }
         let limit = try parseTimeout(wait)
-        let client = try await options.client()
+        let client = try await options.client(forWriting: true)
         let directory = client.lockDirectory
         let lock: FileLock
         do {

@@ -155,6 +155,9 @@ struct Run: AsyncParsableCommand {
             let (settings, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
             log = StandardErrorLog(minimum: LogLevel(rawValue: settings.logLevel.rawValue) ?? .info)
             for warning in warnings { log.sink(.warning, warning) }
+            // Before the lock directory or the metrics file is created: never where syncd would
+            // commit its own writes or hide a person's files.
+            try await OwnPaths.check(settings, repository: repository)
             let service = try SyncService(repository: repository, settings: settings, overrides: overrides, log: log.sink)
             // The first SIGTERM/SIGINT is a graceful stop (commit what is pending, push, return);
             // a second one cancels.
