@@ -16,6 +16,12 @@ public enum OwnPaths {
 
     public static func check(_ settings: Settings, repository: Repository) async throws {
         try checkMetricsFile(settings.metricsFile, repository: repository)
+        if !settings.backupDir.isEmpty, isInWorkTree(resolved(Array(settings.backupDir.utf8)), repository) {
+            throw SyncError(
+                .invalidSetting,
+                "syncd.backupDir \(settings.backupDir) is inside the working tree \(repository.workTreeDisplay): syncd would commit its own "
+                    + "backups, and an off-site copy on the same disk protects nothing. Point it at another disk or a network mount")
+        }
         try await checkLockDirectory(LockDirectory.resolve(repository, configured: settings.lockDir), repository: repository)
     }
 

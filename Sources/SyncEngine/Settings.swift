@@ -44,6 +44,10 @@ public struct Settings: Sendable, Equatable {
     /// Bundle backups kept (newest first), and the oldest kept.
     public var backupKeep = 20
     public var backupMaxAge: Duration = .seconds(30 * 86_400)
+    /// Off-site copy of every bundle ("" = none): another disk or a network mount.
+    public var backupDir = ""
+    /// How often a full `git status` looks for changes the watcher missed (zero: never).
+    public var reconcileInterval: Duration = .seconds(3600)
     /// Diverged histories: merge (default), or rebase syncd's own unpushed commits.
     public var integrate: IntegratePolicy = .merge
     /// A merge conflict resolved for one side (`ours` = local, `theirs` = remote), or none.
@@ -189,6 +193,26 @@ public struct Settings: Sendable, Equatable {
             help: "oldest bundle backup kept",
             apply: { s, v in set(&s.backupMaxAge, parseDuration(v), within: .seconds(3600) ... .seconds(3650 * 86_400)) },
             current: { formatDuration($0.backupMaxAge) }),
+        Key(
+            name: "syncd.backupDir", flag: "--backup-dir", allowed: "an absolute directory path outside the working tree (another disk or a network mount), or none",
+            help: "off-site copy of every bundle backup",
+            apply: { s, v in
+                guard v == "none" || v.hasPrefix("/") else { return false }
+                s.backupDir = v == "none" ? "" : v
+                return true
+            },
+            current: { $0.backupDir }),
+        Key(
+            name: "syncd.reconcileInterval", flag: "--reconcile-interval", allowed: "0 (off) or a duration from 1s to 7d, like 1h",
+            help: "how often git status checks for changes the watcher missed",
+            apply: { s, v in
+                if v == "0" {
+                    s.reconcileInterval = .zero
+                    return true
+                }
+                return set(&s.reconcileInterval, parseDuration(v), within: .seconds(1) ... .seconds(604_800))
+            },
+            current: { formatDuration($0.reconcileInterval) }),
         Key(
             name: "syncd.integrate", flag: "--integrate", allowed: "merge or rebase",
             help: "diverged histories: merge, or rebase syncd's own unpushed commits",

@@ -657,6 +657,7 @@ public actor SyncService {
         var options = Syncer.Options(remote: name, backupDirectory: stateDirectory + Array("/backups".utf8), stateDirectory: stateDirectory)
         options.networkTimeout = settings.networkTimeout
         options.backupKeep = settings.backupKeep
+        options.offsiteDirectory = settings.backupDir.isEmpty ? nil : Array(settings.backupDir.utf8)
         options.backupMaxAge = settings.backupMaxAge
         options.fsync = settings.fsync
         options.integrate = settings.integrate

@@ -27,6 +27,8 @@ public actor Syncer {
         public var backupDirectory: [UInt8]
         public var backupKeep = 20
         public var backupMaxAge: Duration = .seconds(30 * 86_400)
+        /// `syncd.backupDir`: every bundle is copied there too.
+        public var offsiteDirectory: [UInt8]?
         public var host = ProcessTable.hostName
         public var fsync = true
         /// Where an integration in flight is recorded (for recovery after a crash).
@@ -424,20 +426,23 @@ public actor Syncer {
 
     // MARK: - backups
 
-    /// An incremental bundle of what the remote does not have (full the first time); nothing
-    /// when there is nothing new. Temporary name, fsync, rename, fsync of the directory.
+    /// A bundle of what the previous bundle lacks (a full one to start a chain: see
+    /// `BundleStore.nextIsFull`); nothing when there is nothing new. Remote commits that were
+    /// integrated are included, so a chain restores without the remote. Temporary name, fsync,
+    /// rename, fsync of the directory; then the same file is copied to `syncd.backupDir`, where a
+    /// failure is a warning (`offsiteProblem`), never a stop.
     public func backup(branch: String, tracking: String) async throws {
         try Syscall.makeDirectory(options.backupDirectory)
-        let hasTracking = try await resolves(tracking)
+        let store = BundleStore(directory: options.backupDirectory)
         let name = "\(Self.compactTime())-\(options.host).bundle"
         let final = options.backupDirectory + [UInt8(ascii: "/")] + Array(name.utf8)
         let temporary = final + Array(".partial".utf8)
         var arguments: [GitArgument] = ["bundle", "create", "--quiet", GitArgument(rawBytes: temporary), GitArgument(branch)]
-        // The first bundle is full (it restores on its own); later ones hold what the remote
-        // lacks, and what the previous bundle already held.
-        let previous = Self.listBackups(options.backupDirectory).first
-        if hasTracking, previous != nil { arguments.append(GitArgument("^\(tracking)")) }
-        if let previous, let tip = lastBundledTip ?? Self.bundleTip(previous.path, branch: branch) {
+        let now = ControlFile.now()
+        if !store.nextIsFull(keep: options.backupKeep, maxAge: options.backupMaxAge, now: now),
+            let previous = store.list().first,
+            let tip = lastBundledTip ?? BundleHeader.read(previous.path).tip(of: branch)
+        {
             arguments.append(GitArgument("^\(tip)"))
         }
         let result = try await git.run(arguments, readOnly: true, acceptedExitCodes: [0, 128])
@@ -459,50 +464,39 @@ public actor Syncer {
             throw SyncError(error.errno == Errno(ENOSPC) ? .diskFull : .syscall, "cannot store the backup bundle \(Syscall.display(final))", cause: error)
         }
         lastBundledTip = try? await git.run(["rev-parse", GitArgument(branch)], readOnly: true).text
-        pruneBackups()
+        store.prune(keep: options.backupKeep, maxAge: options.backupMaxAge, now: now)
+        copyOffsite(final, name: name, now: now)
     }
 
-    /// The commit a bundle records for `branch` (its header lists "SHA refname" lines).
-    static func bundleTip(_ path: [UInt8], branch: String) -> String? {
-        guard let bytes = try? Syscall.readFile(path, limit: 64 * 1024) else { return nil }
-        for line in bytes.split(separator: UInt8(ascii: "\n")).prefix(64) {
-            let text = String(decoding: line, as: UTF8.self)
-            if text.hasSuffix(" " + branch) { return String(text.prefix { $0 != " " }) }
-            if text.isEmpty { break }
+    /// Why the last copy to `syncd.backupDir` failed (nil when it worked or none is set).
+    public private(set) var offsiteProblem: String?
+
+    /// Copies every local bundle the off-site directory lacks (so a target that was missing for a
+    /// while catches up), then applies the same retention there.
+    private func copyOffsite(_ newest: [UInt8], name: String, now: Double) {
+        guard let directory = options.offsiteDirectory else { return }
+        let offsite = BundleStore(directory: directory)
+        let present = Set(offsite.list().map(\.name))
+        do {
+            guard Syscall.exists(directory) else {
+                throw SyncError(.syscall, "the directory does not exist (is the disk mounted?)")
+            }
+            for backup in BundleStore(directory: options.backupDirectory).list().reversed() where !present.contains(backup.name) {
+                do {
+                    try offsite.store(copyOf: backup.path, name: backup.name)
+                } catch {
+                    throw SyncError(error.errno == Errno(ENOSPC) ? .diskFull : .syscall, "cannot copy \(backup.name) there", cause: error)
+                }
+            }
+            offsite.prune(keep: options.backupKeep, maxAge: options.backupMaxAge, now: now)
+            if offsiteProblem != nil { log(.info, "off-site backups in \(Syscall.display(directory)) are current again") }
+            offsiteProblem = nil
+        } catch {
+            let problem = "off-site backup to \(Syscall.display(directory)) (syncd.backupDir) failed: \((error as? SyncError)?.description ?? "\(error)"); "
+                + "the local backups and commits go on; it catches up once the directory is back"
+            if problem != offsiteProblem { log(.warning, problem) }
+            offsiteProblem = problem
         }
-        return nil
-    }
-
-    /// Keeps the newest `backupKeep` bundles and none older than `backupMaxAge`.
-    private func pruneBackups() {
-        let bundles = Self.listBackups(options.backupDirectory)
-        let now = ControlFile.now()
-        for (index, bundle) in bundles.enumerated() {
-            let tooMany = index >= options.backupKeep
-            let tooOld = now - bundle.modified > Double(options.backupMaxAge.components.seconds)
-            if tooMany || tooOld { try? Syscall.unlink(bundle.path) }
-        }
-    }
-
-    public struct Backup: Sendable {
-        public var path: [UInt8]
-        public var name: String
-        public var size: Int
-        public var modified: Double
-    }
-
-    /// Bundles in `directory`, newest first.
-    public static func listBackups(_ directory: [UInt8]) -> [Backup] {
-        guard let entries = try? DirectoryListing.list(directory).filter({ $0.type == .regular }).map(\.name) else { return [] }
-        var backups: [Backup] = []
-        for name in entries where name.count > 7 && name.suffix(7).elementsEqual(".bundle".utf8) {
-            let path = directory + [UInt8(ascii: "/")] + name
-            guard let info = try? Syscall.lstat(path) else { continue }
-            backups.append(Backup(
-                path: path, name: String(decoding: name, as: UTF8.self), size: Int(info.st_size),
-                modified: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9))
-        }
-        return backups.sorted { $0.name > $1.name }
     }
 
     static func compactTime() -> String {

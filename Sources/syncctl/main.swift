@@ -515,14 +515,14 @@ struct Backups: AsyncParsableCommand {
     func run() async throws {
         let client = try await options.client()
         let directory = client.stateDirectory + Array("/backups".utf8)
-        let backups = Syncer.listBackups(directory)
+        let backups = BundleStore(directory: directory).list()
         guard !backups.isEmpty else {
             say("no backups yet in \(Syscall.display(directory)) (syncd writes one per sync cycle that has new commits)")
             return
         }
         for backup in backups {
             let header = BundleHeader.read(backup.path)
-            let kind = header.prerequisites.isEmpty ? "full" : "incremental"
+            let kind = header.isFull ? "full" : "incremental"
             let tips = header.refs.map { "\($0.name) \($0.commit.prefix(12))" }.joined(separator: ", ")
             say("\(backup.name)  \(WallClock.rfc3339(seconds: backup.modified))  \(backup.size) bytes  \(kind)  \(tips)")
         }
@@ -541,36 +541,47 @@ struct Restore: AsyncParsableCommand {
     var into: String?
 
     func run() async throws {
-        let client = try await options.client()
-        let directory = client.stateDirectory + Array("/backups".utf8)
-        let backups = Syncer.listBackups(directory)
-        let path: [UInt8] = bundle.contains("/") ? Array(bundle.utf8) : directory + Array("/\(bundle)".utf8)
+        // A bundle given by path restores --into a new directory without any workspace: the
+        // off-site copy after the disk with the repository died.
+        let standalone = bundle.contains("/") && into != nil
+        let client: ControlClient? = standalone ? try? await ControlClient.open(at: options.workspace) : try await options.client()
+        let path: [UInt8]
+        if bundle.contains("/") {
+            path = Array(bundle.utf8)
+        } else if let client {
+            path = client.stateDirectory + Array("/backups/\(bundle)".utf8)
+        } else {
+            fail("no workspace at \(options.workspace) to find \(bundle) in; give the bundle's path")
+        }
         guard Syscall.exists(path) else { fail("no bundle \(bundle) (see `syncctl backups`)") }
         let header = BundleHeader.read(path)
-        guard let tip = header.refs.first else { fail("\(Syscall.display(path)) is not a git bundle (no refs in its header)") }
+        guard header.isBundle, let tip = header.refs.first else { fail("\(Syscall.display(path)) is not a git bundle (no refs in its header)") }
         let stem = String(decoding: path.split(separator: UInt8(ascii: "/")).last ?? [], as: UTF8.self)
         let stemName = stem.hasSuffix(".bundle") ? String(stem.dropLast(".bundle".count)) : stem
-        let git = client.repository.git
         if let into {
             guard !Syscall.exists(Array(into.utf8)) else { fail("\(into) exists; restore needs a new directory") }
-            // The chain: every bundle up to this one, oldest first (a full one starts it).
-            let name = String(decoding: path.split(separator: UInt8(ascii: "/")).last ?? [], as: UTF8.self)
-            let chain = backups.filter { $0.name <= name }.sorted { $0.name < $1.name }.map(\.path)
+            // The chain: the full bundle this one builds on and every bundle between, oldest first.
+            let store = BundleStore(directory: AtomicFile.parentDirectory(of: path))
+            let chain = store.chains().first { $0.contains { $0.name == stem } }.map { chain in
+                chain.filter { $0.name <= stem }.map(\.path)
+            } ?? [path]
             let target = GitRunner(workTree: Array(into.utf8))
             _ = try await GitRunner(workTree: Array(".".utf8)).run(["init", "-q", GitArgument(into)])
-            // Bundles hold what the remote did not have; the remote's history comes from the
-            // remote itself (best effort: a bundle chain of local commits restores without it).
+            // Bundles made by syncd ≥ 0.12 hold everything since the full one; older ones left
+            // out what the remote had, so the remote is fetched too when there is one.
             var fetched = ""
-            let branch = GitDirectoryState.currentBranch(client.repository)
-            if let remote = await Syncer.configuredRemote(client.repository, branch: branch),
-                let url = try? await git.run(["remote", "get-url", GitArgument(remote)], readOnly: true).standardOutput,
-                !url.isEmpty
-            {
-                let location = String(decoding: url, as: UTF8.self).filter { $0 != "\n" }
-                let fetch = try await target.run(["fetch", "-q", GitArgument(location), "+refs/heads/*:refs/remotes/origin/*"], acceptedExitCodes: Set(0...255))
-                fetched = fetch.exitCode == 0 ? " (with the history of \(remote))" : ""
+            if let client {
+                let branch = GitDirectoryState.currentBranch(client.repository)
+                if let remote = await Syncer.configuredRemote(client.repository, branch: branch),
+                    let url = try? await client.repository.git.run(["remote", "get-url", GitArgument(remote)], readOnly: true).standardOutput,
+                    !url.isEmpty
+                {
+                    let location = String(decoding: url, as: UTF8.self).filter { $0 != "\n" }
+                    let fetch = try await target.run(["fetch", "-q", GitArgument(location), "+refs/heads/*:refs/remotes/origin/*"], acceptedExitCodes: Set(0...255))
+                    fetched = fetch.exitCode == 0 ? " (with the history of \(remote))" : ""
+                }
             }
-            for part in (chain.isEmpty ? [path] : chain) {
+            for part in chain {
                 let result = try await target.run(["bundle", "unbundle", GitArgument(rawBytes: part)], acceptedExitCodes: [0, 1, 128])
                 if result.exitCode != 0 {
                     fail("cannot apply \(Syscall.display(part)): \(result.standardError.split(separator: "\n").first ?? "")"
@@ -581,9 +592,11 @@ struct Restore: AsyncParsableCommand {
             _ = try await target.run(["update-ref", GitArgument(local), GitArgument(tip.commit)])
             _ = try await target.run(["symbolic-ref", "HEAD", GitArgument(local)])
             _ = try await target.run(["reset", "-q", "--hard"])
-            say("restored \(tip.name) at \(tip.commit.prefix(12)) into \(into)\(fetched)")
+            say("restored \(tip.name) at \(tip.commit.prefix(12)) into \(into) from \(chain.count) bundle(s)\(fetched)")
             return
         }
+        guard let client else { fail("no workspace at \(options.workspace)") }
+        let git = client.repository.git
         let newBranch = branch ?? "syncd/restore/\(stemName)"
         let unbundled = try await git.run(["bundle", "unbundle", GitArgument(rawBytes: path)], acceptedExitCodes: [0, 1, 128])
         guard unbundled.exitCode == 0 else {
@@ -593,28 +606,6 @@ struct Restore: AsyncParsableCommand {
         let created = try await git.run(["update-ref", GitArgument("refs/heads/\(newBranch)"), GitArgument(tip.commit), ""], acceptedExitCodes: [0, 128])
         guard created.exitCode == 0 else { fail("branch \(newBranch) exists already; pick another with --branch") }
         say("restored \(tip.name) at \(tip.commit.prefix(12)) as branch \(newBranch) (the working tree is untouched)")
-    }
-}
-
-/// The header of a git bundle: `-SHA` prerequisite lines and `SHA refname` lines, up to an empty line.
-struct BundleHeader {
-    var prerequisites: [String] = []
-    var refs: [(commit: String, name: String)] = []
-
-    static func read(_ path: [UInt8]) -> BundleHeader {
-        var header = BundleHeader()
-        guard let bytes = try? Syscall.readFile(path, limit: 64 * 1024) else { return header }
-        for (index, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-            if index == 0 { continue }  // "# v2 git bundle"
-            if line.isEmpty { break }
-            let text = String(decoding: line, as: UTF8.self)
-            if text.hasPrefix("-") {
-                header.prerequisites.append(String(text.dropFirst().prefix { $0 != " " }))
-            } else if let space = text.firstIndex(of: " ") {
-                header.refs.append((String(text[..<space]), String(text[text.index(after: space)...])))
-            }
-        }
-        return header
     }
 }
 

@@ -119,6 +119,10 @@ struct Run: AsyncParsableCommand {
     var backupKeep: String?
     @Option(help: "Oldest bundle backup kept (syncd.backupMaxAge, default 30d).")
     var backupMaxAge: String?
+    @Option(help: "Off-site copy of every bundle backup: an absolute directory on another disk (syncd.backupDir).")
+    var backupDir: String?
+    @Option(help: "How often git status looks for changes the watcher missed; 0 = never (syncd.reconcileInterval, default 1h).")
+    var reconcileInterval: String?
     @Option(help: "Diverged histories: merge or rebase (syncd.integrate, default merge).")
     var integrate: String?
     @Option(help: "Settle merge conflicts for ours (local) or theirs (remote), or none (syncd.strategyOption, default none).")
@@ -138,7 +142,8 @@ struct Run: AsyncParsableCommand {
             ("syncd.rescanInterval", rescanInterval), ("syncd.journalMaxSize", journalMaxSize), ("syncd.logLevel", logLevel),
             ("syncd.lockDir", lockDir), ("syncd.writerLeaseCap", writerLeaseCap), ("syncd.writerLockTimeout", writerLockTimeout),
             ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.pushDelay", pushDelay), ("syncd.networkTimeout", networkTimeout),
-            ("syncd.backupKeep", backupKeep), ("syncd.backupMaxAge", backupMaxAge),
+            ("syncd.backupKeep", backupKeep), ("syncd.backupMaxAge", backupMaxAge), ("syncd.backupDir", backupDir),
+            ("syncd.reconcileInterval", reconcileInterval),
             ("syncd.integrate", integrate), ("syncd.strategyOption", strategyOption),
             ("syncd.metricsFile", metricsFile), ("syncd.alertCommand", alertCommand), ("syncd.alertAfter", alertAfter),
         ].compactMap { name, value in value.map { (name, $0) } }
