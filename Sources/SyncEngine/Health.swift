@@ -43,6 +43,12 @@ struct Incidents {
         if status.unwatchedDirectories > 0 {
             current.append(Incident(name: "watch-limit", message: "\(status.unwatchedDirectories) directories are not watched (inotify watch limit); they are rescanned periodically"))
         }
+        if status.lastReconcileFound > 0 {
+            current.append(Incident(name: "missed-changes", message: "the periodic reconcile found \(status.lastReconcileFound) changed path(s) no event had reported (committed now); the file system may not deliver inotify events for all of the tree (a network or bind mount, mmap writes)"))
+        }
+        if !status.backupOffsiteError.isEmpty {
+            current.append(Incident(name: "backup-offsite", message: status.backupOffsiteError))
+        }
         if status.emergencyStop {
             current.append(Incident(name: "emergency-stop", message: "emergency stop: \(status.emergencyReason)"))
         }
@@ -54,7 +60,7 @@ struct Incidents {
             let since = firstSeen[incident.name] ?? now
             firstSeen[incident.name] = since
             // Failures that may heal by themselves wait `alertAfter`; the others alert at once.
-            let delayed = incident.name == "push-failing" || incident.name == "commit-failing"
+            let delayed = incident.name == "push-failing" || incident.name == "commit-failing" || incident.name == "backup-offsite"
             if !delayed || now - since >= alertAfter {
                 active.insert(incident.name)
                 fire.append(incident)
@@ -117,6 +123,9 @@ enum Metrics {
             ("syncd_emergency_stop", "gauge", "1 while an emergency stop holds.", status.emergencyStop ? "1" : "0"),
             ("syncd_watched_directories", "gauge", "Directories with an inotify watch.", String(status.watchedDirectories)),
             ("syncd_unwatched_directories", "gauge", "Directories the watch limit left unwatched.", String(status.unwatchedDirectories)),
+            ("syncd_reconcile_found_total", "counter", "Changed paths the periodic reconcile found that no event had reported (should stay 0).", String(status.reconcileFound)),
+            ("syncd_recoveries_total", "counter", "Problems found and repaired since start (a deleted state directory, a stale lock, …).", String(status.recoveries)),
+            ("syncd_backup_offsite_failing", "gauge", "1 while copying backups to syncd.backupDir fails.", status.backupOffsiteError.isEmpty ? "0" : "1"),
         ]
         return rows.map { name, type, help, value in "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name)\(label) \(value)" }
             .joined(separator: "\n") + "\n"

@@ -63,6 +63,14 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var syncFix = ""
     public var conflictBranch = ""
     public var conflictFiles: [String] = []
+    /// Paths the periodic reconcile found that no event had reported, since start; and in the last one.
+    public var reconcileFound = 0
+    public var lastReconcileFound = 0
+    public var lastReconcileAt = ""
+    /// Why the copy to `syncd.backupDir` fails ("" when it works or none is set).
+    public var backupOffsiteError = ""
+    /// Things found and repaired since start (a deleted state directory, …).
+    public var recoveries = 0
 
     public init() {}
 
@@ -113,6 +121,11 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("sync_fix", syncFix)
         line.add("conflict_branch", conflictBranch)
         line.add("conflict_files", conflictFiles)
+        line.add("reconcile_found", reconcileFound)
+        line.add("last_reconcile_found", lastReconcileFound)
+        line.add("last_reconcile_at", lastReconcileAt)
+        line.add("backup_offsite_error", backupOffsiteError)
+        line.add("recoveries", recoveries)
         return line.text + "\n"
     }
 

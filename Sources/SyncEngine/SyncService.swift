@@ -49,6 +49,11 @@ public actor SyncService {
     private var pending: Set<RepoPath> = []
     private var directoryHints: Set<RepoPath> = []
     private var fullScan = false
+    /// The last periodic reconcile (or the start), and the dirty paths it saw: a path that stays
+    /// dirty (a nested repository, an unreadable file) is reported once, not every hour.
+    private var lastReconcile: Instant?
+    private var reconcileSeen: Set<RepoPath> = []
+    private var reconcileLearned = false
     private var nextBatch: Int
     private var currentBatch: Int?
     private var lastDeferral: Deferral?
@@ -291,6 +296,7 @@ public actor SyncService {
                 switch try ProcessLock.acquire(lockPath) {
                 case .acquired(let lock):
                     processLock = lock
+                    status.recoveries += 1
                     log(.error, "syncd's state directory \(directory) (or its instance lock) was deleted while syncd ran: "
                         + "recreated it and took the instance lock again, so no second syncd can start beside this one. "
                         + "What was in it (journal, backups, pause and stop files) is gone; do not delete it while syncd runs")
@@ -312,7 +318,12 @@ public actor SyncService {
             }
         }
         do {
-            if try journal.reopenIfReplaced() { record("recovery") { line in line.add("what", "journal recreated: \(directory) was deleted while syncd ran") } }
+            if try journal.reopenIfReplaced() {
+                record("recovery") { line in
+                    line.add("found", "\(directory) deleted while syncd ran")
+                    line.add("done", "recreated it, retook the instance lock, reopened the journal and the sync lock")
+                }
+            }
         } catch {
             log(.warning, "cannot reopen the journal in \(directory): \(error)")
         }
@@ -372,6 +383,9 @@ public actor SyncService {
             case nil: break
             }
         }
+        if let due = reconcileDue, due <= clock.now, currentBatch == nil, batcher.due(at: clock.now) == nil {
+            await reconcile()
+        }
         // One timer for the earliest thing to do: the batch, the next sync cycle (only when it
         // can run: a batch waiting to be retried goes first), the breaker closing, an alert
         // check. Scheduled here only: a second place replaced this timer once (a batch due
@@ -383,9 +397,80 @@ public actor SyncService {
             wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100))))
         }
         if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
+        if let due = reconcileDue { wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100)))) }
         // A failure that must last `alertAfter` before its alert needs a wake-up then.
         if let check = incidents.nextCheck(now: clock.now, alertAfter: settings.alertAfter) { wakeAt.append(check) }
         if let earliest = wakeAt.min() { schedule(earliest) }
+    }
+
+    /// When the next periodic reconcile is due (nil: off, or not started yet).
+    private var reconcileDue: Instant? {
+        guard settings.reconcileInterval > .zero, ready else { return nil }
+        guard let last = lastReconcile else { return clock.now }
+        return last.advanced(by: settings.reconcileInterval)
+    }
+
+    /// The layer behind the watcher: `git status` over the whole tree, compared with what events
+    /// reported. Events up to the start and up to the end of the status run are fenced in first,
+    /// so a change that is merely in flight is never counted. A path no event reported is
+    /// committed like any change, counted (`reconcile_found`, a metric, an alert) and named in
+    /// the log and the journal: the count should always be 0. The first run after the start only
+    /// learns what stays dirty (the startup batch just committed the rest).
+    private func reconcile() async {
+        let first = !reconcileLearned
+        lastReconcile = clock.now
+        await fenceChanges()
+        // A full scan is due anyway: it commits everything, and nothing can be told apart.
+        guard !fullScan else { return }
+        let entries: [StatusEntry]
+        do {
+            entries = try await GitStatus.dirtyPaths(repository.git)
+        } catch {
+            log(.warning, "periodic reconcile: git status failed (\((error as? SyncError)?.description ?? "\(error)")); trying again in \(Settings.formatDuration(settings.reconcileInterval))")
+            return
+        }
+        await fenceChanges()
+        let dirty = Set(entries.map(\.path).filter { path in
+            // `?? dir/`: a nested repository (git does not look inside); not syncd's to commit.
+            path.bytes.last != UInt8(ascii: "/") && !(lockInsideTree.map { path.isWithin($0) } ?? false)
+        })
+        defer {
+            reconcileSeen = dirty
+            reconcileLearned = true
+        }
+        let missed = dirty.filter { path in !reconcileSeen.contains(path) && !isPending(path) }.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
+        status.lastReconcileAt = WallClock.rfc3339()
+        guard !first else { return }
+        status.lastReconcileFound = missed.count
+        guard !missed.isEmpty else {
+            writeStatus()
+            return
+        }
+        status.reconcileFound += missed.count
+        let named = missed.prefix(10).map(\.description).joined(separator: ", ") + (missed.count > 10 ? ", …" : "")
+        log(.warning, "periodic reconcile: \(missed.count) changed path(s) that no inotify event reported: \(named); committing them now. "
+            + "If this repeats, part of the tree does not deliver events (a network or bind mount, writes through mmap)")
+        record("reconcile") { line in
+            line.add("found", missed.count)
+            line.add("paths", missed.prefix(100).map(\.description))
+        }
+        pending.formUnion(missed)
+        batcher.changed(pendingPaths: pending.count, at: clock.now)
+        status.pendingPaths = pending.count
+        if status.phase == .idle { setPhase(.pending) }
+        writeStatus()
+    }
+
+    /// `path` or one of its directories is pending already.
+    private func isPending(_ path: RepoPath) -> Bool {
+        if pending.contains(path) { return true }
+        var bytes = path.bytes
+        while let slash = bytes.lastIndex(of: UInt8(ascii: "/")) {
+            bytes = Array(bytes[..<slash])
+            let parent = RepoPath(bytes: bytes)
+            if pending.contains(parent) || directoryHints.contains(parent) { return true }
+        }
+        return false
     }
 
     /// Under the exclusive lock: every change made before it was taken, into the pending set.
@@ -745,6 +830,7 @@ public actor SyncService {
         guard let syncer else { return }
         // A cancelled round's task cannot run git any more: its count would be wrong.
         if case .cancelled = result {} else { status.unpushedCommits = await syncer.unpushed(branch: branch) }
+        status.backupOffsiteError = await syncer.offsiteProblem ?? ""
         switch result {
         case .cancelled:
             schedule.cancelled(at: now)

@@ -87,6 +87,21 @@ extension Syscall {
         }
     }
 
+    /// Removes a directory syncd made for itself (a scratch repository) and all it holds. Never
+    /// follows a symlink: one inside is removed as a link. A missing path is not an error.
+    public static func removeTree(_ path: [UInt8]) throws(SyscallError) {
+        guard let info = try? lstat(path) else { return }
+        if info.st_mode & S_IFMT == S_IFDIR {
+            for entry in try DirectoryListing.list(path) {
+                let child = path + [UInt8(ascii: "/")] + entry.name
+                if entry.type == .directory { try removeTree(child) } else { try unlink(child) }
+            }
+            _ = try retrying("rmdir", path: display(path)) { withCStringResult(path) { rmdir($0) } }
+        } else {
+            try unlink(path)
+        }
+    }
+
     /// A path exists (lstat succeeds).
     public static func exists(_ path: [UInt8]) -> Bool {
         (try? lstat(path)) != nil
