@@ -108,7 +108,7 @@ public struct BundleStore: Sendable {
 
     /// Copies `source` here under the same name: a temporary `.partial` name, fsync, rename, fsync
     /// of the directory. A crash leaves at most a `.partial` file, which is never listed.
-    public func store(copyOf source: [UInt8], name: String) throws(SyscallError) {
+    public func store(copyOf source: [UInt8], name: String, beforeRename: () -> Void = {}) throws(SyscallError) {
         try Syscall.makeDirectory(directory)
         let final = directory + [UInt8(ascii: "/")] + Array(name.utf8)
         let temporary = final + Array(".partial".utf8)
@@ -131,6 +131,7 @@ public struct BundleStore: Sendable {
             try? Syscall.unlink(temporary)
             throw error
         }
+        beforeRename()
         do {
             try Syscall.rename(temporary, to: final)
             try Syscall.fsyncDirectory(directory)

@@ -10,4 +10,11 @@ enum Failpoint {
         log(.warning, "failpoint \(name) reached; waiting to be killed")
         while true { try? await Task.sleep(for: .seconds(3600)) }
     }
+
+    /// The same for a point inside synchronous code (the thread waits to be killed).
+    static func hitBlocking(_ name: String, log: LogSink) {
+        guard let wanted = getenv("SYNCD_FAILPOINT").map({ String(cString: $0) }), wanted == name else { return }
+        log(.warning, "failpoint \(name) reached; waiting to be killed")
+        while true { sleep(3600) }
+    }
 }

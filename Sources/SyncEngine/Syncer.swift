@@ -483,7 +483,7 @@ public actor Syncer {
             }
             for backup in BundleStore(directory: options.backupDirectory).list().reversed() where !present.contains(backup.name) {
                 do {
-                    try offsite.store(copyOf: backup.path, name: backup.name)
+                    try offsite.store(copyOf: backup.path, name: backup.name) { Failpoint.hitBlocking("offsite-before-rename", log: log) }
                 } catch {
                     throw SyncError(error.errno == Errno(ENOSPC) ? .diskFull : .syscall, "cannot copy \(backup.name) there", cause: error)
                 }
