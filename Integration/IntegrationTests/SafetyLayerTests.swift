@@ -196,4 +196,35 @@ struct SafetyLayerTests {
         let after = try await Self.syncctl(["verify", "-C", a.path])
         #expect(!after.output.contains("FAIL"), "\(after.output)")
     }
+
+    @Test("a start after kill -9 writes one recovery record and counts it; a start after a clean stop writes none")
+    func recoveryRecord() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let first = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        try await first.ready()
+        try Files.write(fixture.file("a.txt"), "a\n")
+        try await first.settled()
+        try await first.kill9()
+
+        func recoveriesSinceLastStart(_ syncd: SyncdHarness) -> [[String: Any]] {
+            let journal = syncd.journal()
+            let start = journal.lastIndex { $0["event"] as? String == "start" } ?? 0
+            return journal[start...].filter { $0["event"] as? String == "recovery" }
+        }
+        let second = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        defer { second.process.signal(SIGKILL) }
+        try await second.ready()
+        let records = recoveriesSinceLastStart(second)
+        #expect(records.count == 1, "\(records)")
+        #expect((records.first?["found"] as? String)?.contains("without a clean stop") == true)
+        #expect((second.state()?["recoveries"] as? Int) == 1)
+        #expect(try await second.stop() == .exited(0))
+
+        let third = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        defer { third.process.signal(SIGKILL) }
+        try await third.ready()
+        #expect(recoveriesSinceLastStart(third).isEmpty)
+        #expect(try await third.stop() == .exited(0))
+    }
 }

@@ -1,3 +1,6 @@
+import SyncWatcher
+import Synchronization
+import FoundationEssentials
 import Glibc
 import SyncCore
 import SyncSystem
@@ -71,6 +74,30 @@ final class Journal {
         try open()
     }
 
+    /// How the previous run ended, read before this run writes its `start`: nil when it stopped
+    /// (its last record is `stop`) or there was none; else what a crash or kill -9 left: the
+    /// batch it had open (journaled, neither committed nor found unchanged), if any.
+    static func previousEnding(in directory: [UInt8]) -> (crashed: Bool, openBatch: Int?)? {
+        guard let bytes = try? Syscall.readFile(directory + Array("/journal.jsonl".utf8), limit: 64 * 1024 * 1024) else { return nil }
+        var open: Int?
+        var last: String?
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            guard let record = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line)),
+                case .string(let event) = record["event"]
+            else { continue }
+            last = event
+            let batch = record["batch"]?.number.map { Int($0) }
+            switch event {
+            case "batch": open = batch
+            case "commit", "unchanged": if batch == open { open = nil }
+            case "start", "stop": open = nil
+            default: break
+            }
+        }
+        guard let last, last != "stop" else { return nil }
+        return (true, open)
+    }
+
     /// The highest batch id recorded in the current and the previous journal (0 when none), so ids
     /// stay monotonic across restarts even when the state file is lost.
     static func lastBatch(in directory: [UInt8]) -> Int {
@@ -95,5 +122,25 @@ final class Journal {
             }
         }
         return best
+    }
+}
+
+/// Messages of the start-up repairs, logged as they happen and kept for the journal's
+/// `recovery` records.
+final class RecoveryNotes: Sendable {
+    private let log: LogSink
+    private let store = Mutex<[String]>([])
+
+    init(_ log: @escaping LogSink) { self.log = log }
+
+    var messages: [String] { store.withLock { $0 } }
+
+    var sink: LogSink {
+        { [self] level, message in note(level, message) }
+    }
+
+    func note(_ level: LogLevel, _ message: String) {
+        log(level, message)
+        store.withLock { $0.append(message) }
     }
 }

@@ -182,6 +182,7 @@ public actor SyncService {
 
     /// Runs until cancelled (then commits what is pending and returns) or until watching fails.
     public func run() async throws {
+        let ending = Journal.previousEnding(in: stateDirectory)
         record("start") { line in
             line.add("pid", Int(getpid()))
             line.add("workspace", repository.workTreeDisplay)
@@ -192,8 +193,18 @@ public actor SyncService {
         try await committer.prepare()
         // Before anything else: an integration interrupted by a crash is finished or rolled back
         // (and a stash left by an older syncd is restored).
-        await IntegrationInFlight.recover(repository: repository, directory: stateDirectory, log: log)
-        await StashInFlight.recover(git: repository.git, directory: stateDirectory, log: log)
+        // What the last run left behind is repaired here; each repair is one `recovery` record.
+        let found = RecoveryNotes(log)
+        if let ending {
+            found.note(.warning, "the previous run ended without a clean stop (killed, crashed or power lost)"
+                + (ending.openBatch.map { "; its batch \($0) was not committed, and the startup batch commits what it held" } ?? ""))
+        }
+        await IntegrationInFlight.recover(repository: repository, directory: stateDirectory, log: found.sink)
+        await StashInFlight.recover(git: repository.git, directory: stateDirectory, log: found.sink)
+        for message in found.messages {
+            status.recoveries += 1
+            record("recovery") { line in line.add("found", message) }
+        }
         try await prepareSyncer()
         let watcher = watcher
         let wake = wake
