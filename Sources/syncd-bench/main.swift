@@ -7,7 +7,7 @@ import SyncTestKit
 import SyncWatcher
 
 // Benchmarks for syncd. Build and run in release mode:
-//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|hung-remote|all] [--runs N]
+//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|hung-remote|reconcile|verify|all] [--runs N]
 // Every figure is the median of N runs (default 5). Results go to stdout as Markdown rows.
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -188,6 +188,8 @@ case "idle": try await benchIdle()
 case "coordination": try await benchCoordination()
 case "sync": try await benchSync()
 case "hung-remote": try await benchHungRemote()
+case "reconcile": try await benchReconcile()
+case "verify": try await benchVerify()
 default:
     try await benchSetup()
     benchDecode()
@@ -199,4 +201,6 @@ default:
     try await benchCoordination()
     try await benchSync()
     try await benchHungRemote()
+    try await benchReconcile()
+    try await benchVerify()
 }
