@@ -20,6 +20,9 @@ public struct LockDirectory: Sendable {
     public var controlRequest: [UInt8] { path + Array("/control-request.json".utf8) }
     /// The last `syncctl sync` request.
     public var syncRequest: [UInt8] { path + Array("/sync-request.json".utf8) }
+    /// Named writers append a line here before they release the sync lock; syncd takes the
+    /// names into its next commit's `Syncd-Writer` trailer.
+    public var writerLog: [UInt8] { path + Array("/writers.jsonl".utf8) }
 
     public var display: String { Syscall.display(path) }
 
@@ -161,6 +164,51 @@ extension ControlRequest: UserText {
     public mutating func sanitize() {
         command = OneLine.make(command, limit: 200)
         by = OneLine.make(by, limit: 200)
+    }
+}
+
+/// `writers.jsonl`: the names of writers that held the sync lock since syncd's last snapshot.
+/// A writer appends one line (`{"writer":"NAME","pid":N,"time":"…"}`) with O_APPEND before it
+/// releases the shared lock; syncd, holding the lock exclusively (so no writer is mid-session),
+/// takes the file away and reads it. Lines are small, so concurrent appends never interleave.
+public enum WriterLog {
+    public static let maxName = 100
+
+    public static func append(name: String, to directory: LockDirectory) throws {
+        var line = JSONLine()
+        line.add("writer", OneLine.make(name, limit: maxName))
+        line.add("pid", Int(getpid()))
+        line.add("time", WallClock.rfc3339())
+        let fd: Int32
+        do {
+            fd = try Syscall.openRegular(directory.writerLog, flags: O_WRONLY | O_APPEND | O_CREAT, mode: 0o644)
+        } catch {
+            throw SyncError(.syscall, "cannot record the writer's name in \(Syscall.display(directory.writerLog))", cause: error)
+        }
+        defer { Syscall.close(fd) }
+        do {
+            try Syscall.writeAll(fd, Array((line.text + "\n").utf8))
+        } catch {
+            throw SyncError(.syscall, "cannot record the writer's name in \(Syscall.display(directory.writerLog))", cause: error)
+        }
+    }
+
+    /// The names recorded since the last call, in order, each once; the file is taken away
+    /// (renamed, read, removed), so a name is never counted twice. Call with the lock held.
+    public static func take(from directory: LockDirectory) -> [String] {
+        let taken = directory.writerLog + Array(".taken".utf8)
+        guard (try? Syscall.rename(directory.writerLog, to: taken)) != nil else { return [] }
+        defer { try? Syscall.unlink(taken) }
+        guard let bytes = try? Syscall.readFile(taken, limit: 1 << 20) else { return [] }
+        var names: [String] = []
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            guard let record = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line)),
+                case .string(let name) = record["writer"]
+            else { continue }
+            let clean = OneLine.make(name, limit: maxName)
+            if !clean.isEmpty, !names.contains(clean) { names.append(clean) }
+        }
+        return names
     }
 }
 

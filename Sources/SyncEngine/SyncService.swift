@@ -54,6 +54,8 @@ public actor SyncService {
     private var lastReconcile: Instant?
     private var reconcileSeen: Set<RepoPath> = []
     private var reconcileLearned = false
+    /// Named writers (`as-writer --name`) whose sessions the next commit holds.
+    private var writers: [String] = []
     private var nextBatch: Int
     private var currentBatch: Int?
     private var lastDeferral: Deferral?
@@ -598,8 +600,11 @@ public actor SyncService {
     /// left pending (committed, or nothing had changed).
     @discardableResult
     private func commitHeld(batch: Int, trigger: String) async -> Bool {
+        // The named writers that held the lock since the last snapshot (none holds it now).
+        for name in WriterLog.take(from: lockDirectory) where !writers.contains(name) { writers.append(name) }
         let request = CommitRequest(
-            paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger)
+            paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger,
+            writer: writers.isEmpty ? nil : writers.joined(separator: ", "))
         setPhase(.committing)
         let started = clock.now
         do {
@@ -612,11 +617,15 @@ public actor SyncService {
                 status.lastCommit = summary.commit
                 status.lastCommitAt = WallClock.rfc3339()
                 status.lastCommitBatch = batch
+                let writer = request.writer
+                writers = []
                 record("commit") { line in
                     line.add("batch", batch)
                     line.add("commit", summary.commit)
                     line.add("files", summary.files.count)
                     line.add("attempts", summary.attempts)
+                    line.add("trigger", trigger)
+                    if let writer { line.add("writer", writer) }
                 }
                 log(.info, "batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(Self.milliseconds(now - started)) ms")
                 await committedLocally()
@@ -636,6 +645,7 @@ public actor SyncService {
             case .unchanged:
                 finishBatch()
                 status.unchangedBatches += 1
+                writers = []
                 record("unchanged") { line in line.add("batch", batch) }
                 log(.debug, "batch \(batch) (\(trigger)): nothing changed")
             case .deferred(let deferral):

@@ -37,7 +37,7 @@ struct Syncctl: AsyncParsableCommand {
         version: "syncctl \(SyncdVersion.current)",
         subcommands: [
             Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self,
-            Conflicts.self, Doctor.self, VerifyCommand.self, Enable.self, Disable.self,
+            LogCommand.self, Conflicts.self, Doctor.self, VerifyCommand.self, Enable.self, Disable.self,
         ]
     )
 
@@ -438,12 +438,19 @@ struct AsWriter: AsyncParsableCommand {
     @OptionGroup var options: WorkspaceOptions
     @Option(help: "Longest wait for a pause lease or the lock before giving up (exit 75).")
     var wait = "10m"
+    @Option(help: "The writer's name: the commit that holds its changes carries `Syncd-Writer: NAME` (`syncctl log --writer NAME` finds it).")
+    var name: String?
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.")
     var command: [String] = []
 
     func validate() throws {
         guard command.count > (command.first == "--" ? 1 : 0) else { throw ValidationError("name the command to run after --") }
         _ = try parseTimeout(wait)
+        if let name {
+            guard !name.isEmpty, name.count <= WriterLog.maxName, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw ValidationError("--name must be one line of 1 to \(WriterLog.maxName) characters")
+            }
+        }
     }
 
     func run() async throws {
@@ -490,7 +497,18 @@ struct AsWriter: AsyncParsableCommand {
             }
             try await clock.sleep(for: .milliseconds(20))
         }
-        defer { lock.unlock() }
+        defer {
+            // Before the lock is released: syncd cannot snapshot until then, so the name lands
+            // in the commit that holds this session's changes.
+            if let name {
+                do {
+                    try WriterLog.append(name: name, to: directory)
+                } catch {
+                    try? Syscall.writeAll(2, Array("syncctl: \(error); the commit will not name this writer\n".utf8))
+                }
+            }
+            lock.unlock()
+        }
         SignalStream.ignoreSIGPIPE()
         do {
             let result = try await Subprocess.run(
