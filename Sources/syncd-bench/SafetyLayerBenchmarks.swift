@@ -76,3 +76,35 @@ func benchVerify() async throws {
     }
     print("| `syncctl verify`, a year of daily bundles (365 in 37 chains, every chain restored in a scratch repository) | \(format(median(walls), "s")) |")
 }
+
+/// `syncctl log` on 100,000 journal lines (a busy year): all of them, one type, a time window.
+func benchLog() async throws {
+    let directory = try TemporaryDirectory(prefix: "syncd-bench-log")
+    defer { directory.remove() }
+    var text = ""
+    let start = ControlFile.now() - 365 * 86_400
+    for index in 0..<100_000 {
+        let time = WallClock.rfc3339(seconds: start + Double(index) * 315)
+        if index % 2 == 0 {
+            text += #"{"time":"\#(time)","event":"batch","batch":\#(index / 2),"trigger":"quiet","paths":3,"full_scan":false}"# + "\n"
+        } else {
+            text += #"{"time":"\#(time)","event":"commit","batch":\#(index / 2),"commit":"\#(String(repeating: "a", count: 40))","files":3,"attempts":1,"trigger":"quiet","writer":"agent-\#(index % 7)"}"# + "\n"
+        }
+    }
+    try Files.write(directory.sub("journal.jsonl"), text)
+    let files = JournalQuery.files(in: Array(directory.path.utf8))
+    for (label, query) in [
+        ("every record", JournalQuery()),
+        ("--type commit --writer agent-3", { var q = JournalQuery(); q.events = ["commit"]; q.writer = "agent-3"; return q }()),
+        ("--since 7d", { var q = JournalQuery(); q.since = ControlFile.now() - 7 * 86_400; return q }()),
+    ] {
+        var walls: [Double] = []
+        var count = 0
+        for _ in 0..<runs {
+            let begin = clock.now
+            count = query.run(files: files).count
+            walls.append(seconds(clock.now - begin))
+        }
+        print("| `syncctl log` over 100,000 journal lines, \(label) (\(count) records) | \(format(median(walls), "s")) |")
+    }
+}

@@ -7,7 +7,7 @@ import SyncTestKit
 import SyncWatcher
 
 // Benchmarks for syncd. Build and run in release mode:
-//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|hung-remote|reconcile|verify|all] [--runs N]
+//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|hung-remote|reconcile|verify|log|all] [--runs N]
 // Every figure is the median of N runs (default 5). Results go to stdout as Markdown rows.
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -190,6 +190,7 @@ case "sync": try await benchSync()
 case "hung-remote": try await benchHungRemote()
 case "reconcile": try await benchReconcile()
 case "verify": try await benchVerify()
+case "log": try await benchLog()
 default:
     try await benchSetup()
     benchDecode()
@@ -203,4 +204,5 @@ default:
     try await benchHungRemote()
     try await benchReconcile()
     try await benchVerify()
+    try await benchLog()
 }
