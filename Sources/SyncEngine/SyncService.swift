@@ -54,6 +54,8 @@ public actor SyncService {
     private var lastReconcile: Instant?
     private var reconcileSeen: Set<RepoPath> = []
     private var reconcileLearned = false
+    /// The pending `sync-request.json` asks for a commit only (`syncctl checkpoint`, `rewind`).
+    private var syncCommitOnly = false
     /// Named writers (`as-writer --name`) whose sessions the next commit holds.
     private var writers: [String] = []
     private var nextBatch: Int
@@ -673,7 +675,7 @@ public actor SyncService {
     private func finishBatch() {
         if let serial = syncSerialPending {
             syncSerialPending = nil
-            if syncer != nil, emergency == nil, pause == nil {
+            if syncer != nil, !syncCommitOnly, emergency == nil, pause == nil {
                 // `syncctl sync` returns once the commit is on the remote (or says why not).
                 syncWaiters.insert(serial)
                 schedule.fetchNow(at: clock.now)
@@ -1121,8 +1123,10 @@ public actor SyncService {
                 status.syncOutcome = emergency != nil ? "refused: emergency stop" : "refused: paused"
             } else {
                 syncSerialPending = request.serial
+                // `commit` (checkpoint, rewind): commit what is pending, no push to wait for.
+                syncCommitOnly = request.command == "commit"
                 batcher.request(at: clock.now)
-                log(.info, "sync requested by \(request.by): committing now" + (syncer == nil ? "" : ", then pushing"))
+                log(.info, "\(syncCommitOnly ? "commit" : "sync") requested by \(request.by): committing now" + (syncer == nil || syncCommitOnly ? "" : ", then pushing"))
             }
         }
         if problems != controlProblems {

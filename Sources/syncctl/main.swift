@@ -460,43 +460,7 @@ struct AsWriter: AsyncParsableCommand {
         let limit = try parseTimeout(wait)
         let client = try await options.client(forWriting: true)
         let directory = client.lockDirectory
-        let lock: FileLock
-        do {
-            lock = try FileLock(path: directory.syncLock)
-        } catch {
-            fail("cannot open the sync lock \(Syscall.display(directory.syncLock)): \(error)"
-                + (error.errno == Errno(ELOOP) ? " (a symlink: remove it)" : ""))
-        }
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: limit)
-        var announced = false
-        while true {
-            if Syscall.exists(directory.emergencyStop) {
-                fail("an emergency stop is set for \(client.repository.workTreeDisplay); not running \(executable) (see `syncctl status`)", code: ExitStatus.unavailable)
-            }
-            let leaseActive: Bool
-            if case .value(let lease) = ControlFile.read(WriterLease.self, at: directory.writerLease), lease.isActive(at: ControlFile.now()) {
-                leaseActive = true
-                if !announced {
-                    try? Syscall.writeAll(2, Array("syncctl: writers are asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)) (\(lease.reason)); waiting\n".utf8))
-                    announced = true
-                }
-            } else {
-                leaseActive = false
-            }
-            if !leaseActive, try lock.tryLock(.shared) {
-                // A lease written between the check and the lock wins: let syncd go first.
-                if case .value(let lease) = ControlFile.read(WriterLease.self, at: directory.writerLease), lease.isActive(at: ControlFile.now()) {
-                    lock.unlock()
-                } else {
-                    break
-                }
-            }
-            if clock.now >= deadline {
-                fail("gave up after \(wait): " + (leaseActive ? "a pause lease is still in force" : "syncd holds the sync lock"), code: ExitStatus.unavailable)
-            }
-            try await clock.sleep(for: .milliseconds(20))
-        }
+        let lock = try await acquireWriterLock(client, within: limit, limitText: wait, purpose: "running \(executable)")
         defer {
             // Before the lock is released: syncd cannot snapshot until then, so the name lands
             // in the commit that holds this session's changes.
