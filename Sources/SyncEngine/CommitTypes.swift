@@ -70,6 +70,19 @@ public struct Deferral: Sendable, Equatable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// What keeps files out of commits although they changed, for status: files git cannot read,
+/// and nested repositories (their files belong to them).
+public struct CommitterFindings: Sendable, Equatable {
+    /// Files git could not read (no permission), with git's message. A file leaves the list once
+    /// it is staged (an event follows a chmod) or is gone.
+    public var unreadable: [RepoPath: String] = [:]
+    /// Nested clones and submodule checkouts whose files changed: syncd leaves them to their own
+    /// repository. One leaves the list when its `.git` is gone.
+    public var nestedRepositories: Set<RepoPath> = []
+
+    public init() {}
+}
+
 public enum CommitOutcome: Sendable {
     case committed(CommitSummary)
     /// The batch's paths match HEAD already: no commit.

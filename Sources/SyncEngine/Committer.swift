@@ -51,6 +51,10 @@ public actor Committer {
     static let maintenanceEvery = 100
     /// A path that never exists: git commands that need no index get it as GIT_INDEX_FILE.
     private let noIndex: [UInt8]
+    /// What keeps files out of commits, for status (see `CommitterFindings`).
+    public private(set) var findings = CommitterFindings()
+    /// Paths git could not read in the current attempt.
+    private var unreadableThisAttempt: Set<RepoPath> = []
 
     public init(repository: Repository, stateDirectory: [UInt8], options: Options, log: @escaping LogSink) {
         self.repository = repository
@@ -115,6 +119,7 @@ public actor Committer {
             }
             let head = try await resolve(branch)
             let staging = try await stagingPaths(for: request)
+            defer { settleUnreadable(staged: staging) }
             if staging.isEmpty && !request.fullScan { return .unchanged }
             let others = try await stagedByOthers(head: head, batch: staging)
             if case .unmerged(let paths) = others {
@@ -218,8 +223,14 @@ public actor Committer {
         var candidates: [RepoPath] = []  // exist; need the ignore check
         var vetted: Set<RepoPath> = []  // from git itself: tracked or not ignored
         var expand: [RepoPath] = []
+        var nested = NestedRepositoryCache(repository: repository)
         if request.fullScan {
             for entry in try await GitStatus.dirtyPaths(git) where entry.state != .unmerged {
+                // `?? dir/`: with every untracked file listed, only a nested repository shows as a directory.
+                if entry.path.bytes.last == UInt8(ascii: "/") {
+                    noteNested(RepoPath(bytes: entry.path.bytes.dropLast()), &nested)
+                    continue
+                }
                 vetted.insert(entry.path)
             }
         }
@@ -241,19 +252,60 @@ public actor Committer {
             var arguments: [GitArgument] = ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--"]
             arguments += expand.map { $0.isRoot ? GitArgument(":/") : GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
             let listed = try await git.run(arguments, readOnly: true)
-            for field in listed.nulSeparatedFields where field.last != UInt8(ascii: "/") {
-                vetted.insert(RepoPath(bytes: field))
+            for field in listed.nulSeparatedFields {
+                // `dir/`: a nested repository (git lists each untracked file otherwise).
+                if field.last == UInt8(ascii: "/") {
+                    noteNested(RepoPath(bytes: field.dropLast()), &nested)
+                } else {
+                    vetted.insert(RepoPath(bytes: field))
+                }
             }
         }
         let unvetted = candidates.filter { !vetted.contains($0) }
         if !unvetted.isEmpty {
             for path in try await notIgnored(unvetted) { vetted.insert(path) }
         }
-        var nested = NestedRepositoryCache(repository: repository)
         let excluded = options.excluded
-        return vetted.filter { path in
-            Self.isStageable(path) && !nested.isInside(path) && !excluded.contains { path.isWithin($0) }
-        }.sorted()
+        var staging: [RepoPath] = []
+        for path in vetted where Self.isStageable(path) && !excluded.contains(where: { path.isWithin($0) }) {
+            if let root = nested.root(containing: path) {
+                noteNested(root, &nested)
+            } else {
+                staging.append(path)
+            }
+        }
+        pruneNested(&nested)
+        return staging.sorted()
+    }
+
+    /// A nested repository (a clone inside the tree, or a submodule's checkout) whose files
+    /// syncd cannot commit here: said once in the log, and in status for as long as it exists.
+    private func noteNested(_ root: RepoPath, _ nested: inout NestedRepositoryCache) {
+        guard !root.isRoot, nested.root(containing: root.appending(Array("x".utf8))) == root else { return }
+        guard findings.nestedRepositories.insert(root).inserted else { return }
+        log(.warning, "\(root)/ in \(repository.workTreeDisplay) is a separate git repository (a nested clone or a submodule): "
+            + "syncd does not commit the files inside it, they belong to that repository. Commit them there "
+            + "(syncd then commits a submodule's new commit), or move it out of the tree, or ignore it (.gitignore) to say so")
+    }
+
+    /// Forgets nested repositories that are gone (their `.git` removed, or the directory).
+    private func pruneNested(_ nested: inout NestedRepositoryCache) {
+        for root in findings.nestedRepositories where nested.root(containing: root.appending(Array("x".utf8))) != root {
+            findings.nestedRepositories.remove(root)
+        }
+    }
+
+    /// After an attempt: the left-out files that were staged this time, or are gone, are no longer
+    /// left out.
+    private func settleUnreadable(staged: [RepoPath]) {
+        let failed = unreadableThisAttempt
+        unreadableThisAttempt = []
+        guard !findings.unreadable.isEmpty else { return }
+        let attempted = Set(staged)
+        for path in findings.unreadable.keys {
+            let staged = attempted.contains(path) && !failed.contains(path)
+            if staged || !Syscall.exists(repository.absolute(path)) { findings.unreadable[path] = nil }
+        }
     }
 
     /// The paths to stage among existing files: tracked ones, and untracked ones no ignore rule
@@ -401,8 +453,15 @@ public actor Committer {
                     "git update-index failed in \(repository.workTreeDisplay): \(firstLine)")
             }
             let before = remaining.count
+            let dropped = remaining.filter { $0.description == name }
             remaining.removeAll { $0.description == name }
-            log(.warning, "git cannot read \(name) (\(result.standardError.split(separator: "\n").first ?? "")); it is left out of this batch")
+            let reason = result.standardError.split(separator: "\n").first.map(String.init) ?? ""
+            for path in dropped {
+                unreadableThisAttempt.insert(path)
+                if findings.unreadable.updateValue(reason, forKey: path) == nil {
+                    log(.warning, "git cannot read \(name) (\(reason)); it is not committed until syncd can read it (fix its permissions: it is tried again when they change)")
+                }
+            }
             if remaining.count == before { throw SyncError(.git, "git update-index failed on \(name) in \(repository.workTreeDisplay)") }
         }
     }
@@ -491,19 +550,25 @@ extension GitResult {
 /// such as a submodule's checkout) belong to that repository; git refuses to stage them.
 struct NestedRepositoryCache {
     let repository: Repository
-    private var known: [RepoPath: Bool] = [:]
+    private var known: [RepoPath: RepoPath?] = [:]
 
     init(repository: Repository) { self.repository = repository }
 
     mutating func isInside(_ path: RepoPath) -> Bool {
-        isNested(path.parent)
+        root(containing: path) != nil
     }
 
-    /// True when `directory` or one of its ancestors (below the root) holds a `.git`.
-    private mutating func isNested(_ directory: RepoPath) -> Bool {
-        if directory.isRoot { return false }
+    /// The outermost directory above `path` (below the root) that holds a `.git`: the nested
+    /// repository `path` belongs to.
+    mutating func root(containing path: RepoPath) -> RepoPath? {
+        nestedRoot(path.parent)
+    }
+
+    private mutating func nestedRoot(_ directory: RepoPath) -> RepoPath? {
+        if directory.isRoot { return nil }
         if let answer = known[directory] { return answer }
-        let answer = Syscall.exists(repository.absolute(directory) + Array("/.git".utf8)) || isNested(directory.parent)
+        let answer = nestedRoot(directory.parent)
+            ?? (Syscall.exists(repository.absolute(directory) + Array("/.git".utf8)) ? directory : nil)
         known[directory] = answer
         return answer
     }

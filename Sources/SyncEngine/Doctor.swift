@@ -107,6 +107,8 @@ public enum Doctor {
 
         // What syncd itself found (state.json): a conflict, a setup problem, failing commits.
         checks += await reportedChecks(client, branch: branch)
+        // What is never committed although it changes: nested repositories, unreadable paths.
+        checks += await coverageChecks(client)
 
         // Ownership: everything syncd writes in the repository belongs to one user, and syncd runs as them.
         checks.append(await ownershipCheck(client))

@@ -40,8 +40,13 @@ struct Incidents {
         if status.phase == .breakerOpen {
             current.append(Incident(name: "circuit-breaker", message: status.reason))
         }
-        if status.unwatchedDirectories > 0 {
-            current.append(Incident(name: "watch-limit", message: "\(status.unwatchedDirectories) directories are not watched (inotify watch limit); they are rescanned periodically"))
+        let overLimit = status.unwatchedDirectories - status.unreadableDirectories
+        if overLimit > 0 {
+            current.append(Incident(name: "watch-limit", message: "\(overLimit) directories are not watched (inotify watch limit); they are rescanned periodically"))
+        }
+        if status.unreadableDirectories + status.unreadableFiles > 0 {
+            let paths = (status.unreadableDirectoryPaths + status.unreadableFilePaths).prefix(5).joined(separator: ", ")
+            current.append(Incident(name: "unreadable", message: "syncd cannot read \(status.unreadableDirectories) director(ies) and \(status.unreadableFiles) file(s) (\(paths)): they are not committed until their permissions let it"))
         }
         if status.lastReconcileFound > 0 {
             current.append(Incident(name: "missed-changes", message: "the periodic reconcile found \(status.lastReconcileFound) changed path(s) no event had reported (committed now); the file system may not deliver inotify events for all of the tree (a network or bind mount, mmap writes)"))
@@ -60,7 +65,8 @@ struct Incidents {
             let since = firstSeen[incident.name] ?? now
             firstSeen[incident.name] = since
             // Failures that may heal by themselves wait `alertAfter`; the others alert at once.
-            let delayed = incident.name == "push-failing" || incident.name == "commit-failing" || incident.name == "backup-offsite"
+            // A path unreadable for a moment (a chmod 000 while a program rewrites it) is not one.
+            let delayed = ["push-failing", "commit-failing", "unreadable", "backup-offsite"].contains(incident.name)
             if !delayed || now - since >= alertAfter {
                 active.insert(incident.name)
                 fire.append(incident)
@@ -114,7 +120,7 @@ enum Metrics {
             ("syncd_breaker_trips_total", "counter", "Circuit breaker openings since start.", String(status.breakerTrips)),
             ("syncd_last_commit_timestamp_seconds", "gauge", "Time of the last commit (0: none since start).", seconds(status.lastCommitAt)),
             ("syncd_last_push_timestamp_seconds", "gauge", "Time of the last push (0: none since start).", seconds(status.lastPushAt)),
-            ("syncd_pending_paths", "gauge", "Changed paths not committed yet.", String(status.pendingPaths)),
+            ("syncd_pending_paths", "gauge", "Changed paths not committed yet.", String(status.pendingPaths + status.unreadableFiles)),
             ("syncd_unpushed_commits", "gauge", "Commits the remote does not have.", String(status.unpushedCommits)),
             ("syncd_offline", "gauge", "1 while the remote cannot be reached (the network or the server is down).", offline ? "1" : "0"),
             ("syncd_sync_setup_problem", "gauge", "1 while a setup problem (host key, credentials, URL) stops syncing.", setup ? "1" : "0"),
@@ -122,7 +128,8 @@ enum Metrics {
             ("syncd_paused", "gauge", "1 while paused.", status.paused ? "1" : "0"),
             ("syncd_emergency_stop", "gauge", "1 while an emergency stop holds.", status.emergencyStop ? "1" : "0"),
             ("syncd_watched_directories", "gauge", "Directories with an inotify watch.", String(status.watchedDirectories)),
-            ("syncd_unwatched_directories", "gauge", "Directories the watch limit left unwatched.", String(status.unwatchedDirectories)),
+            ("syncd_unwatched_directories", "gauge", "Directories without a watch (the watch limit, or unreadable).", String(status.unwatchedDirectories)),
+            ("syncd_unreadable_paths", "gauge", "Directories and files syncd cannot read (not committed).", String(status.unreadableDirectories + status.unreadableFiles)),
             ("syncd_reconcile_found_total", "counter", "Changed paths the periodic reconcile found that no event had reported (should stay 0).", String(status.reconcileFound)),
             ("syncd_recoveries_total", "counter", "Problems found and repaired since start (a deleted state directory, a stale lock, …).", String(status.recoveries)),
             ("syncd_backup_offsite_failing", "gauge", "1 while copying backups to syncd.backupDir fails.", status.backupOffsiteError.isEmpty ? "0" : "1"),

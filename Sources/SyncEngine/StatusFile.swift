@@ -1,5 +1,6 @@
 import SyncCore
 import SyncSystem
+import SyncWatcher
 
 /// What syncd is doing, for `syncctl status` and for people: `state.json` in the state directory,
 /// replaced atomically (temp, fsync, rename, fsync of the directory) on every change of phase.
@@ -34,7 +35,20 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var lastErrorAt = ""
     public var breakerTrips = 0
     public var watchedDirectories = 0
+    /// Directories without a watch: those the watch limit left (rescanned periodically) and the
+    /// unreadable ones.
     public var unwatchedDirectories = 0
+    /// Directories syncd cannot read (no permission): what they hold is not committed until it can.
+    public var unreadableDirectories = 0
+    public var unreadableDirectoryPaths: [String] = []
+    /// Files git cannot read (no permission): not committed until it can. Counted as pending.
+    public var unreadableFiles = 0
+    public var unreadableFilePaths: [String] = []
+    /// Nested clones and submodules whose files changed: their files are not committed here.
+    public var nestedRepositories: [String] = []
+    /// The `lastError` set for unreadable files (cleared with them), and every such file.
+    private var unreadableError = ""
+    private var unreadableKnown: Set<RepoPath> = []
     public var paused = false
     public var pausedReason = ""
     public var pausedBy = ""
@@ -84,7 +98,7 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("phase", phase.rawValue)
         line.add("reason", reason)
         line.add("reason_code", reasonCode)
-        line.add("pending_paths", pendingPaths)
+        line.add("pending_paths", pendingPaths + unreadableFiles)
         line.add("pending_scan", pendingScan)
         line.add("last_batch", lastBatch)
         line.add("last_commit", lastCommit)
@@ -99,6 +113,11 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("breaker_trips", breakerTrips)
         line.add("watched_directories", watchedDirectories)
         line.add("unwatched_directories", unwatchedDirectories)
+        line.add("unreadable_directories", unreadableDirectories)
+        line.add("unreadable_files", unreadableFiles)
+        // Directories end with a slash.
+        line.add("unreadable_paths", Array((unreadableDirectoryPaths + unreadableFilePaths).prefix(WatcherStatistics.pathsShown)))
+        line.add("nested_repositories", nestedRepositories)
         line.add("paused", paused)
         line.add("paused_reason", pausedReason)
         line.add("paused_by", pausedBy)
@@ -127,6 +146,43 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("backup_offsite_error", backupOffsiteError)
         line.add("recoveries", recoveries)
         return line.text + "\n"
+    }
+
+    /// Takes the watcher's counts; true when they changed (state.json is then due).
+    mutating func apply(_ statistics: WatcherStatistics) -> Bool {
+        let before = (watchedDirectories, unwatchedDirectories, unreadableDirectories, unreadableDirectoryPaths)
+        watchedDirectories = statistics.watched
+        unwatchedDirectories = statistics.unwatched
+        unreadableDirectories = statistics.unreadable
+        unreadableDirectoryPaths = statistics.unreadablePaths.map { $0.description + "/" }
+        return before != (watchedDirectories, unwatchedDirectories, unreadableDirectories, unreadableDirectoryPaths)
+    }
+
+    /// Takes what the committer left out; true when it changed. A newly unreadable file becomes
+    /// the last error, cleared again once no file is left out.
+    mutating func apply(_ findings: CommitterFindings) -> Bool {
+        let files = findings.unreadable.keys.sorted()
+        let shown = files.prefix(WatcherStatistics.pathsShown).map(\.description)
+        let nested = findings.nestedRepositories.sorted().map(\.description)
+        let before = (unreadableFiles, unreadableFilePaths, nestedRepositories, lastError)
+        defer { unreadableKnown = Set(files) }
+        if let new = files.first(where: { !unreadableKnown.contains($0) }) {
+            let reason = findings.unreadable[new].map { " (\($0))" } ?? ""
+            let others = files.count > 1 ? " and \(files.count - 1) more" : ""
+            unreadableError = "git cannot read \(new)\(reason)\(others): not committed until syncd can read it; fix the permissions"
+            lastError = unreadableError
+            lastErrorAt = WallClock.rfc3339()
+        } else if files.isEmpty, !unreadableError.isEmpty {
+            if lastError == unreadableError {
+                lastError = ""
+                lastErrorAt = ""
+            }
+            unreadableError = ""
+        }
+        unreadableFiles = files.count
+        unreadableFilePaths = shown
+        nestedRepositories = nested
+        return before != (unreadableFiles, unreadableFilePaths, nestedRepositories, lastError)
     }
 
     func write(to path: [UInt8]) throws(SyscallError) {

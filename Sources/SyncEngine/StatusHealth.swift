@@ -6,6 +6,7 @@ public struct StatusHealth: Sendable, Equatable {
         case healthy = 0
         /// Working, but not everything reaches the remote or gets committed by itself: offline, a
         /// conflict, paused, an emergency stop, directories left unwatched by the watch limit,
+        /// directories or files syncd cannot read (no permission),
         /// commits waiting for a person's git operation (a rebase, a merge, unmerged paths, a
         /// detached HEAD).
         case degraded = 1
@@ -57,7 +58,9 @@ public struct StatusHealth: Sendable, Equatable {
             degraded.append("emergency stop")
         }
         if state["paused"]?.bool == true || phase == StatusSnapshot.Phase.paused.rawValue { degraded.append("paused") }
-        if (state["unwatched_directories"]?.number ?? 0) > 0 { degraded.append("directories not watched") }
+        let unreadableDirectories = state["unreadable_directories"]?.number ?? 0
+        if (state["unwatched_directories"]?.number ?? 0) > unreadableDirectories { degraded.append("directories not watched") }
+        if unreadableDirectories + (state["unreadable_files"]?.number ?? 0) > 0 { degraded.append("paths not readable") }
         // Waiting for a person, not for a lock held a moment (those clear by themselves).
         let code = state["reason_code"]?.string ?? ""
         if phase == StatusSnapshot.Phase.deferred.rawValue, Self.personDeferrals.contains(code) {

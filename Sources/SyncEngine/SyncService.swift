@@ -507,10 +507,8 @@ public actor SyncService {
                 fullScan = true
                 batcher.request(at: now)
                 log(.info, "watching \(repository.workTreeDisplay): \(watched) directories (\(ignored) ignored, \(unwatched) unwatched); committing what changed while syncd was not running")
-            case .degraded(let message):
-                log(.warning, message)
-            case .recovered(let watched):
-                log(.info, "every directory is watched again (\(watched))")
+            case .degraded, .recovered:
+                break  // the watcher logged it (once)
             }
         }
         if !taken.rescanReasons.isEmpty {
@@ -537,12 +535,11 @@ public actor SyncService {
             if status.phase == .idle { setPhase(.pending) }
         }
         status.pendingScan = fullScan
-        let statistics = watcher.statistics
-        status.watchedDirectories = statistics.watched
-        status.unwatchedDirectories = statistics.unwatched
+        let coverageChanged = status.apply(watcher.statistics)
         // Paused, deferred, failing: no change of phase writes state.json, yet the count must be
-        // true there too (it once stayed 0 for as long as a pause lasted).
-        if (status.pendingPaths, status.pendingScan) != before { pendingChanged() }
+        // true there too (it once stayed 0 for as long as a pause lasted). So must the unwatched
+        // count (it once lagged after the watch limit was raised).
+        if (status.pendingPaths, status.pendingScan) != before || coverageChanged { pendingChanged() }
     }
 
     /// The pending count changed without a change of phase: state.json follows within
@@ -611,6 +608,8 @@ public actor SyncService {
         let started = clock.now
         do {
             let outcome = try await committer.commit(request)
+            // Files git could not read, nested repositories: in status until they are committed.
+            if status.apply(await committer.findings) { pendingChanged() }
             switch outcome {
             case .committed(let summary):
                 finishBatch()

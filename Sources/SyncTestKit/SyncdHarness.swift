@@ -13,6 +13,16 @@ public final class SyncdHarness: Sendable {
         process = ProcessHarness(ProcessHarness.product("syncd"), ["run", fixture.path] + arguments, environment: environment)
     }
 
+    /// Starts `syncd run PATH ARGUMENTS...` as the user `uid` (setpriv, from a test running as
+    /// root): a syncd for whom permissions apply. The fixture must belong to that user.
+    public init(_ fixture: GitFixture, _ arguments: [String] = [], asUser uid: UInt32, environment: [String: String?] = [:]) {
+        self.fixture = fixture
+        process = ProcessHarness(
+            "/usr/bin/setpriv",
+            ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", ProcessHarness.product("syncd"), "run", fixture.path] + arguments,
+            environment: ["HOME": "/nonexistent"].merging(environment) { $1 })
+    }
+
     /// Waits until the initial crawl is done and the startup batch has been handled.
     public func ready(within limit: Duration = .seconds(60)) async throws {
         try await process.waitForStderr("watching ", within: limit)

@@ -7,7 +7,8 @@ struct CrawlLevel: Sendable {
     var added: [(path: RepoPath, wd: Int32)] = []
     /// Directories left unwatched because the watch limit was reached (ENOSPC/ENOMEM).
     var unwatched: [RepoPath] = []
-    /// Directories that could not be watched or listed for another reason (permissions).
+    /// Directories that could not be watched or listed for another reason (permissions): the
+    /// processor keeps them as unreadable and tries again.
     var problems: [(path: RepoPath, error: SyscallError)] = []
     /// Subdirectories found, not yet filtered through the ignore rules.
     var subdirectories: [RepoPath] = []
@@ -28,6 +29,7 @@ enum Crawler {
         repository: Repository,
         inotify: InotifyDescriptor,
         limitReached: Bool,
+        fault: WatcherOptions.AddWatchFault? = nil,
         report: @Sendable (RepoPath) -> Bool
     ) -> CrawlLevel {
         var level = CrawlLevel()
@@ -37,7 +39,10 @@ enum Crawler {
             if level.limitReached {
                 level.unwatched.append(directory)
             } else {
-                do {
+                do throws(SyscallError) {
+                    if let errno = fault?(directory) {
+                        throw SyscallError(call: "inotify_add_watch", path: Syscall.display(absolute), errno: errno)
+                    }
                     let wd = try inotify.addWatch(absolute)
                     level.added.append((directory, wd))
                 } catch {

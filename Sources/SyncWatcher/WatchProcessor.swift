@@ -15,6 +15,7 @@ final class WatchProcessor {
     private let inbox: EventInbox
     private let options: WatcherOptions
     private let log: LogSink
+    private let publish: @Sendable (WatcherStatistics) -> Void
 
     private var table = WatchTable()
     private var rootWD: Int32 = -1
@@ -25,11 +26,42 @@ final class WatchProcessor {
     private(set) var ignoredDirectories: Set<RepoPath> = []
     /// Directories left unwatched by the watch limit, covered by periodic rescans.
     private(set) var unwatchedDirectories: Set<RepoPath> = []
+    /// Directories that could not be watched or listed for another reason (no read permission,
+    /// mostly): tried again when their permissions change (IN_ATTRIB on them or their parent) and
+    /// at every tick, and counted as unwatched until then.
+    private(set) var unreadableDirectories: Set<RepoPath> = []
     private var ticker: Task<Void, Never>?
     private(set) var eventsRead = 0
     private(set) var rescans = 0
+    /// The initial crawl has finished.
+    private var ready = false
 
     var watchedCount: Int { table.count }
+
+    /// The counts as of now.
+    var statistics: WatcherStatistics {
+        var statistics = WatcherStatistics()
+        statistics.watched = table.count
+        statistics.ignored = ignoredDirectories.count
+        statistics.unwatched = unwatchedDirectories.count + unreadableDirectories.count
+        statistics.unreadable = unreadableDirectories.count
+        statistics.unreadablePaths = Array(unreadableDirectories.sorted().prefix(WatcherStatistics.pathsShown))
+        statistics.ready = ready
+        statistics.eventsRead = eventsRead
+        statistics.rescans = rescans
+        return statistics
+    }
+
+    /// Hands the counts to the watcher's readers. Called after each batch, and before every
+    /// notice, so a consumer woken by a notice reads counts that include what it announces.
+    func publishStatistics() {
+        publish(statistics)
+    }
+
+    private func post(_ notice: WatcherNotice) {
+        publishStatistics()
+        queue.post(notice)
+    }
 
     init(
         repository: Repository,
@@ -38,7 +70,8 @@ final class WatchProcessor {
         queue: ChangeQueue,
         inbox: EventInbox,
         options: WatcherOptions,
-        log: @escaping LogSink
+        log: @escaping LogSink,
+        publish: @escaping @Sendable (WatcherStatistics) -> Void = { _ in }
     ) {
         self.repository = repository
         self.inotify = inotify
@@ -47,6 +80,7 @@ final class WatchProcessor {
         self.inbox = inbox
         self.options = options
         self.log = log
+        self.publish = publish
     }
 
     deinit {
@@ -72,6 +106,7 @@ final class WatchProcessor {
                 controlWatches[wd] = (directory, name)
             }
         }
+        ready = true
     }
 
     // MARK: - Events
@@ -86,6 +121,8 @@ final class WatchProcessor {
         var newDirectories: [RepoPath] = []
         var ignoreRulesChanged: Set<RepoPath> = []
         var allIgnoreRulesChanged = false
+        /// Unreadable directories whose permissions (or owner, or ACL) changed: worth a new try.
+        var readableAgain: Set<RepoPath> = []
 
         for event in batch.events {
             if event.isOverflow {
@@ -119,6 +156,8 @@ final class WatchProcessor {
                 if event.wd == rootWD, event.has(Int32(IN_DELETE_SELF)) || event.has(Int32(IN_MOVE_SELF)) {
                     throw rootGone()
                 }
+                // Watched but not listed (it became unreadable in between): its own ATTRIB.
+                if event.has(Int32(IN_ATTRIB)), unreadableDirectories.contains(directory) { readableAgain.insert(directory) }
                 continue
             }
             if event.name == Crawler.dotGit {
@@ -142,6 +181,8 @@ final class WatchProcessor {
                     forgetSubtree(path)
                     let kind: ChangeKind = event.has(Int32(IN_DELETE)) ? .deleted : .movedFrom
                     changes.append(Change(path: path, kind: kind, isDirectory: true))
+                } else if event.has(Int32(IN_ATTRIB)), unreadableDirectories.contains(path) {
+                    readableAgain.insert(path)  // chmod, chown or an ACL on a directory syncd could not read
                 }
                 continue
             }
@@ -152,6 +193,9 @@ final class WatchProcessor {
         queue.append(Self.collapsingRepeats(changes))
         if !newDirectories.isEmpty {
             try await watchNewDirectories(newDirectories)
+        }
+        if !readableAgain.isEmpty {
+            try await retryUnreadable(readableAgain)
         }
         if allIgnoreRulesChanged {
             try await resync(.root, reportNew: true)
@@ -167,7 +211,9 @@ final class WatchProcessor {
             queue.requestRescan(rescan)
         }
         if batch.tick {
+            try await retryUnreadable(unreadableDirectories)
             try await rescanUnwatched()
+            updateTicker()
         }
     }
 
@@ -220,6 +266,7 @@ final class WatchProcessor {
         }
         ignoredDirectories = ignoredDirectories.filter { !$0.isWithin(path) }
         unwatchedDirectories = unwatchedDirectories.filter { !$0.isWithin(path) }
+        unreadableDirectories = unreadableDirectories.filter { !$0.isWithin(path) }
     }
 
     /// New or moved-in directories: skip the ignored ones, watch the rest and report all they hold.
@@ -244,8 +291,10 @@ final class WatchProcessor {
         let before = Set(table.watched(within: subtree).map(\.path))
         ignoredDirectories = ignoredDirectories.filter { !$0.isWithin(subtree) }
         unwatchedDirectories = unwatchedDirectories.filter { !$0.isWithin(subtree) }
-        let reached = try await crawl([subtree], report: { reportNew && !before.contains($0) })
-        for path in before.subtracting(reached) {
+        let unreadableBefore = unreadableDirectories.filter { $0.isWithin(subtree) }
+        unreadableDirectories.subtract(unreadableBefore)
+        let crawled = try await crawl([subtree], known: unreadableBefore, report: { reportNew && !before.contains($0) })
+        for path in before.subtracting(crawled.reached) {
             if let wd = table.wd(of: path) {
                 inotify.removeWatch(wd)
                 table.retire(wd)
@@ -254,21 +303,27 @@ final class WatchProcessor {
     }
 
     /// Breadth-first crawl from `roots` (already known not to be ignored). Returns every directory
-    /// reached (watched or not). One `git check-ignore` per level decides which subdirectories to
-    /// enter.
+    /// reached (watched or not) and those that could not be watched or listed (now in
+    /// `unreadableDirectories`; the warning is not repeated for those in `known`). One
+    /// `git check-ignore` per level decides which subdirectories to enter.
     @discardableResult
-    private func crawl(_ roots: [RepoPath], report: @escaping @Sendable (RepoPath) -> Bool) async throws -> Set<RepoPath> {
+    private func crawl(
+        _ roots: [RepoPath], known: Set<RepoPath> = [], report: @escaping @Sendable (RepoPath) -> Bool
+    ) async throws -> (reached: Set<RepoPath>, problems: Set<RepoPath>) {
         var level = roots
         var reached: Set<RepoPath> = []
+        var problems: Set<RepoPath> = []
         var limitReached = !unwatchedDirectories.isEmpty
         var newlyUnwatched = 0
         let repository = repository
         let inotify = inotify
+        let fault = options.addWatchFault
         while !level.isEmpty {
             let directories = level
             let carried = limitReached
             let result = try await Blocking.run {
-                Crawler.crawlLevel(directories, repository: repository, inotify: inotify, limitReached: carried, report: report)
+                Crawler.crawlLevel(
+                    directories, repository: repository, inotify: inotify, limitReached: carried, fault: fault, report: report)
             }
             limitReached = result.limitReached
             reached.formUnion(directories)
@@ -281,9 +336,20 @@ final class WatchProcessor {
             unwatchedDirectories.formUnion(result.unwatched)
             newlyUnwatched += result.unwatched.count
             for (path, error) in result.problems {
-                log(.warning, "cannot watch \(path) in \(repository.workTreeDisplay): \(error); changes there are seen only by rescans")
+                problems.insert(path)
+                // Once per directory, not at every new try.
+                guard unreadableDirectories.insert(path).inserted, !known.contains(path) else { continue }
+                log(
+                    .warning,
+                    "cannot watch \(path)/ in \(repository.workTreeDisplay): \(error); what it holds is not committed until syncd "
+                        + "can read it (fix its permissions: syncd tries again when they change, and every "
+                        + "\(options.degradedRescanInterval.components.seconds)s)")
             }
-            queue.append(result.found)
+            if !result.found.isEmpty {
+                // The counts first: a consumer woken by these changes reads them.
+                publishStatistics()
+                queue.append(result.found)
+            }
             let ignored = try await oracle.ignored(result.subdirectories)
             ignoredDirectories.formUnion(ignored)
             level = result.subdirectories.filter { !ignored.contains($0) }
@@ -297,15 +363,22 @@ final class WatchProcessor {
                 rescanInterval: options.degradedRescanInterval
             )
             log(.error, message)
-            queue.post(.degraded(message: message))
-            startTicker()
+            post(.degraded(message: message))
         }
-        return reached
+        updateTicker()
+        return (reached, problems)
     }
 
     // MARK: - Degraded mode
 
-    private func startTicker() {
+    /// Ticks while some directory is not watched (the limit, or no permission); stops once every
+    /// directory is.
+    private func updateTicker() {
+        if unwatchedDirectories.isEmpty && unreadableDirectories.isEmpty {
+            ticker?.cancel()
+            ticker = nil
+            return
+        }
         guard ticker == nil else { return }
         let interval = options.degradedRescanInterval
         let inbox = inbox
@@ -317,6 +390,26 @@ final class WatchProcessor {
         }
     }
 
+    /// Tries again to watch and list directories that could not be read. Those that can be read
+    /// now are watched and everything they hold is reported (it was never seen).
+    private func retryUnreadable(_ candidates: Set<RepoPath>) async throws {
+        let retry = candidates.intersection(unreadableDirectories)
+        guard !retry.isEmpty else { return }
+        let ignored = try await oracle.ignored(Array(retry))
+        ignoredDirectories.formUnion(ignored)
+        unreadableDirectories.subtract(ignored)
+        let roots = Self.outermost(retry.subtracting(ignored))
+        guard !roots.isEmpty else { return }
+        // Out of the set while crawling (the counts a consumer reads then are right); back in,
+        // without a second warning, when they still cannot be read.
+        unreadableDirectories.subtract(retry)
+        let crawled = try await crawl(roots, known: retry, report: { _ in true })
+        for path in roots where !crawled.problems.contains(path) && table.wd(of: path) != nil {
+            log(.info, "\(path)/ in \(repository.workTreeDisplay) can be read again: it is watched, and what it holds is committed")
+        }
+        publishStatistics()
+    }
+
     /// Covers unwatched directories: tries to watch them again (the limit may have been raised),
     /// and reports what `git status` says changed below the ones still unwatched.
     private func rescanUnwatched() async throws {
@@ -324,12 +417,9 @@ final class WatchProcessor {
         let roots = Self.outermost(unwatchedDirectories)
         unwatchedDirectories = []
         try await crawl(roots, report: { _ in false })
-        let stillUnwatched = Self.outermost(unwatchedDirectories)
-        if stillUnwatched.isEmpty {
-            ticker?.cancel()
-            ticker = nil
-            log(.info, "every directory of \(repository.workTreeDisplay) is watched again (\(table.count) watches)")
-            queue.post(.recovered(watched: table.count))
+        if unwatchedDirectories.isEmpty {
+            log(.info, "every directory the watch limit left unwatched in \(repository.workTreeDisplay) is watched again (\(table.count) watches)")
+            post(.recovered(watched: table.count))
         }
         let status = try await GitStatus.dirtyPaths(repository.git, limitedTo: roots)
         queue.append(status.map { Change(path: $0.path, kind: .status, fromRescan: true) })

@@ -26,8 +26,15 @@ public struct WatcherOptions: Sendable {
     public var pendingCapacity = 200_000
     /// Raw events queued between the reader thread and the processor before events count as lost.
     public var inboxCapacity = 1_000_000
-    /// How often directories left unwatched by the watch limit are rescanned.
+    /// How often directories left unwatched by the watch limit are rescanned, and directories that
+    /// could not be read (permissions) are tried again.
     public var degradedRescanInterval: Duration = .seconds(30)
+
+    /// The errno to fail `inotify_add_watch` with for a directory, or nil to call the kernel.
+    package typealias AddWatchFault = @Sendable (RepoPath) -> Errno?
+    /// A seam for tests: tests run as root, for whom a directory without read permission is
+    /// still readable (a non-root syncd gets EACCES there).
+    package var addWatchFault: AddWatchFault?
 
     public init() {}
 }
@@ -89,7 +96,8 @@ public final class Watcher: Sendable {
             queue: changes,
             inbox: inbox,
             options: options,
-            log: log
+            log: log,
+            publish: { [self] statistics in statisticsStore.withLock { $0 = statistics } }
         )
         try reader.start()
         readerHandle.set(reader)
@@ -100,19 +108,14 @@ public final class Watcher: Sendable {
         }
         let excludeFiles = await ignoreFilesOutsideTree()
         try await processor.start(excludeFiles: excludeFiles)
-        publish(processor)
-        changes.post(
-            .ready(
-                watched: processor.watchedCount,
-                ignored: processor.ignoredDirectories.count,
-                unwatched: processor.unwatchedDirectories.count
-            )
-        )
+        let ready = processor.statistics
+        processor.publishStatistics()
+        changes.post(.ready(watched: ready.watched, ignored: ready.ignored, unwatched: ready.unwatched))
         for await _ in inbox.doorbell {
             let batch = inbox.take()
             if batch.isEmpty { continue }
             try await processor.process(batch)
-            publish(processor)
+            processor.publishStatistics()
             if batch.fence > 0 { fences.withLock { $0.passed = max($0.passed, batch.fence) } }
         }
     }
@@ -135,18 +138,6 @@ public final class Watcher: Sendable {
             guard clock.now < end, (try? await Task.sleep(for: .microseconds(200))) != nil else { return false }
         }
         return true
-    }
-
-    private func publish(_ processor: WatchProcessor) {
-        let current = WatcherStatistics(
-            watched: processor.watchedCount,
-            ignored: processor.ignoredDirectories.count,
-            unwatched: processor.unwatchedDirectories.count,
-            ready: true,
-            eventsRead: processor.eventsRead,
-            rescans: processor.rescans
-        )
-        statisticsStore.withLock { $0 = current }
     }
 
     /// Every path git sees as changed (modified, deleted, untracked, unmerged), as `status` changes
@@ -175,12 +166,23 @@ public struct WatcherStatistics: Sendable, Hashable {
     public var watched = 0
     /// Top-most ignored directories (not watched, not listed).
     public var ignored = 0
-    /// Directories the watch limit left unwatched (covered by periodic rescans).
+    /// Directories without a watch: those the watch limit left unwatched (covered by periodic
+    /// rescans) and the unreadable ones below.
     public var unwatched = 0
+    /// Directories that could not be watched or listed for another reason than the limit (no
+    /// read permission): tried again when their permissions change and every rescan interval.
+    public var unreadable = 0
+    /// The first few of them (at most `WatcherStatistics.pathsShown`), in order.
+    public var unreadablePaths: [RepoPath] = []
     /// The initial crawl has finished.
     public var ready = false
     /// inotify records read from the kernel so far.
     public var eventsRead = 0
     /// Rescans requested so far (lost events, overflows).
     public var rescans = 0
+
+    /// How many paths a count is shown with.
+    public static let pathsShown = 20
+
+    public init() {}
 }

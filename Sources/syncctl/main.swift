@@ -143,7 +143,7 @@ struct Status: AsyncParsableCommand {
         abstract: "What syncd is doing (for people, or --json for programs); the exit status says how healthy it is.",
         discussion: """
             Exit status, for monitoring: 0 healthy; 1 degraded (offline, a conflict, paused, an emergency stop, \
-            directories the watch limit left unwatched, commits waiting for a person's rebase, merge, unmerged paths \
+            directories the watch limit left unwatched, directories or files syncd cannot read, commits waiting for a person's rebase, merge, unmerged paths \
             or detached HEAD); 2 failing (commits failing, the circuit breaker open, \
             a setup problem with the remote: host key, credentials, URL); 3 no syncd runs for the workspace \
             (or there is no workspace there). With --json, `health` and `health_reasons` say the same.
@@ -211,6 +211,7 @@ struct Status: AsyncParsableCommand {
         say("  health: \(health.level.name)" + (health.reasons.isEmpty ? "" : " (\(health.reasons.joined(separator: ", ")))"))
         say("  pending: \(state["pending_paths"]?.description ?? "0") path(s)"
             + (state["pending_scan"]?.bool == true ? ", and a full scan (changes made while syncd was not running, or events lost) for the next batch" : ""))
+        for line in CoverageLines.lines(state) { say(line) }
         if state["paused"]?.bool == true {
             let until = state["paused_until"]?.string ?? ""
             say("  PAUSED by \(state["paused_by"]?.string ?? "?")\(until.isEmpty ? "" : " until \(until)"): \(state["paused_reason"]?.string ?? "")")

@@ -372,7 +372,38 @@ struct CommitterTests {
         try Files.write(workspace.file("top.txt"), "mine\n")
         let summary = try #require(Self.committed(try await workspace.commit(["vendor/lib/src/code.c", "top.txt"])))
         #expect(summary.files.map(\.path) == [RepoPath("top.txt")])
-        #expect(workspace.logged.warnings.isEmpty, "git was asked to stage inside the nested repository: \(workspace.logged.warnings)")
+        // One warning, that it is a separate repository; none from git (asked to stage inside it).
+        let said = "vendor/lib/ in \(workspace.fixture.path) is a separate git repository"
+        #expect(workspace.logged.warnings.filter { !$0.contains(said) }.isEmpty, "git was asked to stage inside the nested repository: \(workspace.logged.warnings)")
+        #expect(workspace.logged.warnings.filter { $0.contains(said) }.count == 1, "\(workspace.logged.warnings)")
+        #expect(await workspace.committer.findings.nestedRepositories == [RepoPath("vendor/lib")])
+
+        // Said once: more changes inside it, and a full scan (git status shows it as `vendor/lib/`).
+        try Files.write(workspace.file("vendor/lib/src/more.c"), "int y;\n")
+        try Files.write(workspace.file("top.txt"), "mine again\n")
+        _ = try await workspace.commit(["vendor/lib/src/more.c", "vendor/lib", "top.txt"], directories: ["vendor/lib"], fullScan: true)
+        #expect(workspace.logged.warnings.filter { $0.contains(said) }.count == 1, "\(workspace.logged.warnings)")
+        #expect(workspace.logged.warnings.filter { !$0.contains(said) }.isEmpty, "\(workspace.logged.warnings)")
+        #expect(try await workspace.fixture.headTree().keys.allSatisfy { !$0.starts(with: Array("vendor/".utf8)) })
+
+        // Its .git gone, it is no longer a nested repository.
+        try Files.removeTree(workspace.file("vendor/lib/.git"))
+        try Files.write(workspace.file("top.txt"), "mine once more\n")
+        _ = try await workspace.commit(["top.txt"])
+        #expect(await workspace.committer.findings.nestedRepositories.isEmpty)
+    }
+
+    @Test("a nested clone found by the startup scan (git status says `?? nest/`) is named, and nothing inside it is staged")
+    func nestedRepositoryAtStartup() async throws {
+        var workspace = try await Workspace()
+        defer { workspace.remove() }
+        try Files.mkdirs(workspace.file("nest"))
+        _ = try await workspace.fixture.git.run(["-C", "nest", "init", "-q"])
+        try Files.write(workspace.file("nest/n.txt"), "n\n")
+        try Files.write(workspace.file("top.txt"), "top\n")
+        let summary = try #require(Self.committed(try await workspace.commit([], fullScan: true)))
+        #expect(summary.files.map(\.path) == [RepoPath("top.txt")])
+        #expect(await workspace.committer.findings.nestedRepositories == [RepoPath("nest")])
     }
 
     @Test("an emergency stop sets the batch aside at the next step: before staging, or just before the branch moves")

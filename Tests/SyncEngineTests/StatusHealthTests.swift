@@ -26,6 +26,9 @@ struct StatusHealthTests {
             (["paused": .bool(true), "phase": .string("paused")], "paused"),
             (["emergency_stop": .bool(true), "phase": .string("emergency-stop")], "emergency stop"),
             (["unwatched_directories": .number(3)], "directories not watched"),
+            // Unreadable directories count as unwatched, but they are not the watch limit.
+            (["unwatched_directories": .number(1), "unreadable_directories": .number(1)], "paths not readable"),
+            (["unreadable_files": .number(1)], "paths not readable"),
             (["phase": .string("deferred"), "reason_code": .string("rebase-in-progress")], "waiting: rebase-in-progress"),
         ]
         for (changes, reason) in degraded {
