@@ -237,22 +237,6 @@ struct Status: AsyncParsableCommand {
     }
 }
 
-/// Writes the control request, signals syncd and waits for its confirmation.
-func request(
-    _ command: String, _ client: ControlClient, timeout: Duration,
-    confirmed: @escaping (UInt64, [String: JSONValue]) -> Bool
-) async throws -> (serial: UInt64, state: [String: JSONValue]?, running: Bool) {
-    let serial = ControlFile.newSerial()
-    try ControlFile.write(ControlRequest(command: command, serial: serial, by: ControlClient.requester), to: client.lockDirectory.controlRequest)
-    guard client.notify() else { return (serial, nil, false) }
-    let state = await client.waitForState(timeout: timeout) { confirmed(serial, $0) }
-    return (serial, state, true)
-}
-
-func applied(_ serial: UInt64, _ state: [String: JSONValue]) -> Bool {
-    (state["control_serial"]?.number).map { UInt64($0) >= serial } ?? false
-}
-
 struct Pause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stop committing (changes are still collected and committed as one batch on resume or expiry).")
@@ -285,15 +269,13 @@ struct Pause: AsyncParsableCommand {
             until = ControlFile.now() + Double(value.components.seconds) + Double(value.components.attoseconds) / 1e18
         }
         let wait = try parseTimeout(timeout)
-        let pause = DaemonPause(reason: reason, by: ControlClient.requester, since: ControlFile.now(), until: until, serial: ControlFile.newSerial())
-        try ControlFile.write(pause, to: client.lockDirectory.daemonPause)
-        let outcome = try await request("pause", client, timeout: wait) { serial, state in
-            applied(serial, state) && state["paused"]?.bool == true
-        }
-        guard outcome.running else {
+        switch try await client.pause(reason: reason, until: until, timeout: wait) {
+        case .notRunning:
             fail("no syncd is running for \(client.repository.workTreeDisplay); the pause is recorded and applies when it starts", code: ExitStatus.notRunning)
+        case .notConfirmed:
+            fail("syncd did not confirm the pause within \(timeout); it is recorded in \(Syscall.display(client.lockDirectory.daemonPause))", code: ExitStatus.notConfirmed)
+        case .confirmed: break
         }
-        guard outcome.state != nil else { fail("syncd did not confirm the pause within \(timeout); it is recorded in \(Syscall.display(client.lockDirectory.daemonPause))", code: ExitStatus.notConfirmed) }
         say("paused" + (until.map { " until \(WallClock.rfc3339(seconds: $0))" } ?? " until `syncctl resume`") + ": \(reason)")
     }
 }
@@ -322,15 +304,13 @@ struct Resume: AsyncParsableCommand {
         if emergencySet && !clearEmergency {
             fail("an emergency stop is set for \(client.repository.workTreeDisplay); clear it on purpose with `syncctl resume --clear-emergency`")
         }
-        try ControlFile.remove(client.lockDirectory.daemonPause)
-        if clearEmergency { try ControlFile.remove(client.lockDirectory.emergencyStop) }
-        let outcome = try await request("resume", client, timeout: wait) { serial, state in
-            applied(serial, state) && state["paused"]?.bool == false && state["emergency_stop"]?.bool == false
-        }
-        guard outcome.running else {
+        switch try await client.resume(clearEmergency: clearEmergency, timeout: wait) {
+        case .notRunning:
             fail("no syncd is running for \(client.repository.workTreeDisplay); nothing is paused now, so it commits normally when it starts", code: ExitStatus.notRunning)
+        case .notConfirmed:
+            fail("syncd did not confirm within \(timeout)", code: ExitStatus.notConfirmed)
+        case .confirmed: break
         }
-        guard outcome.state != nil else { fail("syncd did not confirm within \(timeout)", code: ExitStatus.notConfirmed) }
         say(clearEmergency && emergencySet ? "emergency stop cleared; syncd resumed" : "resumed")
     }
 }
@@ -395,15 +375,13 @@ struct EmergencyStop: AsyncParsableCommand {
         let client = try await options.client()
         let wait = try parseTimeout(timeout)
         let started = ContinuousClock.now
-        let stop = SyncEngine.EmergencyStop(reason: reason, by: ControlClient.requester, since: ControlFile.now(), serial: ControlFile.newSerial())
-        try ControlFile.write(stop, to: client.lockDirectory.emergencyStop)
-        let outcome = try await request("emergency-stop", client, timeout: wait) { serial, state in
-            applied(serial, state) && state["emergency_stop"]?.bool == true && state["phase"]?.string == "emergency-stop"
-        }
-        guard outcome.running else {
+        switch try await client.emergencyStop(reason: reason, timeout: wait) {
+        case .notRunning:
             fail("no syncd is running for \(client.repository.workTreeDisplay); the emergency stop is recorded and holds when it starts", code: ExitStatus.notRunning)
+        case .notConfirmed:
+            fail("syncd did not confirm within \(timeout); the stop is recorded", code: ExitStatus.notConfirmed)
+        case .confirmed: break
         }
-        guard outcome.state != nil else { fail("syncd did not confirm within \(timeout); the stop is recorded", code: ExitStatus.notConfirmed) }
         let elapsed = ContinuousClock.now - started
         say("emergency stop confirmed in \(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000) ms: no git activity until `syncctl resume --clear-emergency`")
     }
@@ -439,35 +417,16 @@ struct AsWriter: AsyncParsableCommand {
             fail("cannot open the sync lock \(Syscall.display(directory.syncLock)): \(error)"
                 + (error.errno == Errno(ELOOP) ? " (a symlink: remove it)" : ""))
         }
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: limit)
-        var announced = false
-        while true {
-            if Syscall.exists(directory.emergencyStop) {
-                fail("an emergency stop is set for \(client.repository.workTreeDisplay); not running \(executable) (see `syncctl status`)", code: ExitStatus.unavailable)
-            }
-            let leaseActive: Bool
-            if case .value(let lease) = ControlFile.read(WriterLease.self, at: directory.writerLease), lease.isActive(at: ControlFile.now()) {
-                leaseActive = true
-                if !announced {
-                    try? Syscall.writeAll(2, Array("syncctl: writers are asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)) (\(lease.reason)); waiting\n".utf8))
-                    announced = true
-                }
-            } else {
-                leaseActive = false
-            }
-            if !leaseActive, try lock.tryLock(.shared) {
-                // A lease written between the check and the lock wins: let syncd go first.
-                if case .value(let lease) = ControlFile.read(WriterLease.self, at: directory.writerLease), lease.isActive(at: ControlFile.now()) {
-                    lock.unlock()
-                } else {
-                    break
-                }
-            }
-            if clock.now >= deadline {
-                fail("gave up after \(wait): " + (leaseActive ? "a pause lease is still in force" : "syncd holds the sync lock"), code: ExitStatus.unavailable)
-            }
-            try await clock.sleep(for: .milliseconds(20))
+        let deadline = ContinuousClock.now.advanced(by: limit)
+        let turn = try await WriterTurn.take(lock, in: directory, until: deadline) { lease in
+            try? Syscall.writeAll(2, Array("syncctl: writers are asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)) (\(lease.reason)); waiting\n".utf8))
+        }
+        switch turn {
+        case .granted: break
+        case .emergencyStop:
+            fail("an emergency stop is set for \(client.repository.workTreeDisplay); not running \(executable) (see `syncctl status`)", code: ExitStatus.unavailable)
+        case .gaveUp(let leaseInForce):
+            fail("gave up after \(wait): " + (leaseInForce ? "a pause lease is still in force" : "syncd holds the sync lock"), code: ExitStatus.unavailable)
         }
         defer { lock.unlock() }
         SignalStream.ignoreSIGPIPE()
