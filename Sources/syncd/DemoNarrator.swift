@@ -84,7 +84,6 @@ actor DemoNarrator {
             problems.append("the circuit breaker opened")
             output.say("the circuit breaker opened: too many commits in a short time; syncd stops committing for a while")
         case "sync-done" where record["pushed"]?.bool == true:
-            pushes += 1
             let head = (try? await git.run(["rev-parse", "-q", "--verify", GitArgument("refs/remotes/\(remote)/main")], readOnly: true, acceptedExitCodes: [0, 1]))?.text ?? ""
             var count = ""
             if let lastPushed, !head.isEmpty,
@@ -95,10 +94,12 @@ actor DemoNarrator {
             }
             if !head.isEmpty { lastPushed = head }
             output.say("pushed to \(remote): its main is now \(head.prefix(8))\(count)")
+            // Counted once said: the timeline waits on the count (the git calls above let it in).
+            pushes += 1
         case "integrated":
-            integrations += 1
             let commit = record["commit"]?.string ?? ""
             output.say("pulled in the remote's new commits: \(record["how"]?.string ?? "integrated") → \(commit.prefix(8)); only the paths they changed were touched")
+            integrations += 1
         case "sync-conflict":
             let branch = record["branch"]?.string ?? ""
             let files: [String]
