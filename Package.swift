@@ -46,7 +46,8 @@ let package = Package(
         .executableTarget(
             name: "syncd",
             dependencies: ["SyncEngine", "SyncWatcher", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict
+            // More than one source file (the demo): main.swift would be top-level code, which @main forbids.
+            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "syncctl",

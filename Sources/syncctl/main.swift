@@ -252,25 +252,6 @@ struct Status: AsyncParsableCommand {
     }
 }
 
-/// Writes the control request, signals syncd and waits for its confirmation.
-func request(
-    _ command: String, _ client: ControlClient, timeout: Duration,
-    confirmed: @escaping (UInt64, [String: JSONValue]) -> Bool
-) async throws -> (serial: UInt64, state: [String: JSONValue]?, running: Bool) {
-    let serial = ControlFile.newSerial()
-    try ControlFile.write(ControlRequest(command: command, serial: serial, by: ControlClient.requester), to: client.lockDirectory.controlRequest)
-    guard client.notify() else { return (serial, nil, false) }
-    let state = await client.waitForState(timeout: timeout) { confirmed(serial, $0) }
-    if state == nil, let problem = client.stateProblem() {
-        fail("the \(command) request is recorded (and syncd was told), but it cannot be confirmed: \(problem)", code: ExitStatus.notConfirmed)
-    }
-    return (serial, state, true)
-}
-
-func applied(_ serial: UInt64, _ state: [String: JSONValue]) -> Bool {
-    (state["control_serial"]?.number).map { UInt64($0) >= serial } ?? false
-}
-
 struct Pause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stop committing (changes are still collected and committed as one batch on resume or expiry).")
@@ -304,15 +285,14 @@ struct Pause: AsyncParsableCommand {
             until = ControlFile.now() + Double(value.components.seconds) + Double(value.components.attoseconds) / 1e18
         }
         let wait = try parseTimeout(timeout)
-        let pause = DaemonPause(reason: reason, by: ControlClient.requester, since: ControlFile.now(), until: until, serial: ControlFile.newSerial())
-        try ControlFile.write(pause, to: client.lockDirectory.daemonPause)
-        let outcome = try await request("pause", client, timeout: wait) { serial, state in
-            applied(serial, state) && state["paused"]?.bool == true
-        }
-        guard outcome.running else {
+        switch try await client.pause(reason: reason, until: until, timeout: wait) {
+        case .notRunning:
             fail("no syncd is running for \(client.repository.workTreeDisplay); the pause is recorded and applies when it starts", code: ExitStatus.notRunning)
+        case .notConfirmed:
+            fail("syncd did not confirm the pause within \(timeout); it is recorded in \(Syscall.display(client.lockDirectory.daemonPause))"
+                + (client.stateProblem().map { ", but \($0)" } ?? ""), code: ExitStatus.notConfirmed)
+        case .confirmed: break
         }
-        guard outcome.state != nil else { fail("syncd did not confirm the pause within \(timeout); it is recorded in \(Syscall.display(client.lockDirectory.daemonPause))", code: ExitStatus.notConfirmed) }
         say("paused" + (until.map { " until \(WallClock.rfc3339(seconds: $0))" } ?? " until `syncctl resume`") + ": \(reason)")
     }
 }
@@ -341,15 +321,13 @@ struct Resume: AsyncParsableCommand {
         if emergencySet && !clearEmergency {
             fail("an emergency stop is set for \(client.repository.workTreeDisplay); clear it on purpose with `syncctl resume --clear-emergency`")
         }
-        try ControlFile.remove(client.lockDirectory.daemonPause)
-        if clearEmergency { try ControlFile.remove(client.lockDirectory.emergencyStop) }
-        let outcome = try await request("resume", client, timeout: wait) { serial, state in
-            applied(serial, state) && state["paused"]?.bool == false && state["emergency_stop"]?.bool == false
-        }
-        guard outcome.running else {
+        switch try await client.resume(clearEmergency: clearEmergency, timeout: wait) {
+        case .notRunning:
             fail("no syncd is running for \(client.repository.workTreeDisplay); nothing is paused now, so it commits normally when it starts", code: ExitStatus.notRunning)
+        case .notConfirmed:
+            fail("syncd did not confirm within \(timeout)" + (client.stateProblem().map { ": \($0)" } ?? ""), code: ExitStatus.notConfirmed)
+        case .confirmed: break
         }
-        guard outcome.state != nil else { fail("syncd did not confirm within \(timeout)", code: ExitStatus.notConfirmed) }
         say(clearEmergency && emergencySet ? "emergency stop cleared; syncd resumed" : "resumed")
     }
 }
@@ -417,15 +395,13 @@ struct EmergencyStop: AsyncParsableCommand {
         let client = try await options.client(forWriting: true)
         let wait = try parseTimeout(timeout)
         let started = ContinuousClock.now
-        let stop = SyncEngine.EmergencyStop(reason: reason, by: ControlClient.requester, since: ControlFile.now(), serial: ControlFile.newSerial())
-        try ControlFile.write(stop, to: client.lockDirectory.emergencyStop)
-        let outcome = try await request("emergency-stop", client, timeout: wait) { serial, state in
-            applied(serial, state) && state["emergency_stop"]?.bool == true && state["phase"]?.string == "emergency-stop"
-        }
-        guard outcome.running else {
+        switch try await client.emergencyStop(reason: reason, timeout: wait) {
+        case .notRunning:
             fail("no syncd is running for \(client.repository.workTreeDisplay); the emergency stop is recorded and holds when it starts", code: ExitStatus.notRunning)
+        case .notConfirmed:
+            fail("syncd did not confirm within \(timeout); the stop is recorded", code: ExitStatus.notConfirmed)
+        case .confirmed: break
         }
-        guard outcome.state != nil else { fail("syncd did not confirm within \(timeout); the stop is recorded", code: ExitStatus.notConfirmed) }
         let elapsed = ContinuousClock.now - started
         say("emergency stop confirmed in \(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000) ms: no git activity until `syncctl resume --clear-emergency`")
     }

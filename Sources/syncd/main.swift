@@ -11,7 +11,7 @@ struct Syncd: AsyncParsableCommand {
         commandName: "syncd",
         abstract: "Keeps a git workspace committed and synced while other programs write into it.",
         version: "syncd \(SyncdVersion.current)",
-        subcommands: [Run.self, Watch.self]
+        subcommands: [Run.self, Watch.self, Demo.self]
     )
 }
 
