@@ -537,14 +537,6 @@ struct IndexStamp: Equatable {
     }
 }
 
-extension GitResult {
-    /// stdout as text without the trailing newline (hashes, single values).
-    var text: String {
-        var bytes = standardOutput[...]
-        while bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-}
 
 /// Paths inside another repository nested in the working tree (a directory with its own `.git`,
 /// such as a submodule's checkout) belong to that repository; git refuses to stage them.

@@ -63,7 +63,8 @@ public enum Rewind {
     /// Applies `changes` to the working tree; the caller holds the sync lock shared.
     public static func apply(_ changes: [Change], repository: Repository) async throws {
         let top = repository.workTree
-        for change in changes {
+        for (index, change) in changes.enumerated() {
+            if index == 1 { Failpoint.hitBlocking("rewind-after-first-file", log: { _, message in try? Syscall.writeAll(2, Array("syncctl: \(message)\n".utf8)) }) }
             let path = top + [UInt8(ascii: "/")] + change.path.bytes
             switch change.kind {
             case .delete:

@@ -140,3 +140,12 @@ public struct GitArgument: Sendable, ExpressibleByStringInterpolation {
     public init(rawBytes: [UInt8]) { bytes = rawBytes }
     var display: String { String(decoding: bytes, as: UTF8.self) }
 }
+
+extension GitResult {
+    /// stdout as text without the trailing newline (hashes, single values).
+    public var text: String {
+        var bytes = standardOutput[...]
+        while bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -152,11 +152,3 @@ actor DemoNarrator {
     }
 }
 
-extension GitResult {
-    /// stdout as text, the trailing newline dropped.
-    var text: String {
-        var value = String(decoding: standardOutput, as: UTF8.self)
-        while value.last == "\n" { value.removeLast() }
-        return value
-    }
-}
