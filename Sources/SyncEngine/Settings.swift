@@ -46,6 +46,9 @@ public struct Settings: Sendable, Equatable {
     public var backupMaxAge: Duration = .seconds(30 * 86_400)
     /// Off-site copy of every bundle ("" = none): another disk or a network mount.
     public var backupDir = ""
+    /// syncd's own unpushed commits reach the branch as one commit per window (zero: off).
+    public var squash: Duration = .zero
+    public var squashKeep: Duration = .seconds(30 * 86_400)
     /// How often a full `git status` looks for changes the watcher missed (zero: never).
     public var reconcileInterval: Duration = .seconds(3600)
     /// Diverged histories: merge (default), or rebase syncd's own unpushed commits.
@@ -213,6 +216,22 @@ public struct Settings: Sendable, Equatable {
                 return set(&s.reconcileInterval, parseDuration(v), within: .seconds(1) ... .seconds(604_800))
             },
             current: { formatDuration($0.reconcileInterval) }),
+        Key(
+            name: "syncd.squash", flag: "--squash", allowed: "0 (off) or a duration from 1s to 30d, like 1h",
+            help: "syncd's own unpushed commits reach the branch as one commit per window",
+            apply: { s, v in
+                if v == "0" || v.lowercased() == "off" {
+                    s.squash = .zero
+                    return true
+                }
+                return set(&s.squash, parseDuration(v), within: .seconds(1) ... .seconds(30 * 86_400))
+            },
+            current: { formatDuration($0.squash) }),
+        Key(
+            name: "syncd.squashKeep", flag: "--squash-keep", allowed: "a duration from 1d to 3650d, like 30d",
+            help: "how long the unsquashed originals stay reachable locally",
+            apply: { s, v in set(&s.squashKeep, parseDuration(v), within: .seconds(86_400) ... .seconds(3650 * 86_400)) },
+            current: { formatDuration($0.squashKeep) }),
         Key(
             name: "syncd.integrate", flag: "--integrate", allowed: "merge or rebase",
             help: "diverged histories: merge, or rebase syncd's own unpushed commits",

@@ -765,6 +765,8 @@ public actor SyncService {
         options.networkTimeout = settings.networkTimeout
         options.backupKeep = settings.backupKeep
         options.offsiteDirectory = settings.backupDir.isEmpty ? nil : Array(settings.backupDir.utf8)
+        options.squash = settings.squash > .zero ? settings.squash : nil
+        options.squashKeep = settings.squashKeep
         options.backupMaxAge = settings.backupMaxAge
         options.fsync = settings.fsync
         options.integrate = settings.integrate
@@ -820,12 +822,13 @@ public actor SyncService {
             line.add("fetch", fetch)
         }
         network = Task {
-            let result = await Self.networkRound(syncer: syncer, branch: branch, fetch: fetch, conflictSide: conflictSide)
+            // A person waiting on `syncctl sync` gets the commits on the branch now, squashed or not.
+            let result = await Self.networkRound(syncer: syncer, branch: branch, fetch: fetch, conflictSide: conflictSide, squashNow: !covering.isEmpty)
             await self.networkFinished(result, covering: covering, branch: branch)
         }
     }
 
-    static func networkRound(syncer: Syncer, branch: String, fetch: Bool, conflictSide: String?) async -> RoundResult {
+    static func networkRound(syncer: Syncer, branch: String, fetch: Bool, conflictSide: String?, squashNow: Bool = false) async -> RoundResult {
         do {
             if let side = conflictSide {
                 return .conflictPushed(side: side, problem: try await syncer.pushConflict(side: side))
@@ -837,7 +840,7 @@ public actor SyncService {
                 case .fetched: break
                 }
             }
-            return .pushed(try await syncer.push(branch: branch))
+            return .pushed(try await syncer.push(branch: branch, squashNow: squashNow))
         } catch is CancellationError {
             return .cancelled
         } catch {
@@ -865,6 +868,15 @@ public actor SyncService {
             }
         case .pushed(.failed(let problem)), .failed(let problem):
             syncProblem(problem, covering: covering)
+        case .pushed(.held(let until)):
+            // syncd.squash: the branch gets its one commit when the window closes.
+            schedule.succeeded(at: now)
+            schedule.committed(at: now.advanced(by: .milliseconds(Int64(max(0, until - ControlFile.now()) * 1000))))
+            status.lastSyncAt = WallClock.rfc3339()
+            record("sync-done") { line in
+                line.add("pushed", false)
+                line.add("held_until", WallClock.rfc3339(seconds: until))
+            }
         case .pushed(let outcome):
             schedule.succeeded(at: now)
             let pushed: Bool
@@ -1058,7 +1070,7 @@ public actor SyncService {
         log(.info, "stopping: pushing \(status.unpushedCommits) commit(s) first (at most \(Settings.formatDuration(limit)))")
         let result: RoundResult?
         do {
-            result = .pushed(try await syncer.push(branch: branch, timeout: limit))
+            result = .pushed(try await syncer.push(branch: branch, timeout: limit, squashNow: true))
         } catch {
             result = .failed(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")))
         }

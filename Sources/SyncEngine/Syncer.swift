@@ -29,6 +29,9 @@ public actor Syncer {
         public var backupMaxAge: Duration = .seconds(30 * 86_400)
         /// `syncd.backupDir`: every bundle is copied there too.
         public var offsiteDirectory: [UInt8]?
+        /// `syncd.squash`: syncd's own unpushed commits reach the branch as one per window.
+        public var squash: Duration?
+        public var squashKeep: Duration = .seconds(30 * 86_400)
         public var host = ProcessTable.hostName
         public var fsync = true
         /// Where an integration in flight is recorded (for recovery after a crash).
@@ -58,6 +61,9 @@ public actor Syncer {
         /// The remote moved: fetch and integrate first.
         case rejected
         case failed(RemoteProblem)
+        /// `syncd.squash`: the window of the oldest unpushed commit is still open; the commits went
+        /// to the side ref, the branch is pushed at `until` (seconds since the epoch).
+        case held(until: Double)
     }
 
     public enum IntegrationOutcome: Sendable, Equatable {
@@ -81,7 +87,6 @@ public actor Syncer {
     public let options: Options
     private let log: LogSink
     private var conflictBranch: String?
-    private var lastBundledTip: String?
 
     public init(repository: Repository, options: Options, log: @escaping LogSink) {
         self.repository = repository
@@ -145,9 +150,21 @@ public actor Syncer {
 
     /// Pushes the commit the branch points at now (commits made meanwhile wait for the next push)
     /// and records it as the remote's, so counts and the next backup are exact.
-    public func push(branch: String, timeout: Duration? = nil) async throws -> PushOutcome {
-        guard let commit = try await commitOf(branch) else { return .upToDate }
+    public func push(branch: String, timeout: Duration? = nil, squashNow: Bool = false) async throws -> PushOutcome {
         let tracking = tracking(branch)
+        if let window = options.squash, let run = try await Squash.run(git: git, branch: branch, tracking: tracking) {
+            await pushWorkInProgress(run.tip, branch: branch, timeout: timeout)
+            let due = run.oldest + Double(window.components.seconds)
+            if !squashNow, ControlFile.now() < due { return .held(until: due) }
+            if run.commits.count >= 2 {
+                guard let folded = try await Squash.fold(run, git: git, branch: branch, message: nil, host: options.host, keep: options.squashKeep) else {
+                    // The branch moved (a commit just landed): fold again in a moment.
+                    return .held(until: ControlFile.now() + 1)
+                }
+                log(.info, "squashed \(run.commits.count) commits into \(folded.prefix(12)) (the originals: \(Squash.keepPrefix)\(Self.shortName(branch))/\(run.tip.prefix(12)) and the remote's refs/syncd/wip/\(options.host)/\(Self.shortName(branch)))")
+            }
+        }
+        guard let commit = try await commitOf(branch) else { return .upToDate }
         if try await commitOf(tracking) == commit { return .upToDate }
         await Failpoint.hit("before-push", log: log)
         let name = Self.shortName(branch)
@@ -170,6 +187,28 @@ public actor Syncer {
         }
         return .failed(RemoteProblem(gitOutput: result.standardError, exitCode: result.exitCode, remote: options.remote, operation: "push"))
     }
+
+    /// The fine-grained commits, pushed to this machine's side ref so they leave the machine at
+    /// once while the branch waits for its window. Only ever over the value the remote had for
+    /// this ref (a lease), never over someone else's update. Best effort: a failure is logged.
+    private func pushWorkInProgress(_ tip: String, branch: String, timeout: Duration?) async {
+        let ref = "refs/syncd/wip/\(options.host)/\(Self.shortName(branch))"
+        guard lastWorkInProgress != tip else { return }
+        let remote = try? await runNetwork(networkArguments() + ["ls-remote", GitArgument(options.remote), GitArgument(ref)], timeout: timeout)
+        guard let remote, remote.exitCode == 0 else { return }
+        let current = remote.text.split(separator: "\t").first.map(String.init) ?? ""
+        let result = try? await runNetwork(
+            networkArguments() + ["push", "--porcelain", "--quiet", GitArgument("--force-with-lease=\(ref):\(current)"), GitArgument(options.remote),
+                                  GitArgument("\(tip):\(ref)")],
+            timeout: timeout)
+        if result?.exitCode == 0 {
+            lastWorkInProgress = tip
+        } else {
+            log(.warning, "could not push the unsquashed commits to \(ref) on \(options.remote): \(RemoteProblem.oneLine(result?.standardError ?? "timed out")); they are kept locally")
+        }
+    }
+
+    private var lastWorkInProgress: String?
 
     /// Pushes the local side of a conflict to its conflict branch (created by `integrate`); nil
     /// on success, else why not (the branch exists locally either way).
@@ -437,13 +476,13 @@ public actor Syncer {
         let name = "\(Self.compactTime())-\(options.host).bundle"
         let final = options.backupDirectory + [UInt8(ascii: "/")] + Array(name.utf8)
         let temporary = final + Array(".partial".utf8)
+        // The branch first (restore takes the first ref), then the originals of squashed commits.
         var arguments: [GitArgument] = ["bundle", "create", "--quiet", GitArgument(rawBytes: temporary), GitArgument(branch)]
+        let kept = try await git.run(["for-each-ref", "--format=%(refname)", GitArgument(Squash.keepPrefix)], readOnly: true).text
+        arguments += kept.split(separator: "\n").map { GitArgument(String($0)) }
         let now = ControlFile.now()
-        if !store.nextIsFull(keep: options.backupKeep, maxAge: options.backupMaxAge, now: now),
-            let previous = store.list().first,
-            let tip = lastBundledTip ?? BundleHeader.read(previous.path).tip(of: branch)
-        {
-            arguments.append(GitArgument("^\(tip)"))
+        if !store.nextIsFull(keep: options.backupKeep, maxAge: options.backupMaxAge, now: now), let previous = store.list().first {
+            arguments += BundleHeader.read(previous.path).refs.map { GitArgument("^\($0.commit)") }
         }
         let result = try await git.run(arguments, readOnly: true, acceptedExitCodes: [0, 128])
         if result.exitCode != 0 {
@@ -463,7 +502,6 @@ public actor Syncer {
             try? Syscall.unlink(temporary)
             throw SyncError(error.errno == Errno(ENOSPC) ? .diskFull : .syscall, "cannot store the backup bundle \(Syscall.display(final))", cause: error)
         }
-        lastBundledTip = try? await git.run(["rev-parse", GitArgument(branch)], readOnly: true).text
         store.prune(keep: options.backupKeep, maxAge: options.backupMaxAge, now: now)
         copyOffsite(final, name: name, now: now)
     }

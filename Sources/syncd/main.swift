@@ -123,6 +123,10 @@ struct Run: AsyncParsableCommand {
     var backupDir: String?
     @Option(help: "How often git status looks for changes the watcher missed; 0 = never (syncd.reconcileInterval, default 1h).")
     var reconcileInterval: String?
+    @Option(help: "Push syncd's own commits to the branch as one per window, like 1h; 0 = off (syncd.squash, default off).")
+    var squash: String?
+    @Option(help: "How long the unsquashed originals stay reachable locally (syncd.squashKeep, default 30d).")
+    var squashKeep: String?
     @Option(help: "Diverged histories: merge or rebase (syncd.integrate, default merge).")
     var integrate: String?
     @Option(help: "Settle merge conflicts for ours (local) or theirs (remote), or none (syncd.strategyOption, default none).")
@@ -143,7 +147,7 @@ struct Run: AsyncParsableCommand {
             ("syncd.lockDir", lockDir), ("syncd.writerLeaseCap", writerLeaseCap), ("syncd.writerLockTimeout", writerLockTimeout),
             ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.pushDelay", pushDelay), ("syncd.networkTimeout", networkTimeout),
             ("syncd.backupKeep", backupKeep), ("syncd.backupMaxAge", backupMaxAge), ("syncd.backupDir", backupDir),
-            ("syncd.reconcileInterval", reconcileInterval),
+            ("syncd.reconcileInterval", reconcileInterval), ("syncd.squash", squash), ("syncd.squashKeep", squashKeep),
             ("syncd.integrate", integrate), ("syncd.strategyOption", strategyOption),
             ("syncd.metricsFile", metricsFile), ("syncd.alertCommand", alertCommand), ("syncd.alertAfter", alertAfter),
         ].compactMap { name, value in value.map { (name, $0) } }
