@@ -63,6 +63,11 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var syncFix = ""
     public var conflictBranch = ""
     public var conflictFiles: [String] = []
+    /// A git call running longer than `syncd.slowGitAfter` ("" when none): `git …`, since when
+    /// (RFC 3339), and the working-tree file git has open ("" when none).
+    public var slowGit = ""
+    public var slowGitSince = ""
+    public var slowGitPath = ""
 
     public init() {}
 
@@ -113,6 +118,9 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("sync_fix", syncFix)
         line.add("conflict_branch", conflictBranch)
         line.add("conflict_files", conflictFiles)
+        line.add("slow_git", slowGit)
+        line.add("slow_git_since", slowGitSince)
+        line.add("slow_git_path", slowGitPath)
         return line.text + "\n"
     }
 

@@ -7,7 +7,7 @@ public struct StatusHealth: Sendable, Equatable {
         /// Working, but not everything reaches the remote or gets committed by itself: offline, a
         /// conflict, paused, an emergency stop, directories left unwatched by the watch limit,
         /// commits waiting for a person's git operation (a rebase, a merge, unmerged paths, a
-        /// detached HEAD).
+        /// detached HEAD), a git call running far longer than expected.
         case degraded = 1
         /// Needs a person: commits failing, the circuit breaker open, a setup problem with the
         /// remote (host key, credentials, URL).
@@ -58,6 +58,7 @@ public struct StatusHealth: Sendable, Equatable {
         }
         if state["paused"]?.bool == true || phase == StatusSnapshot.Phase.paused.rawValue { degraded.append("paused") }
         if (state["unwatched_directories"]?.number ?? 0) > 0 { degraded.append("directories not watched") }
+        if !(state["slow_git"]?.string ?? "").isEmpty { degraded.append("slow git call") }
         // Waiting for a person, not for a lock held a moment (those clear by themselves).
         let code = state["reason_code"]?.string ?? ""
         if phase == StatusSnapshot.Phase.deferred.rawValue, Self.personDeferrals.contains(code) {
