@@ -618,6 +618,7 @@ public actor SyncService {
         status.slowGitSince = slow?.startedAt ?? ""
         status.slowGitPath = slow?.path ?? ""
         writeStatus()
+        sendStatus()
     }
 
     // MARK: - remote sync
@@ -1115,6 +1116,7 @@ public actor SyncService {
         parts.append("watching \(status.watchedDirectories) directories")
         if !status.lastCommit.isEmpty { parts.append("last commit \(status.lastCommit.prefix(8)) at \(status.lastCommitAt)") }
         if status.pendingPaths > 0 { parts.append("\(status.pendingPaths) pending") }
+        if !status.slowGit.isEmpty { parts.append("SLOW GIT since \(status.slowGitSince): \(status.slowGit)") }
         if !status.remote.isEmpty {
             if status.offlineSince.isEmpty {
                 parts.append("\(status.unpushedCommits) unpushed")

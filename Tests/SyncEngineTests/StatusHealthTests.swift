@@ -26,6 +26,7 @@ struct StatusHealthTests {
             (["paused": .bool(true), "phase": .string("paused")], "paused"),
             (["emergency_stop": .bool(true), "phase": .string("emergency-stop")], "emergency stop"),
             (["unwatched_directories": .number(3)], "directories not watched"),
+            (["slow_git": .string("git update-index --add --remove --replace -z --stdin")], "slow git call"),
             (["phase": .string("deferred"), "reason_code": .string("rebase-in-progress")], "waiting: rebase-in-progress"),
         ]
         for (changes, reason) in degraded {
