@@ -30,17 +30,19 @@ struct GitCallIntegrationTests {
         try await syncd.ready()
         try Files.write(fixture.file("stuck.hang"), "x\n")
         try Files.write(fixture.file("other.txt"), "y\n")
-        try await waitUntil(.seconds(30), "state.json names the slow git call; stderr: \(syncd.process.stderr.suffix(1500))") {
-            (syncd.state()?["slow_git"] as? String)?.contains("update-index") == true
+        try await waitUntil(.seconds(30), "state.json names the slow git call and its file; stderr: \(syncd.process.stderr.suffix(1500))") {
+            (syncd.state()?["slow_git"] as? String)?.contains("update-index") == true && syncd.state()?["slow_git_path"] as? String == "stuck.hang"
         }
-        #expect(syncd.state()?["slow_git_path"] as? String == "stuck.hang")
         let since = syncd.state()?["slow_git_since"] as? String
         #expect(since?.isEmpty == false)
-        #expect(syncd.process.stderr.contains("git has been running for") && syncd.process.stderr.contains("stuck.hang"))
+        try await syncd.process.waitForStderr("git has been running for")
         let status = ProcessHarness(ProcessHarness.product("syncctl"), ["status", "-C", fixture.path])
         _ = try await status.exit(within: .seconds(30))
         #expect(status.stdout.contains("SLOW GIT") && status.stdout.contains("stuck.hang"), "syncctl status: \(status.stdout)")
-        let filter = try #require(Int32((try String(contentsOfFile: fixture.path + "/.git/filter.pid", encoding: .utf8)).filter(\.isNumber)))
+        let pidFile = fixture.path + "/.git/filter.pid"
+        let readPid: @Sendable () -> Int32? = { (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.filter(\.isNumber)) } }
+        try await waitUntil(.seconds(30), "the filter wrote its pid") { readPid() != nil }
+        let filter = try #require(readPid())
         #expect(try await syncd.process.terminate(within: .seconds(60)) == .exited(1))
         let stderr = syncd.process.stderr
         #expect(stderr.contains("not committed") && stderr.contains("syncd.stopTimeout"), "stderr: \(stderr.suffix(2000))")

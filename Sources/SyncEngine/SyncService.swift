@@ -114,7 +114,7 @@ public actor SyncService {
         let (gitActivity, activity) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.gitActivity = gitActivity
         let gitMonitor = GitMonitor(slowAfter: settings.slowGitAfter) { event in
-            log(event.isWarning ? .warning : .info, event.message)
+            if let line = event.logLine { log(event.isWarning ? .warning : .info, line) }
             activity.yield()
         }
         self.gitMonitor = gitMonitor

@@ -27,6 +27,8 @@ public final class GitMonitor: Sendable {
     public enum Event: Sendable {
         /// A call passed `slowAfter` and still runs.
         case slow(Call, running: Duration)
+        /// A slow call moved on to another working-tree file (status follows; not logged).
+        case located(Call)
         /// A call reported as slow ended by itself.
         case finished(Call, after: Duration)
         /// A call was ended at the deadline.
@@ -34,18 +36,28 @@ public final class GitMonitor: Sendable {
 
         public var call: Call {
             switch self {
-            case .slow(let call, _), .finished(let call, _), .stopped(let call, _, _): return call
+            case .slow(let call, _), .located(let call), .finished(let call, _), .stopped(let call, _, _): return call
             }
         }
 
         /// True for a line worth a warning (slow or stopped), false for the all-clear.
         public var isWarning: Bool {
-            if case .finished = self { return false }
-            return true
+            switch self {
+            case .slow, .stopped: return true
+            case .located, .finished: return false
+            }
+        }
+
+        /// The log line; nil for an event only status needs.
+        public var logLine: String? {
+            if case .located = self { return nil }
+            return message
         }
 
         public var message: String {
             switch self {
+            case .located(let call):
+                return "the slow git call \(call.description) goes on"
             case .slow(let call, let running):
                 return "git has been running for \(Self.seconds(running)) (since \(call.startedAt)): \(call.description); "
                     + "syncd waits for it (a clean filter or hook that never returns? a slow disk?). "
@@ -158,6 +170,12 @@ public final class GitMonitor: Sendable {
                 let reported = call
                 state.withLock { $0.calls[id] = reported }
                 handler(.slow(reported, running: now - call.started))
+            } else if call.slow, let path = call.pid.flatMap(locate), path != call.path {
+                // git opened the file after the report, or went on to the next one.
+                call.path = path
+                let located = call
+                state.withLock { $0.calls[id]?.path = path }
+                handler(.located(located))
             }
             // A deadline may be set while the call runs: look again at least every second.
             var wake = now.advanced(by: .seconds(1))

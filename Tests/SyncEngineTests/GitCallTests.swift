@@ -58,11 +58,12 @@ struct GitCallTests {
         git.monitor = monitor
         let runner = git
         let call = Task { try await runner.run(["-c", "core.fsync=all", "update-index", "--add", "--", "stuck.hang"]) }
-        try await waitUntil(.seconds(30), "the slow call is reported") { !monitor.slowCalls.isEmpty }
+        // Slow after 300 ms; the file is named once git has it open (at once, or at the next look).
+        try await waitUntil(.seconds(30), "the slow call is reported with its file") { monitor.slowCalls.first?.path == "stuck.hang" }
         let slow = try #require(monitor.slowCalls.first)
         #expect(slow.command == "git update-index --add -- stuck.hang")
-        #expect(slow.path == "stuck.hang")
-        #expect(events.withLock { $0.count } == 1)
+        #expect(events.withLock { $0.filter { $0.logLine != nil }.count } == 1)
+        try await waitUntil(.seconds(30), "the filter runs") { Self.filterPid(fixture).map(Self.running) ?? false }
         let filter = try #require(Self.filterPid(fixture))
         monitor.stopCalls(at: ContinuousClock.now, reason: "the test stops it")
         do {
