@@ -172,7 +172,7 @@ struct SyncdRunTests {
         try await waitUntil(.seconds(30), "state.json says deferred/index-locked") {
             syncd.state()?["reason_code"] as? String == "index-locked" && syncd.state()?["phase"] as? String == "deferred"
         }
-        #expect((syncd.state()?["reason"] as? String)?.contains("held by pid") == true)
+        #expect((syncd.state()?["reason"] as? String)?.contains("held open by pid") == true)
         #expect(try await fixture.head() == head)
         _ = try await holder.terminate()
         try FileManager.default.removeItem(atPath: fixture.path + "/.git/index.lock")

@@ -67,7 +67,21 @@ public struct Deferral: Sendable, Equatable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// For a batch that asks git for every change (a full scan): how many paths git reports as
+    /// changed, so status can say how much waits; nil when not counted.
+    public var pendingPaths: Int?
     public var description: String { message }
+
+    public init(code: Code, message: String, pendingPaths: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.pendingPaths = pendingPaths
+    }
+
+    /// The same reason to wait (the count may differ): one log line for the whole wait.
+    public static func == (lhs: Deferral, rhs: Deferral) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
+    }
 }
 
 /// What keeps files out of commits although they changed, for status: files git cannot read,

@@ -95,16 +95,42 @@ public actor Committer {
     /// Commits the batch, or says why it has to wait. Throws on failures that need attention
     /// (disk full, git errors); nothing is lost then either: the changes stay in the working tree.
     public func commit(_ request: CommitRequest) async throws -> CommitOutcome {
+        let outcome: CommitOutcome
         do {
-            return try await attempt(request)
+            outcome = try await attempt(request)
         } catch let error as SyncError where error.code == .git && error.message.contains(".lock': File exists") {
             // Another git process took a lock between the check and syncd's own git call.
-            if let deferral = gitState.foreignOperation() { return .deferred(deferral) }
-            return .deferred(Deferral(
+            if let deferral = gitState.foreignOperation() { return await counted(deferral, request) }
+            return await counted(Deferral(
                 code: .indexLocked,
-                message: "another git process held a lock in \(repository.workTreeDisplay) (\(error.message)); the batch waits"))
+                message: "another git process held a lock in \(repository.workTreeDisplay) (\(error.message)); the batch waits"), request)
         }
+        if case .deferred(let deferral) = outcome { return await counted(deferral, request) }
+        countedPending = nil
+        return outcome
     }
+
+    /// A full scan that waits knows no paths of its own: `git status` (read-only, it needs no
+    /// lock) counts what waits, at most every `countInterval`, so status never says 0 pending
+    /// while thousands of files wait behind a lock. Never during an emergency stop (no git then).
+    private func counted(_ deferral: Deferral, _ request: CommitRequest) async -> CommitOutcome {
+        guard request.fullScan, deferral.code != .emergencyStop else { return .deferred(deferral) }
+        let now = ContinuousClock.now
+        if countedPending == nil || now - countedPending!.at >= Self.countInterval {
+            if let entries = try? await GitStatus.dirtyPaths(git) {
+                let excluded = options.excluded
+                let count = entries.filter { entry in Self.isStageable(entry.path) && !excluded.contains { entry.path.isWithin($0) } }.count
+                countedPending = (count, now)
+            }
+        }
+        var deferral = deferral
+        deferral.pendingPaths = countedPending?.count
+        return .deferred(deferral)
+    }
+
+    /// The last count of a waiting full scan, and when it was taken.
+    private var countedPending: (count: Int, at: ContinuousClock.Instant)?
+    static let countInterval: Duration = .seconds(10)
 
     private func attempt(_ request: CommitRequest) async throws -> CommitOutcome {
         var attempts = 0
@@ -158,9 +184,13 @@ public actor Committer {
             try await options.beforeSwap?(attempts)
             if let stopped = stopCheck("moving the branch") { return stopped }
             let expected = head?.commit ?? String(repeating: "0", count: commit.count)
+            // HEAD, not the branch read at the start: git reads HEAD under its lock and moves the
+            // branch it points to now, compared against `expected`. A person who switched branches
+            // meanwhile (`git switch -c NEW` keeps the commit) gets the batch on the branch they
+            // are on; a switch to a branch elsewhere fails the compare and the batch is redone.
             let swap = try await git.run(
                 writeConfiguration + [
-                    "update-ref", "-m", GitArgument("syncd: batch \(request.batch)"), GitArgument(branch),
+                    "update-ref", "-m", GitArgument("syncd: batch \(request.batch)"), "HEAD",
                     GitArgument(commit), GitArgument(expected),
                 ],
                 acceptedExitCodes: [0, 1, 128]
@@ -179,7 +209,26 @@ public actor Committer {
                     "could not move \(branch) to the new commit in \(repository.workTreeDisplay): "
                         + (swap.standardError.split(separator: "\n").first.map(String.init) ?? "exit \(swap.exitCode)"))
             }
-            if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(branch) } }
+            guard let landed = gitState.branch() else {
+                // HEAD was detached at the swap, at the same commit: it moved, not a branch. Put it
+                // back (compare-and-swap again) and wait for a branch, as syncd always does.
+                if head != nil {
+                    _ = try? await git.run(
+                        writeConfiguration + [
+                            "update-ref", "--no-deref", "-m", GitArgument("syncd: batch \(request.batch) undone (HEAD is detached)"), "HEAD",
+                            GitArgument(expected), GitArgument(commit),
+                        ],
+                        acceptedExitCodes: [0, 1, 128])
+                }
+                return .deferred(Deferral(
+                    code: .detachedHead,
+                    message: "HEAD is detached in \(repository.workTreeDisplay): syncd commits only onto a branch; "
+                        + "check one out (`git switch BRANCH`) and it continues"))
+            }
+            if landed != branch {
+                log(.info, "HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now")
+            }
+            if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(landed) } }
             if useScratch {
                 // The real index takes the committed entries for the batch's paths; the person's
                 // staged changes to other paths stay staged.
@@ -188,7 +237,7 @@ public actor Committer {
             recordIndex()
             commitsSinceMaintenance += 1
             if commitsSinceMaintenance >= Self.maintenanceEvery { await maintain() }
-            return .committed(CommitSummary(commit: commit, branch: branch, files: files, attempts: attempts))
+            return .committed(CommitSummary(commit: commit, branch: landed, files: files, attempts: attempts))
         }
     }
 
@@ -445,8 +494,7 @@ public actor Committer {
                 writeConfiguration + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: environment)
             if result.exitCode == 0 { return }
-            let marker = "Unable to process path "
-            guard let name = Self.line(after: marker, in: result.standardError) else {
+            guard let (name, why) = Self.unstageable(result.standardError) else {
                 let firstLine = result.standardError.split(separator: "\n").first.map(String.init) ?? "exit 128"
                 throw SyncError(
                     GitRunner.isDiskFull(result.standardError) ? .diskFull : .git,
@@ -455,14 +503,14 @@ public actor Committer {
             let before = remaining.count
             let dropped = remaining.filter { $0.description == name }
             remaining.removeAll { $0.description == name }
-            let reason = result.standardError.split(separator: "\n").first.map(String.init) ?? ""
             for path in dropped {
                 unreadableThisAttempt.insert(path)
-                if findings.unreadable.updateValue(reason, forKey: path) == nil {
-                    log(.warning, "git cannot read \(name) (\(reason)); it is not committed until syncd can read it (fix its permissions: it is tried again when they change)")
+                if findings.unreadable.updateValue(why, forKey: path) == nil {
+                    log(.warning, "git cannot stage \(name) (\(why)); it is left out of this batch and the other files are committed; "
+                        + "it is tried again when it changes (fix its permissions, or its clean filter)")
                 }
             }
-            if remaining.count == before { throw SyncError(.git, "git update-index failed on \(name) in \(repository.workTreeDisplay)") }
+            if remaining.count == before { throw SyncError(.git, "git update-index failed on \(name) in \(repository.workTreeDisplay): \(why)") }
         }
     }
 
@@ -472,6 +520,24 @@ public actor Committer {
         return .deferred(Deferral(
             code: .emergencyStop,
             message: "emergency stop: the batch was set aside before \(step); its changes stay in the working tree"))
+    }
+
+    /// The one path git's update-index stopped at, and why: a file it cannot read ("Unable to
+    /// process path P"), or a required clean filter that failed ("P: clean filter 'NAME' failed").
+    static func unstageable(_ standardError: String) -> (path: String, why: String)? {
+        let firstLine = standardError.split(separator: "\n").first.map(String.init) ?? ""
+        if let name = line(after: "Unable to process path ", in: standardError) {
+            return (name, firstLine)
+        }
+        for line in standardError.split(separator: "\n") where line.hasPrefix("fatal: ") && line.hasSuffix("' failed") {
+            guard let marker = line.ranges(of: ": clean filter '").last else { continue }
+            let path = String(line[line.index(line.startIndex, offsetBy: "fatal: ".count)..<marker.lowerBound])
+            let filter = String(line[marker.upperBound...].dropLast("' failed".count))
+            return (path, "its clean filter \(filter) (git config filter.\(filter).clean) failed, and filter.\(filter).required is set"
+                + (firstLine.hasPrefix("error: ") ? ": \(firstLine.dropFirst("error: ".count))" : "")
+                + "; fix the filter, or the file, and it is committed with the next change")
+        }
+        return nil
     }
 
     /// The rest of the line that follows `marker` in `text`.

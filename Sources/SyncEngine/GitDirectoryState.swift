@@ -47,8 +47,16 @@ public struct GitDirectoryState: Sendable {
         return String(text.dropFirst("ref: ".count))
     }
 
-    /// The reason to wait, or nil when syncd may commit now. A stale `index.lock` (older than
-    /// `staleLockAge`, open in no process, no git process working in the tree) is removed.
+    /// How old an `index.lock` must be before it is removed when no process holds it open and
+    /// no git process runs in the tree at all (`staleLockAge` if that is shorter): nothing can
+    /// be about to use it.
+    static let unusedLockAge: Duration = .seconds(10)
+
+    /// The reason to wait, or nil when syncd may commit now. An `index.lock` is removed as stale
+    /// when no process has it open and no git process that could have made it (one in the tree
+    /// that started before the lock was written: a `git commit` waiting in an editor keeps the
+    /// lock without keeping it open) is alive, and it is older than `unusedLockAge` (no git
+    /// process runs in the tree) or `staleLockAge` (others do), or predates this syncd.
     func foreignOperation() -> Deferral? {
         for marker in Self.markers where Syscall.exists(repository.gitDir + Array("/\(marker.name)".utf8)) {
             return Deferral(
@@ -59,22 +67,41 @@ public struct GitDirectoryState: Sendable {
         guard let info = try? Syscall.lstat(lock) else { return nil }
         let now = WallClock.now()
         let ageSeconds = max(0, now.tv_sec - info.st_mtim.tv_sec)
-        let holders = ProcessTable.processesHolding(lock) + ProcessTable.gitProcesses(within: repository.workTree)
+        let holders = ProcessTable.processesHolding(lock)
+        let gitInTree = ProcessTable.gitProcesses(within: repository.workTree)
+        // A git process that started after the lock was written did not make it (a `git status`
+        // polling the tree): it is no reason to keep a lock nobody holds open.
+        let lockWritten = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+        let owners = gitInTree.filter { pid in
+            !holders.contains(pid) && (ProcessTable.startTime(of: pid).map { $0 <= lockWritten + 1 } ?? true)
+        }
         let started = Self.serviceStart.withLock { $0 }
         let predatesStart = started > 0 && Int(info.st_mtim.tv_sec) < started
-        if holders.isEmpty && (Duration.seconds(ageSeconds) > staleLockAge || predatesStart) {
+        let limit = gitInTree.isEmpty ? min(staleLockAge, Self.unusedLockAge) : staleLockAge
+        if holders.isEmpty && owners.isEmpty && (Duration.seconds(ageSeconds) > limit || predatesStart) {
             do {
                 try Syscall.unlink(lock)
-                log(.warning, "removed a stale \(Syscall.display(lock)): \(ageSeconds) s old, no process holds it "
-                    + "and no git process works in the tree (a git command crashed earlier)")
+                log(.warning, "removed a stale \(Syscall.display(lock)): \(ageSeconds) s old, no process holds it open "
+                    + "and no git process that could have made it is running (a git command crashed earlier)")
                 return nil
             } catch {
                 log(.error, "cannot remove the stale \(Syscall.display(lock)): \(error); remove it by hand")
             }
         }
-        let who = holders.first.map { pid in
-            " (held by pid \(pid)" + (ProcessTable.commandLine(of: pid).map { ": \($0)" } ?? "") + ")"
-        } ?? " (no process holds it; it is removed once older than \(Settings.formatDuration(staleLockAge)))"
+        let who: String
+        if let holder = holders.first {
+            who = " (held open by pid \(holder)" + (ProcessTable.commandLine(of: holder).map { ": \($0)" } ?? "") + ")"
+        } else if let owner = owners.first {
+            who = " (not open in any process; pid \(owner)" + (ProcessTable.commandLine(of: owner).map { " (\($0))" } ?? "")
+                + " runs in the tree since before it was made and may own it, like a `git commit` waiting for its message)"
+        } else {
+            // The same words whether or not a git process runs right now: one log line, not one per poll.
+            who = " (no process holds it open; it is removed once it is older than "
+                + (staleLockAge > Self.unusedLockAge
+                    ? "\(Settings.formatDuration(Self.unusedLockAge)) while no git process runs in the tree, or \(Settings.formatDuration(staleLockAge))"
+                    : Settings.formatDuration(staleLockAge))
+                + ")"
+        }
         return Deferral(
             code: .indexLocked,
             message: "another git process is using the index in \(repository.workTreeDisplay): \(Syscall.display(lock)) exists\(who); syncd waits")

@@ -17,6 +17,12 @@ public struct Settings: Sendable, Equatable {
     public var staleLockAge: Duration = Settings.defaultStaleLockAge
     /// The one default for `staleLockAge` (tools outside the service use it too).
     public static let defaultStaleLockAge: Duration = .seconds(600)
+    /// A git call running longer than this is logged and shown in status (`slow_git`).
+    public var slowGitAfter: Duration = .seconds(30)
+    /// At a stop, the longest syncd waits for git to commit what is pending (the commit in
+    /// flight included); then git gets SIGTERM and syncd exits with an error naming what stayed
+    /// uncommitted. The unit's TimeoutStopSec (180 s) covers it, the final push and the grace.
+    public var stopTimeout: Duration = .seconds(60)
     /// syncd's own git writes fsync objects, index and refs (git's core.fsync=all).
     public var fsync = true
     /// Split index for big indexes (see README): `auto` turns it on from 4 MiB of index.
@@ -118,6 +124,16 @@ public struct Settings: Sendable, Equatable {
             help: "age after which an index.lock nobody holds open is removed",
             apply: { s, v in set(&s.staleLockAge, parseDuration(v), within: .seconds(1) ... .seconds(604_800)) },
             current: { formatDuration($0.staleLockAge) }),
+        Key(
+            name: "syncd.slowGitAfter", flag: "--slow-git-after", allowed: "a duration from 1s to 1h, like 30s",
+            help: "a git call running longer is logged and shown in status",
+            apply: { s, v in set(&s.slowGitAfter, parseDuration(v), within: .seconds(1) ... .seconds(3600)) },
+            current: { formatDuration($0.slowGitAfter) }),
+        Key(
+            name: "syncd.stopTimeout", flag: "--stop-timeout", allowed: "a duration from 1s to 2m, like 60s",
+            help: "at a stop, the longest wait for git to commit what is pending",
+            apply: { s, v in set(&s.stopTimeout, parseDuration(v), within: .seconds(1) ... .seconds(120)) },
+            current: { formatDuration($0.stopTimeout) }),
         Key(
             name: "syncd.fsync", flag: "--fsync", allowed: "a boolean: true/false, yes/no, on/off, 1/0",
             help: "fsync objects, index and refs on every commit (power-loss safety)",

@@ -85,6 +85,11 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var backupOffsiteError = ""
     /// Things found and repaired since start (a deleted state directory, …).
     public var recoveries = 0
+    /// A git call running longer than `syncd.slowGitAfter` ("" when none): `git …`, since when
+    /// (RFC 3339), and the working-tree file git has open ("" when none).
+    public var slowGit = ""
+    public var slowGitSince = ""
+    public var slowGitPath = ""
 
     public init() {}
 
@@ -145,6 +150,9 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("last_reconcile_at", lastReconcileAt)
         line.add("backup_offsite_error", backupOffsiteError)
         line.add("recoveries", recoveries)
+        line.add("slow_git", slowGit)
+        line.add("slow_git_since", slowGitSince)
+        line.add("slow_git_path", slowGitPath)
         return line.text + "\n"
     }
 

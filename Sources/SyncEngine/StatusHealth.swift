@@ -8,7 +8,7 @@ public struct StatusHealth: Sendable, Equatable {
         /// conflict, paused, an emergency stop, directories left unwatched by the watch limit,
         /// directories or files syncd cannot read (no permission),
         /// commits waiting for a person's git operation (a rebase, a merge, unmerged paths, a
-        /// detached HEAD).
+        /// detached HEAD), a git call running far longer than expected.
         case degraded = 1
         /// Needs a person: commits failing, the circuit breaker open, a setup problem with the
         /// remote (host key, credentials, URL).
@@ -61,6 +61,7 @@ public struct StatusHealth: Sendable, Equatable {
         let unreadableDirectories = state["unreadable_directories"]?.number ?? 0
         if (state["unwatched_directories"]?.number ?? 0) > unreadableDirectories { degraded.append("directories not watched") }
         if unreadableDirectories + (state["unreadable_files"]?.number ?? 0) > 0 { degraded.append("paths not readable") }
+        if !(state["slow_git"]?.string ?? "").isEmpty { degraded.append("slow git call") }
         // Waiting for a person, not for a lock held a moment (those clear by themselves).
         let code = state["reason_code"]?.string ?? ""
         if phase == StatusSnapshot.Phase.deferred.rawValue, Self.personDeferrals.contains(code) {

@@ -67,6 +67,11 @@ public actor SyncService {
     private var timerDeadline: Instant?
     private let wake: AsyncStream<Void>.Continuation
     private let wakeups: AsyncStream<Void>
+    /// Every git call of this service: slow ones are reported (log, state.json), a stop bounds them.
+    private let gitMonitor: GitMonitor
+    private let gitActivity: AsyncStream<Void>
+    /// Paths a waiting full scan found changed (`git status`), so pending is never 0 while they wait.
+    private var scannedPending = 0
 
     // Coordination (docs/PROTOCOL.md).
     public let lockDirectory: LockDirectory
@@ -117,6 +122,14 @@ public actor SyncService {
         self.overrides = overrides
         // syncctl signals SIGUSR1 once it finds the pid; its default action would kill us.
         signal(SIGUSR1, SIG_IGN)
+        let (gitActivity, activity) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.gitActivity = gitActivity
+        let gitMonitor = GitMonitor(slowAfter: settings.slowGitAfter) { event in
+            if let line = event.logLine { log(event.isWarning ? .warning : .info, line) }
+            activity.yield()
+        }
+        self.gitMonitor = gitMonitor
+        let repository = repository.monitored(by: gitMonitor)
         self.repository = repository
         self.settings = settings
         self.log = log
@@ -127,6 +140,9 @@ public actor SyncService {
         } catch {
             throw SyncError(.syscall, "cannot create syncd's state directory \(Syscall.display(directory)): check its permissions", cause: error)
         }
+        // core.hooksPath of syncd's git calls: an empty directory, so no hook runs (git finds none
+        // there even when it is missing; made so a person sees where the setting points).
+        try? Syscall.makeDirectory(Repository.noHooksDirectory(gitDir: repository.gitDir))
         let lockPath = Self.instanceLock(directory)
         let outcome: ProcessLock.Outcome
         do {
@@ -212,6 +228,7 @@ public actor SyncService {
         try await prepareSyncer()
         let watcher = watcher
         let wake = wake
+        let gitActivity = gitActivity
         var failure: (any Error)?
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -233,6 +250,9 @@ public actor SyncService {
                         try await Task.sleep(for: .seconds(1))
                         await self.checkOwnFiles()
                     }
+                }
+                group.addTask {
+                    for await _ in gitActivity { await self.gitActivityChanged() }
                 }
                 if let interval = self.notifier.watchdogInterval {
                     // Wakes the loop; the loop itself pings, so a wedged loop is caught.
@@ -257,8 +277,9 @@ public actor SyncService {
         // git child is torn down). A cancellation (a second signal) skips it: what is pending
         // stays in the working tree for the next start.
         if failure == nil, !Task.isCancelled {
-            await finalBatch()
+            let uncommitted = await finalBatch()
             await finalSync()
+            failure = uncommitted
         }
         status.phase = .stopped
         status.reason = failure.map { String(describing: $0) } ?? ""
@@ -274,6 +295,10 @@ public actor SyncService {
     public func requestStop() {
         guard !stopRequested else { return }
         stopRequested = true
+        // The commit in flight and the final batch get `stopTimeout`; then git gets SIGTERM.
+        gitMonitor.stopCalls(
+            at: clock.now.advanced(by: settings.stopTimeout),
+            reason: "syncd is stopping and waits at most \(Settings.formatDuration(settings.stopTimeout)) for git (syncd.stopTimeout)")
         log(.info, "stopping: finishing the current step, then committing what is pending and pushing (a second signal stops at once)")
         wake.yield()
     }
@@ -531,7 +556,7 @@ public actor SyncService {
         }
         if relevant > 0 || !taken.rescanReasons.isEmpty {
             batcher.changed(pendingPaths: fullScan ? max(pending.count, 1) : pending.count, at: now)
-            status.pendingPaths = pending.count
+            status.pendingPaths = max(pending.count, scannedPending)
             if status.phase == .idle { setPhase(.pending) }
         }
         status.pendingScan = fullScan
@@ -652,6 +677,11 @@ public actor SyncService {
             case .deferred(let deferral):
                 batcher.hold(until: clock.now.advanced(by: Self.deferRetry))
                 status.deferrals += 1
+                if let counted = deferral.pendingPaths, counted != scannedPending {
+                    scannedPending = counted
+                    status.pendingPaths = max(pending.count, counted)
+                    pendingChanged()
+                }
                 if deferral != lastDeferral {
                     lastDeferral = deferral
                     log(.info, "batch \(batch) waits: \(deferral.message)")
@@ -687,6 +717,7 @@ public actor SyncService {
         startupBatch = false
         pending = []
         directoryHints = []
+        scannedPending = 0
         fullScan = false
         currentBatch = nil
         lastDeferral = nil
@@ -709,7 +740,8 @@ public actor SyncService {
         let advice = diskFull
             ? "the disk is full: free space on the filesystem of \(repository.workTreeDisplay); "
             : ""
-        let text = "batch \(batch) failed: \(advice)\(message); nothing is lost (the changes stay in the working tree), retrying in \(Settings.formatDuration(failureBackoff))"
+        let text = "batch \(batch) failed: \(advice)\(message); nothing is lost (the changes stay in the working tree)"
+            + (stopRequested ? "" : ", retrying in \(Settings.formatDuration(failureBackoff))")
         status.failures += 1
         status.lastError = advice + ((error as? SyncError)?.description ?? String(describing: error))
         status.lastErrorAt = WallClock.rfc3339()
@@ -728,12 +760,37 @@ public actor SyncService {
         setPhase(.failing, reason: status.lastError, code: (error as? SyncError)?.code.rawValue ?? "error")
     }
 
-    /// Commits what is pending when syncd stops (SIGTERM, SIGINT).
-    private func finalBatch() async {
+    /// Commits what is pending when syncd stops (SIGTERM, SIGINT), within `syncd.stopTimeout` of
+    /// the stop. Returns the error to exit with when git had to be stopped and changes stayed
+    /// uncommitted.
+    private func finalBatch() async -> SyncError? {
+        defer { gitMonitor.stopCalls(at: nil) }
         drainChanges()
-        guard ready, batcher.hasPending, !breaker.isOpen(at: clock.now), emergency == nil, pause == nil else { return }
-        log(.info, "stopping: committing \(pending.count) pending path(s) first")
-        await commitBatch(trigger: "shutdown")
+        if ready, batcher.hasPending, !breaker.isOpen(at: clock.now), emergency == nil, pause == nil, !gitMonitor.deadlinePassed {
+            log(.info, "stopping: committing \(pending.count) pending path(s) first")
+            await commitBatch(trigger: "shutdown")
+        }
+        guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || currentBatch != nil || fullScan else { return nil }
+        let paths = pending.sorted()
+        let what = paths.isEmpty
+            ? "the changes since the last commit" + (fullScan ? " (a full scan was due)" : "")
+            : "\(paths.count) path(s) (\(paths.prefix(5).map(\.description).joined(separator: ", "))\(paths.count > 5 ? ", …" : ""))"
+        return SyncError(
+            .git,
+            "stopped with \(what) not committed: \(stopped.description) did not finish within syncd.stopTimeout "
+                + "(\(Settings.formatDuration(settings.stopTimeout))) and was stopped with SIGTERM; nothing is lost: the changes stay in "
+                + "the working tree and are committed at the next start")
+    }
+
+    /// A git call became slow, or a slow one ended: state.json says so at once (the loop may be
+    /// waiting on that very call).
+    private func gitActivityChanged() {
+        let slow = gitMonitor.slowCalls.first
+        status.slowGit = slow?.command ?? ""
+        status.slowGitSince = slow?.startedAt ?? ""
+        status.slowGitPath = slow?.path ?? ""
+        writeStatus()
+        sendStatus()
     }
 
     // MARK: - remote sync
@@ -1247,6 +1304,7 @@ public actor SyncService {
         parts.append("watching \(status.watchedDirectories) directories")
         if !status.lastCommit.isEmpty { parts.append("last commit \(status.lastCommit.prefix(8)) at \(status.lastCommitAt)") }
         if status.pendingPaths > 0 { parts.append("\(status.pendingPaths) pending") }
+        if !status.slowGit.isEmpty { parts.append("SLOW GIT since \(status.slowGitSince): \(status.slowGit)") }
         if !status.remote.isEmpty {
             if status.offlineSince.isEmpty {
                 parts.append("\(status.unpushedCommits) unpushed")

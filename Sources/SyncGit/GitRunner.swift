@@ -1,5 +1,8 @@
+import Glibc
 import Subprocess
+import Synchronization
 import SyncCore
+import SyncSystem
 
 #if canImport(System)
 import System
@@ -33,19 +36,33 @@ public struct GitResult: Sendable {
 /// - `GIT_TERMINAL_PROMPT=0` and ssh in batch mode: never wait for a password;
 /// - `LC_ALL=C`: messages syncd parses are stable;
 /// - systemd's notify and watchdog variables removed: a child must not talk to systemd for us;
-/// - automatic gc and maintenance off (they detach and outlive the call).
+/// - automatic gc and maintenance off (they detach and outlive the call);
+/// - no hooks when `hooksPath` names a directory without any (`core.hooksPath`);
+/// - its own process group: git and everything it starts (filters, hooks, ssh) are signalled
+///   together, so a teardown leaves no orphan behind.
 /// Arguments are bytes, so paths are never re-encoded. Read-only calls pass `readOnly: true`
 /// (`GIT_OPTIONAL_LOCKS=0`: `git status` then leaves `.git/index` alone and makes no events).
 public struct GitRunner: Sendable {
     public let workTree: [UInt8]
     public var executable: String
+    /// `core.hooksPath` for every call (a directory with no hooks: none runs); nil leaves the
+    /// repository's hooks in place.
+    public var hooksPath: [UInt8]?
+    /// Reports calls that run long and ends calls at a deadline; nil for none.
+    public var monitor: GitMonitor?
 
-    public init(workTree: [UInt8], executable: String = "git") {
+    public init(workTree: [UInt8], executable: String = "git", hooksPath: [UInt8]? = nil, monitor: GitMonitor? = nil) {
         self.workTree = workTree
         self.executable = executable
+        self.hooksPath = hooksPath
+        self.monitor = monitor
     }
 
     public static let baseArguments = ["-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "core.quotePath=false"]
+
+    /// How long git gets after SIGTERM before swift-subprocess's final SIGKILL: git's signal
+    /// handlers remove its lock files and exit at once, so in practice git is never SIGKILLed.
+    static let terminationGrace: Duration = .seconds(3600)
 
     /// Runs `git <arguments>`; throws `SyncError(.git)` unless the exit code is in `acceptedExitCodes`.
     public func run(
@@ -70,11 +87,15 @@ public struct GitRunner: Sendable {
         // swift-subprocess strdup()s raw-byte arguments: each needs its NUL terminator.
         // Automatic gc stays off (it detaches and outlives the call) except for the one call that
         // runs maintenance on purpose with the user's own thresholds.
-        let base = userMaintenanceSettings ? ["-c", "core.quotePath=false"] : Self.baseArguments
-        let allArguments = (base.map { Array($0.utf8) } + arguments.map(\.bytes)).map { $0 + [0] }
+        var prefix = (userMaintenanceSettings ? ["-c", "core.quotePath=false"] : Self.baseArguments).map { Array($0.utf8) }
+        if let hooksPath { prefix += [Array("-c".utf8), Array("core.hooksPath=".utf8) + hooksPath] }
+        let allArguments = (prefix + arguments.map(\.bytes)).map { $0 + [0] }
         var options = PlatformOptions()
-        // On cancellation: SIGTERM, then wait; git's own signal handlers remove its lock files.
-        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(5))]
+        // A process group of its own (setpgid(0, 0) at spawn): the teardown signals all of it.
+        options.processGroupID = 0
+        // On cancellation or at the monitor's deadline: SIGTERM to the group; git's own signal
+        // handlers remove its lock files.
+        options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: Self.terminationGrace)]
         let configuration = Configuration(
             executable: .name(executable),
             arguments: Arguments(allArguments),
@@ -83,28 +104,85 @@ public struct GitRunner: Sendable {
             platformOptions: options
         )
         let commandLine = "git " + arguments.map(\.display).joined(separator: " ")
+        let monitor = monitor
+        let callID = monitor?.begin(Self.shortCommand(arguments))
+        let child = ChildProcess()
+        var stopped = false
+        defer { if let callID { monitor?.end(callID, stopped: stopped) } }
+        if let monitor, monitor.deadlinePassed {
+            // Past the deadline nothing new starts.
+            stopped = true
+            throw stoppedError(commandLine, callID: callID)
+        }
         do {
-            let result = try await Subprocess.run(
-                configuration,
-                input: .array(input ?? []),
-                output: .bytes(limit: outputLimit),
-                error: .string(limit: 64 * 1024)
-            )
-            let code: Int32
-            switch result.terminationStatus {
-            case .exited(let value): code = value
-            case .signaled(let signal): code = 128 + signal
+            var finished: (code: Int32, output: [UInt8], error: String)?
+            var deadlineReached = false
+            do {
+                try await withThrowingTaskGroup(of: CallEvent.self) { group in
+                    group.addTask {
+                        let result = try await Subprocess.run(
+                            configuration,
+                            input: .array(input ?? []),
+                            output: .bytes(limit: outputLimit),
+                            error: .string(limit: 64 * 1024)
+                        ) { execution in
+                            child.pid.withLock { $0 = execution.processIdentifier.value }
+                            if let callID { monitor?.started(callID, pid: execution.processIdentifier.value) }
+                        }
+                        let code: Int32
+                        switch result.terminationStatus {
+                        case .exited(let value): code = value
+                        case .signaled(let signal): code = 128 + signal
+                        }
+                        return .finished(code: code, output: result.standardOutput, error: result.standardError)
+                    }
+                    if let monitor, let callID {
+                        let workTree = workTree
+                        group.addTask {
+                            do {
+                                try await monitor.watch(callID) { pid in Self.workingFile(of: pid, in: workTree) }
+                                return .deadline
+                            } catch {
+                                return .watchEnded
+                            }
+                        }
+                    }
+                    for try await event in group {
+                        switch event {
+                        case .finished(let code, let output, let error):
+                            finished = (code, output, error)
+                            group.cancelAll()
+                        case .deadline:
+                            // Cancelling the call runs its teardown: SIGTERM to the group.
+                            if finished == nil {
+                                deadlineReached = true
+                                group.cancelAll()
+                            }
+                        case .watchEnded:
+                            break
+                        }
+                    }
+                }
+            } catch {
+                if deadlineReached || Task.isCancelled { await child.reapLeftovers() }
+                if deadlineReached {
+                    stopped = true
+                    throw stoppedError(commandLine, callID: callID)
+                }
+                throw error
             }
-            let gitResult = GitResult(
-                exitCode: code,
-                standardOutput: result.standardOutput,
-                standardError: result.standardError
-            )
-            guard acceptedExitCodes.contains(code) else {
+            if deadlineReached || Task.isCancelled { await child.reapLeftovers() }
+            guard let finished else { throw CancellationError() }
+            if deadlineReached && !acceptedExitCodes.contains(finished.code) {
+                stopped = true
+                throw stoppedError(commandLine, callID: callID)
+            }
+            let gitResult = GitResult(exitCode: finished.code, standardOutput: finished.output, standardError: finished.error)
+            guard acceptedExitCodes.contains(finished.code) else {
                 let firstLine = gitResult.standardError.split(separator: "\n").first.map(String.init) ?? ""
                 throw SyncError(
                     Self.isDiskFull(gitResult.standardError) ? .diskFull : .git,
-                    "`\(commandLine)` failed with exit code \(code) in \(String(decoding: workTree, as: UTF8.self))"
+                    "`\(commandLine)` failed with exit code \(finished.code) in \(String(decoding: workTree, as: UTF8.self))"
                         + (firstLine.isEmpty ? "" : ": \(firstLine)")
                 )
             }
@@ -120,6 +198,69 @@ public struct GitRunner: Sendable {
                 cause: UnderlyingError(error)
             )
         }
+    }
+
+    /// The error of a call ended at the monitor's deadline: which call, on which file, why.
+    private func stoppedError(_ commandLine: String, callID: Int?) -> SyncError {
+        let call = callID.flatMap { monitor?.call($0) }
+        let seconds = call.map { (ContinuousClock.now - $0.started).components.seconds }
+        let reason = monitor?.deadlineReason ?? ""
+        return SyncError(
+            .git,
+            "`\(call?.command ?? commandLine)` was stopped" + (seconds.map { " after \($0) s" } ?? "")
+                + (call?.path.map { " while it worked on \($0)" } ?? "")
+                + " (SIGTERM to git and the processes it started)" + (reason.isEmpty ? "" : ": \(reason)"))
+    }
+
+    /// `git …` without the leading `-c key=value` settings: the command a person recognises.
+    static func shortCommand(_ arguments: [GitArgument]) -> String {
+        var rest = arguments[...]
+        while rest.count >= 2, rest.first?.display == "-c" { rest = rest.dropFirst(2) }
+        return "git " + rest.map(\.display).joined(separator: " ")
+    }
+
+    /// The working-tree file `pid` has open (outside `.git`), relative to `workTree`; nil when none.
+    static func workingFile(of pid: Int32, in workTree: [UInt8]) -> String? {
+        let prefix = workTree + [UInt8(ascii: "/")]
+        for file in ProcessTable.openFiles(of: pid) where file.starts(with: prefix) {
+            let relative = Array(file.dropFirst(prefix.count))
+            if relative.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual(".git".utf8) }) { continue }
+            return String(decoding: relative, as: UTF8.self)
+        }
+        return nil
+    }
+}
+
+/// What one child task of a monitored call reports.
+private enum CallEvent: Sendable {
+    case finished(code: Int32, output: [UInt8], error: String)
+    /// The monitor's deadline passed while the call ran.
+    case deadline
+    /// The watch ended because the call did.
+    case watchEnded
+}
+
+/// The git child of one call, once spawned.
+private final class ChildProcess: Sendable {
+    let pid = Mutex<Int32?>(nil)
+
+    /// After a teardown (SIGTERM to the group, git gone): whatever git started and that ignored
+    /// the SIGTERM (a filter, a hook) would be orphaned; it gets SIGKILL after 2 s. git itself
+    /// has exited and been reaped by then, so this never kills git. The group's id cannot be
+    /// reused while the group has members.
+    func reapLeftovers() async {
+        guard let group = pid.withLock({ $0 }) else { return }
+        await Task {
+            let clock = ContinuousClock()
+            let end = clock.now.advanced(by: .seconds(2))
+            while !ProcessTable.members(ofGroup: group, running: true).isEmpty {
+                if clock.now >= end {
+                    kill(-group, SIGKILL)
+                    return
+                }
+                try? await clock.sleep(for: .milliseconds(50))
+            }
+        }.value
     }
 }
 

@@ -49,7 +49,22 @@ public struct Repository: Sendable {
                     + "pass the path of a checkout"
             )
         }
-        return Repository(workTree: lines[1], gitDir: lines[2], commonDir: lines[3], excludeFile: lines[4], git: GitRunner(workTree: lines[1], executable: gitExecutable))
+        let git = GitRunner(workTree: lines[1], executable: gitExecutable, hooksPath: noHooksDirectory(gitDir: lines[2]))
+        return Repository(workTree: lines[1], gitDir: lines[2], commonDir: lines[3], excludeFile: lines[4], git: git)
+    }
+
+    /// The directory syncd's (and syncctl's) git calls take as `core.hooksPath`: empty, in syncd's
+    /// state directory, so no hook runs for them (reference-transaction, post-index-change,
+    /// pre-push, post-merge, …). git finds no hook there whether or not it exists.
+    public static func noHooksDirectory(gitDir: [UInt8]) -> [UInt8] {
+        gitDir + Array("/syncd/no-hooks".utf8)
+    }
+
+    /// The same repository, its git calls watched by `monitor`.
+    public func monitored(by monitor: GitMonitor) -> Repository {
+        var git = git
+        git.monitor = monitor
+        return Repository(workTree: workTree, gitDir: gitDir, commonDir: commonDir, excludeFile: excludeFile, git: git)
     }
 
     /// Why git refused to work at `path` (exit 128), with git's own reason and fix.

@@ -230,6 +230,62 @@ public enum ProcessTable {
         return found
     }
 
+    /// The files `pid` has open (the targets of its /proc/PID/fd links); empty when they cannot be read.
+    public static func openFiles(of pid: Int32) -> [[UInt8]] {
+        guard let fds = opendir("/proc/\(pid)/fd") else { return [] }
+        defer { closedir(fds) }
+        var files: [[UInt8]] = []
+        var link = [CChar](repeating: 0, count: 4096)
+        while let fdEntry = readdir(fds) {
+            let fdName = withUnsafeBytes(of: fdEntry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard Int(fdName) != nil else { continue }
+            let count = readlink("/proc/\(pid)/fd/\(fdName)", &link, link.count - 1)
+            if count > 0 { files.append(link[..<count].map { UInt8(bitPattern: $0) }) }
+        }
+        return files
+    }
+
+    /// The processes in process group `group` (field 5 of /proc/PID/stat); with `running`, zombies
+    /// (dead, not yet reaped) are left out.
+    public static func members(ofGroup group: Int32, running: Bool = false) -> [Int32] {
+        allPids().filter { pid in
+            guard let fields = statFields(of: pid), fields.count > 2,
+                Int32(String(decoding: fields[2], as: UTF8.self)) == group
+            else { return false }
+            return !running || !(fields[0].first == UInt8(ascii: "Z") || fields[0].first == UInt8(ascii: "X"))
+        }
+    }
+
+    /// When `pid` started, in seconds since the epoch (field 22 of /proc/PID/stat counts clock
+    /// ticks after boot; /proc/stat's `btime` is the boot time); nil when it cannot be read.
+    public static func startTime(of pid: Int32) -> Double? {
+        guard let fields = statFields(of: pid), fields.count > 19,
+            let ticks = Double(String(decoding: fields[19], as: UTF8.self)),
+            let boot = bootTime
+        else { return nil }
+        let perSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return perSecond > 0 ? boot + ticks / perSecond : nil
+    }
+
+    /// The boot time in seconds since the epoch (`btime` in /proc/stat).
+    static var bootTime: Double? {
+        guard let text = try? Syscall.readSmallFile("/proc/stat") else { return nil }
+        for line in text.split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("btime ".utf8)) {
+            return Double(String(decoding: line.dropFirst(6), as: UTF8.self).trimmed)
+        }
+        return nil
+    }
+
+    /// The fields of /proc/PID/stat after the parenthesised command name (field 3 onwards).
+    static func statFields(of pid: Int32) -> [ArraySlice<UInt8>]? {
+        guard let stat = try? Syscall.readSmallFile("/proc/\(pid)/stat"),
+            let close = stat.lastIndex(of: UInt8(ascii: ")"))
+        else { return nil }
+        return stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+    }
+
     /// Every pid in /proc.
     static func allPids() -> [Int32] {
         guard let proc = opendir("/proc") else { return [] }
@@ -246,11 +302,7 @@ public enum ProcessTable {
 
     /// The parent pid of `pid` (field 4 of /proc/PID/stat, after the parenthesised command name).
     public static func parent(of pid: Int32) -> Int32? {
-        guard let stat = try? Syscall.readSmallFile("/proc/\(pid)/stat"),
-            let close = stat.lastIndex(of: UInt8(ascii: ")"))
-        else { return nil }
-        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
-        guard fields.count > 1 else { return nil }
+        guard let fields = statFields(of: pid), fields.count > 1 else { return nil }
         return Int32(String(decoding: fields[1], as: UTF8.self))
     }
 

@@ -212,6 +212,12 @@ struct Status: AsyncParsableCommand {
         say("  pending: \(state["pending_paths"]?.description ?? "0") path(s)"
             + (state["pending_scan"]?.bool == true ? ", and a full scan (changes made while syncd was not running, or events lost) for the next batch" : ""))
         for line in CoverageLines.lines(state) { say(line) }
+        if let slow = state["slow_git"]?.string, !slow.isEmpty {
+            let since = state["slow_git_since"]?.string ?? ""
+            let path = state["slow_git_path"]?.string ?? ""
+            say("  SLOW GIT: `\(slow)`" + (path.isEmpty ? "" : " on \(path)") + " running since \(since)" + (age(since).map { " (\($0))" } ?? "")
+                + ": syncd waits for it (a clean filter or hook that never returns? a slow disk?)")
+        }
         if state["paused"]?.bool == true {
             let until = state["paused_until"]?.string ?? ""
             say("  PAUSED by \(state["paused_by"]?.string ?? "?")\(until.isEmpty ? "" : " until \(until)"): \(state["paused_reason"]?.string ?? "")")

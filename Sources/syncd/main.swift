@@ -91,6 +91,10 @@ struct Run: AsyncParsableCommand {
     var breakerWindow: String?
     @Option(help: "Age after which an unheld index.lock is removed (syncd.staleLockAge, default 10m).")
     var staleLockAge: String?
+    @Option(help: "A git call running longer is logged and shown in status (syncd.slowGitAfter, default 30s).")
+    var slowGitAfter: String?
+    @Option(help: "At a stop, the longest wait for git to commit what is pending (syncd.stopTimeout, default 60s).")
+    var stopTimeout: String?
     @Option(help: "fsync objects, index and refs on every commit (syncd.fsync, default true).")
     var fsync: String?
     @Option(help: "Split index: auto, true or false (syncd.splitIndex, default auto).")
@@ -142,7 +146,7 @@ struct Run: AsyncParsableCommand {
         [
             ("syncd.quietPeriod", quietPeriod), ("syncd.maxLatency", maxLatency), ("syncd.maxBatchPaths", maxBatchPaths),
             ("syncd.breakerMaxCommits", breakerMaxCommits), ("syncd.breakerWindow", breakerWindow),
-            ("syncd.staleLockAge", staleLockAge), ("syncd.fsync", fsync), ("syncd.splitIndex", splitIndex),
+            ("syncd.staleLockAge", staleLockAge), ("syncd.slowGitAfter", slowGitAfter), ("syncd.stopTimeout", stopTimeout), ("syncd.fsync", fsync), ("syncd.splitIndex", splitIndex),
             ("syncd.rescanInterval", rescanInterval), ("syncd.journalMaxSize", journalMaxSize), ("syncd.logLevel", logLevel),
             ("syncd.lockDir", lockDir), ("syncd.writerLeaseCap", writerLeaseCap), ("syncd.writerLockTimeout", writerLockTimeout),
             ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.pushDelay", pushDelay), ("syncd.networkTimeout", networkTimeout),

@@ -282,7 +282,7 @@ struct CommitterTests {
         try Files.write(workspace.file("a"), "x\n")
         let deferral = try #require(Self.deferral(try await workspace.commit(["a"])))
         #expect(deferral.code == .indexLocked)
-        #expect(deferral.message.contains("held by pid"))
+        #expect(deferral.message.contains("held open by pid"))
         #expect(Syscall.exists(Array(lock.utf8)))
         _ = try await holder.terminate()
         try Files.removeTree(lock)

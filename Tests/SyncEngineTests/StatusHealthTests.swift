@@ -29,6 +29,7 @@ struct StatusHealthTests {
             // Unreadable directories count as unwatched, but they are not the watch limit.
             (["unwatched_directories": .number(1), "unreadable_directories": .number(1)], "paths not readable"),
             (["unreadable_files": .number(1)], "paths not readable"),
+            (["slow_git": .string("git update-index --add --remove --replace -z --stdin")], "slow git call"),
             (["phase": .string("deferred"), "reason_code": .string("rebase-in-progress")], "waiting: rebase-in-progress"),
         ]
         for (changes, reason) in degraded {
