@@ -101,10 +101,15 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var command: String
     public var serial: UInt64
     public var by: String
-    public init(command: String, serial: UInt64, by: String) {
+    /// `squash`: the message of the folded commit, and the commit after which to fold.
+    public var message: String?
+    public var since: String?
+    public init(command: String, serial: UInt64, by: String, message: String? = nil, since: String? = nil) {
         self.command = command
         self.serial = serial
         self.by = by
+        self.message = message
+        self.since = since
     }
 }
 
@@ -164,6 +169,9 @@ extension ControlRequest: UserText {
     public mutating func sanitize() {
         command = OneLine.make(command, limit: 200)
         by = OneLine.make(by, limit: 200)
+        since = since.map { OneLine.make($0, limit: 100) }
+        // A commit message may have lines; only control characters other than newlines go.
+        message = message.map { String(String.UnicodeScalarView($0.unicodeScalars.filter { $0 == "\n" || $0.value >= 0x20 && $0.value != 0x7F }).prefix(4000)) }
     }
 }
 

@@ -80,6 +80,7 @@ public enum Squash {
         // The originals stay reachable before the branch moves.
         let keepRef = keepPrefix + Syncer.shortName(branch) + "/" + run.tip
         _ = try await git.run(["update-ref", GitArgument(keepRef), GitArgument(run.tip)])
+        await Failpoint.hit("squash-before-move", log: { _, message in try? Syscall.writeAll(2, Array("syncd: \(message)\n".utf8)) })
         let moved = try await git.run(
             ["update-ref", "-m", "syncd: squash", GitArgument(branch), GitArgument(folded), GitArgument(run.tip)], acceptedExitCodes: [0, 128])
         guard moved.exitCode == 0 else { return nil }

@@ -56,6 +56,7 @@ public actor SyncService {
     private var reconcileLearned = false
     /// The pending `sync-request.json` asks for a commit only (`syncctl checkpoint`, `rewind`).
     private var syncCommitOnly = false
+    private var squashRequest: (serial: UInt64, message: String, since: String?)?
     /// Named writers (`as-writer --name`) whose sessions the next commit holds.
     private var writers: [String] = []
     private var nextBatch: Int
@@ -874,18 +875,24 @@ public actor SyncService {
         }
         schedule.roundStarted(fetch: fetch)
         let covering = syncWaiters
+        // Until its request completes (a round that integrates first is followed by the push).
+        let squash = squashRequest.flatMap { covering.contains($0.serial) ? $0 : nil }
         record("sync-start") { line in
             line.add("remote", syncer.options.remote)
             line.add("fetch", fetch)
         }
         network = Task {
             // A person waiting on `syncctl sync` gets the commits on the branch now, squashed or not.
-            let result = await Self.networkRound(syncer: syncer, branch: branch, fetch: fetch, conflictSide: conflictSide, squashNow: !covering.isEmpty)
+            let result = await Self.networkRound(
+                syncer: syncer, branch: branch, fetch: fetch, conflictSide: conflictSide, squashNow: !covering.isEmpty,
+                squashMessage: squash?.message, squashSince: squash?.since)
             await self.networkFinished(result, covering: covering, branch: branch)
         }
     }
 
-    static func networkRound(syncer: Syncer, branch: String, fetch: Bool, conflictSide: String?, squashNow: Bool = false) async -> RoundResult {
+    static func networkRound(
+        syncer: Syncer, branch: String, fetch: Bool, conflictSide: String?, squashNow: Bool = false, squashMessage: String? = nil, squashSince: String? = nil
+    ) async -> RoundResult {
         do {
             if let side = conflictSide {
                 return .conflictPushed(side: side, problem: try await syncer.pushConflict(side: side))
@@ -897,7 +904,7 @@ public actor SyncService {
                 case .fetched: break
                 }
             }
-            return .pushed(try await syncer.push(branch: branch, squashNow: squashNow))
+            return .pushed(try await syncer.push(branch: branch, squashNow: squashNow, message: squashMessage, since: squashSince))
         } catch is CancellationError {
             return .cancelled
         } catch {
@@ -1060,6 +1067,7 @@ public actor SyncService {
     }
 
     private func completeSyncRequests(_ serials: Set<UInt64>, outcome: String) {
+        if let request = squashRequest, serials.contains(request.serial) { squashRequest = nil }
         let done = syncWaiters.intersection(serials)
         guard let highest = done.max() else { return }
         syncWaiters.subtract(done)
@@ -1193,6 +1201,9 @@ public actor SyncService {
                 syncSerialPending = request.serial
                 // `commit` (checkpoint, rewind): commit what is pending, no push to wait for.
                 syncCommitOnly = request.command == "commit"
+                // `squash` (syncctl squash): commit, then fold syncd's unpushed commits with the
+                // person's message and push.
+                squashRequest = request.command == "squash" ? (request.serial, request.message ?? "squashed with syncctl", request.since) : nil
                 batcher.request(at: clock.now)
                 log(.info, "\(syncCommitOnly ? "commit" : "sync") requested by \(request.by): committing now" + (syncer == nil || syncCommitOnly ? "" : ", then pushing"))
             }

@@ -150,9 +150,18 @@ public actor Syncer {
 
     /// Pushes the commit the branch points at now (commits made meanwhile wait for the next push)
     /// and records it as the remote's, so counts and the next backup are exact.
-    public func push(branch: String, timeout: Duration? = nil, squashNow: Bool = false) async throws -> PushOutcome {
+    public func push(
+        branch: String, timeout: Duration? = nil, squashNow: Bool = false, message: String? = nil, since: String? = nil
+    ) async throws -> PushOutcome {
         let tracking = tracking(branch)
-        if let window = options.squash, let run = try await Squash.run(git: git, branch: branch, tracking: tracking) {
+        // `syncctl squash`: fold now with the person's message, whatever syncd.squash says.
+        if let message, let run = try await Squash.run(git: git, branch: branch, tracking: tracking, since: since) {
+            await pushWorkInProgress(run.tip, branch: branch, timeout: timeout)
+            guard let folded = try await Squash.fold(run, git: git, branch: branch, message: message, host: options.host, keep: options.squashKeep) else {
+                return .rejected  // the branch moved: the round is redone
+            }
+            log(.info, "squashed \(run.commits.count) commit(s) into \(folded.prefix(12)) as asked (\(message.split(separator: "\n").first ?? ""))")
+        } else if let window = options.squash, let run = try await Squash.run(git: git, branch: branch, tracking: tracking) {
             await pushWorkInProgress(run.tip, branch: branch, timeout: timeout)
             let due = run.oldest + Double(window.components.seconds)
             if !squashNow, ControlFile.now() < due { return .held(until: due) }

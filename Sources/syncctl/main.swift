@@ -37,7 +37,7 @@ struct Syncctl: AsyncParsableCommand {
         version: "syncctl \(SyncdVersion.current)",
         subcommands: [
             Status.self, Pause.self, Resume.self, Sync.self, EmergencyStop.self, AsWriter.self, Backups.self, Restore.self,
-            LogCommand.self, CheckpointCommand.self, CheckpointsCommand.self, RewindCommand.self, Conflicts.self, Doctor.self, VerifyCommand.self, Enable.self, Disable.self,
+            LogCommand.self, CheckpointCommand.self, CheckpointsCommand.self, RewindCommand.self, SquashCommand.self, Conflicts.self, Doctor.self, VerifyCommand.self, Enable.self, Disable.self,
         ]
     )
 
