@@ -12,6 +12,11 @@ public struct CommitRequest: Sendable {
     public var trigger: String
     /// Who wrote the changes, when known.
     public var writer: String?
+    /// Called once the snapshot is taken (the tree is written from the index) and before the
+    /// branch moves: the caller may let writers go on then (the sync lock). A compare-and-swap
+    /// that fails after it is not redone here (the redo must snapshot again under the lock): the
+    /// batch is deferred instead.
+    public var snapshotTaken: (@Sendable () async -> Void)?
 
     public init(
         paths: Set<RepoPath>,
@@ -19,7 +24,8 @@ public struct CommitRequest: Sendable {
         fullScan: Bool = false,
         batch: Int,
         trigger: String,
-        writer: String? = nil
+        writer: String? = nil,
+        snapshotTaken: (@Sendable () async -> Void)? = nil
     ) {
         self.paths = paths
         self.directoryHints = directoryHints
@@ -27,6 +33,7 @@ public struct CommitRequest: Sendable {
         self.batch = batch
         self.trigger = trigger
         self.writer = writer
+        self.snapshotTaken = snapshotTaken
     }
 }
 

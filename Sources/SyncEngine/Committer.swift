@@ -134,6 +134,7 @@ public actor Committer {
 
     private func attempt(_ request: CommitRequest) async throws -> CommitOutcome {
         var attempts = 0
+        var released = false
         while true {
             attempts += 1
             if let deferral = gitState.foreignOperation() { return .deferred(deferral) }
@@ -167,6 +168,13 @@ public actor Committer {
             if try await !stage(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
             if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
+            // The snapshot is taken: writers may go on while the commit is written and the branch
+            // moves (their changes are the next batch's). Not with a scratch index: the real index
+            // is staged again from the working tree at the end, which must not see them.
+            if !useScratch, !released, let snapshotTaken = request.snapshotTaken {
+                released = true
+                await snapshotTaken()
+            }
             if tree == (head?.tree ?? emptyTree) {
                 if !useScratch { recordIndex() }
                 return .unchanged
@@ -197,6 +205,11 @@ public actor Committer {
             )
             if swap.exitCode != 0 {
                 if swap.standardError.contains("but expected") || swap.standardError.contains("already exists") {
+                    if released {
+                        // The redo must snapshot again under the sync lock, which is released.
+                        log(.info, "\(branch) moved while batch \(request.batch) was committed (a person's commit?); the batch is redone on top under the lock")
+                        return .deferred(Deferral(code: .casContention, message: "\(branch) moved while the batch was committed; it is redone on top"))
+                    }
                     log(.info, "\(branch) moved while batch \(request.batch) was committed (a person's commit?); redoing the batch on top")
                     if attempts < 5 { continue }
                     return .deferred(Deferral(code: .casContention, message: "\(branch) keeps moving; the batch waits and is retried"))
@@ -473,25 +486,32 @@ public actor Committer {
     /// `stagingChunk` so an emergency stop is noticed between them. Returns false when a stop
     /// cut it short. A path git cannot read (permissions, vanished mid-read) is dropped with a
     /// warning instead of failing the batch.
+    /// Batches of at least this many paths stage their blobs into one pack per update-index run
+    /// (git's bulk-checkin, through `core.bigFileThreshold=1`) instead of one loose object file
+    /// each: 10,000 files take about 1.6 s instead of 28 s here (BENCHMARKS.md). Smaller batches
+    /// stay loose, so small commits do not each leave a pack behind.
+    static let packThreshold = 64
+
     private func stage(_ paths: [RepoPath], environment: [String: String], stoppable: Bool = true) async throws -> Bool {
         var start = 0
+        let pack = paths.count >= Self.packThreshold
         while start < paths.count {
             if stoppable, options.stop.isSet { return false }
             let end = min(paths.count, start + max(1, options.stagingChunk))
-            try await stageChunk(Array(paths[start..<end]), environment: environment)
+            try await stageChunk(Array(paths[start..<end]), environment: environment, pack: pack)
             start = end
         }
         return true
     }
 
-    private func stageChunk(_ paths: [RepoPath], environment: [String: String]) async throws {
+    private func stageChunk(_ paths: [RepoPath], environment: [String: String], pack: Bool) async throws {
         var remaining = paths
         // Each round either succeeds or drops the one path git named, so this ends.
         while !remaining.isEmpty {
             var input: [UInt8] = []
             for path in remaining { input += path.bytes + [0] }
             let result = try await git.run(
-                writeConfiguration + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
+                writeConfiguration + (pack ? ["-c", "core.bigFileThreshold=1"] : []) + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: environment)
             if result.exitCode == 0 { return }
             guard let (name, why) = Self.unstageable(result.standardError) else {

@@ -618,18 +618,31 @@ public actor SyncService {
         // Everything writers wrote before they released the lock joins the batch: a fence makes
         // the watcher process what the kernel has queued, then it is drained.
         await fenceChanges()
-        await commitHeld(batch: batch, trigger: trigger)
+        await commitHeld(batch: batch, trigger: trigger, releaseAtSnapshot: true)
+    }
+
+    private var releaseAtSnapshotHook: @Sendable () async -> Void {
+        { [self] in await self.snapshotTaken() }
+    }
+
+    /// The snapshot of the batch in flight is taken: writers go on (see `commitHeld`).
+    private func snapshotTaken() {
+        if gate.held { releaseSyncLock() }
     }
 
     /// Commits the pending batch; the caller holds the exclusive sync lock. True when nothing is
     /// left pending (committed, or nothing had changed).
     @discardableResult
-    private func commitHeld(batch: Int, trigger: String) async -> Bool {
+    /// `releaseAtSnapshot`: the sync lock is released as soon as the tree is written, before the
+    /// commit object and the branch move (writers wait only for the snapshot); not when an
+    /// integration follows under the same lock.
+    private func commitHeld(batch: Int, trigger: String, releaseAtSnapshot: Bool = false) async -> Bool {
         // The named writers that held the lock since the last snapshot (none holds it now).
         for name in WriterLog.take(from: lockDirectory) where !writers.contains(name) { writers.append(name) }
         let request = CommitRequest(
             paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger,
-            writer: writers.isEmpty ? nil : writers.joined(separator: ", "))
+            writer: writers.isEmpty ? nil : writers.joined(separator: ", "),
+            snapshotTaken: releaseAtSnapshot ? releaseAtSnapshotHook : nil)
         setPhase(.committing)
         let started = clock.now
         do {

@@ -154,14 +154,18 @@ public actor Syncer {
         branch: String, timeout: Duration? = nil, squashNow: Bool = false, message: String? = nil, since: String? = nil
     ) async throws -> PushOutcome {
         let tracking = tracking(branch)
+        // The commit to push is read once: what is squashed (or held) and what is pushed are
+        // the same history, whatever syncd commits meanwhile.
+        guard var commit = try await commitOf(branch) else { return .upToDate }
         // `syncctl squash`: fold now with the person's message, whatever syncd.squash says.
-        if let message, let run = try await Squash.run(git: git, branch: branch, tracking: tracking, since: since) {
+        if let message, let run = try await Squash.run(git: git, branch: commit, tracking: tracking, since: since) {
             await pushWorkInProgress(run.tip, branch: branch, timeout: timeout)
             guard let folded = try await Squash.fold(run, git: git, branch: branch, message: message, host: options.host, keep: options.squashKeep) else {
                 return .rejected  // the branch moved: the round is redone
             }
             log(.info, "squashed \(run.commits.count) commit(s) into \(folded.prefix(12)) as asked (\(message.split(separator: "\n").first ?? ""))")
-        } else if let window = options.squash, let run = try await Squash.run(git: git, branch: branch, tracking: tracking) {
+            commit = folded
+        } else if let window = options.squash, let run = try await Squash.run(git: git, branch: commit, tracking: tracking) {
             await pushWorkInProgress(run.tip, branch: branch, timeout: timeout)
             let due = run.oldest + Double(window.components.seconds)
             if !squashNow, ControlFile.now() < due { return .held(until: due) }
@@ -171,9 +175,9 @@ public actor Syncer {
                     return .held(until: ControlFile.now() + 1)
                 }
                 log(.info, "squashed \(run.commits.count) commits into \(folded.prefix(12)) (the originals: \(Squash.keepPrefix)\(Self.shortName(branch))/\(run.tip.prefix(12)) and the remote's refs/syncd/wip/\(options.host)/\(Self.shortName(branch)))")
+                commit = folded
             }
         }
-        guard let commit = try await commitOf(branch) else { return .upToDate }
         if try await commitOf(tracking) == commit { return .upToDate }
         await Failpoint.hit("before-push", log: log)
         let name = Self.shortName(branch)
