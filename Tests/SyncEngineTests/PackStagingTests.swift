@@ -1,0 +1,129 @@
+import Foundation
+import Glibc
+import SyncCore
+import SyncEngine
+import SyncGit
+import SyncSystem
+import SyncTestKit
+import Synchronization
+import Testing
+
+/// Issue 13: big batches go through git's pack writer; the sync lock is released at the snapshot.
+@Suite("Committer: pack staging and the early lock release")
+struct PackStagingTests {
+    static func files(_ fixture: GitFixture, count: Int, tag: String) throws -> [String] {
+        try Files.mkdirs(fixture.file("burst"))
+        return try (0..<count).map { index in
+            let path = "burst/f\(index).txt"
+            try Files.write(fixture.file(path), "\(tag) \(index)\n")
+            return path
+        }
+    }
+
+    static func looseObjects(_ fixture: GitFixture) -> Int {
+        let objects = fixture.path + "/.git/objects"
+        let directories: [String] = (try? FileManager.default.contentsOfDirectory(atPath: objects)) ?? []
+        var count = 0
+        for directory in directories where directory.count == 2 {
+            let entries: [String] = (try? FileManager.default.contentsOfDirectory(atPath: objects + "/" + directory)) ?? []
+            count += entries.count
+        }
+        return count
+    }
+
+    static func packs(_ fixture: GitFixture) -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: fixture.path + "/.git/objects/pack")) ?? []).filter { $0.hasSuffix(".pack") }.count
+    }
+
+    @Test("a batch staged into a pack has the same tree as git add of the same files, leaves no loose blobs, and fsck --full is clean")
+    func packPathSameTree() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let paths = try Self.files(workspace.fixture, count: 500, tag: "pack")
+        let loosesBefore = Self.looseObjects(workspace.fixture)
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 500)
+        #expect(Self.packs(workspace.fixture) >= 1)
+        // The blobs went into the pack: only the tree(s) and the commit are loose.
+        #expect(Self.looseObjects(workspace.fixture) - loosesBefore <= 4)
+        let packedTree = try await workspace.fixture.run(["rev-parse", "HEAD^{tree}"])
+
+        // The same files through git's own loose path in a second repository.
+        let plain = try await GitFixture()
+        defer { plain.remove() }
+        _ = try Self.files(plain, count: 500, tag: "pack")
+        try await plain.run(["add", "-A"])
+        let plainTree = try await plain.run(["write-tree"])
+        #expect(packedTree == plainTree)
+        try await workspace.fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("a small batch stays loose (no pack per small commit)")
+    func smallBatchLoose() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let paths = try Self.files(workspace.fixture, count: 5, tag: "small")
+        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(Self.packs(workspace.fixture) == 0)
+    }
+
+    @Test("the snapshot hook runs before the branch moves; a writer that takes the lock then writes a two-file change: none of it is in that commit, all of it in the next")
+    func lockReleasedBeforeSwap() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let lockPath = Array((fixture.path + "/sync.lock").utf8)
+        let service = try FileLock(path: lockPath)
+        let writerLock = try FileLock(path: lockPath)
+        let events = Mutex<[String]>([])
+        let root = fixture.path
+        // The writer: as soon as it can take the lock shared (only once syncd let go), it writes
+        // both halves of its change.
+        let writer: @Sendable (Int) async throws -> Void = { _ in
+            events.withLock { $0.append("swap") }
+            guard try writerLock.tryLock(.shared) else { throw TestFailure("the lock is still held when the branch moves") }
+            try Files.write(root + "/a.txt", "writer A\n")
+            try Files.write(root + "/b.txt", "writer B\n")
+            writerLock.unlock()
+        }
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: writer)
+        try Files.write(fixture.file("a.txt"), "old A\n")
+        try Files.write(fixture.file("b.txt"), "old B\n")
+        #expect(try service.tryLock(.exclusive))
+        workspace.batch += 1
+        let outcome = try await workspace.committer.commit(CommitRequest(
+            paths: [RepoPath("a.txt"), RepoPath("b.txt")], batch: workspace.batch, trigger: "test",
+            snapshotTaken: {
+                events.withLock { $0.append("snapshot") }
+                service.unlock()
+            }))
+        guard case .committed = outcome else { throw TestFailure("not committed: \(outcome)") }
+        #expect(events.withLock { $0 } == ["snapshot", "swap"])
+        #expect(try await fixture.run(["show", "HEAD:a.txt"]) == "old A\n")
+        #expect(try await fixture.run(["show", "HEAD:b.txt"]) == "old B\n")
+        guard case .committed = try await workspace.commit(["a.txt", "b.txt"]) else { throw TestFailure("the writer's change was not committed next") }
+        #expect(try await fixture.run(["show", "HEAD:a.txt"]) == "writer A\n")
+        #expect(try await fixture.run(["show", "HEAD:b.txt"]) == "writer B\n")
+    }
+
+    @Test("a compare-and-swap that fails after the lock was released is not redone without it: the batch is deferred")
+    func casAfterReleaseDefers() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let root = fixture.path
+        let person: @Sendable (Int) async throws -> Void = { attempt in
+            guard attempt == 1 else { return }
+            let git = GitRunner(workTree: Array(root.utf8))
+            try Files.write(root + "/person.txt", "a person's commit\n")
+            _ = try await git.run(["add", "person.txt"])
+            _ = try await git.run(["commit", "-qm", "person"])
+        }
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person)
+        try Files.write(fixture.file("x.txt"), "x\n")
+        workspace.batch += 1
+        let outcome = try await workspace.committer.commit(CommitRequest(
+            paths: [RepoPath("x.txt")], batch: workspace.batch, trigger: "test", snapshotTaken: {}))
+        guard case .deferred(let deferral) = outcome else { throw TestFailure("expected a deferral, got \(outcome)") }
+        #expect(deferral.code == .casContention)
+        #expect(try await fixture.run(["log", "-1", "--format=%s"]) == "person\n")
+    }
+}
