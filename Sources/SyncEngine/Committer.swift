@@ -32,6 +32,8 @@ public actor Committer {
         public var stop = StopFlag()
         /// Paths per update-index run: a stop is noticed between runs.
         public var stagingChunk = 2000
+        /// Batches of at least this many paths stage their blobs into a pack (`Int.max`: never).
+        public var packThreshold = Committer.packThreshold
         public init() {}
     }
 
@@ -490,11 +492,11 @@ public actor Committer {
     /// (git's bulk-checkin, through `core.bigFileThreshold=1`) instead of one loose object file
     /// each: 10,000 files take about 1.6 s instead of 28 s here (BENCHMARKS.md). Smaller batches
     /// stay loose, so small commits do not each leave a pack behind.
-    static let packThreshold = 64
+    public static let packThreshold = 64
 
     private func stage(_ paths: [RepoPath], environment: [String: String], stoppable: Bool = true) async throws -> Bool {
         var start = 0
-        let pack = paths.count >= Self.packThreshold
+        let pack = paths.count >= options.packThreshold
         while start < paths.count {
             if stoppable, options.stop.isSet { return false }
             let end = min(paths.count, start + max(1, options.stagingChunk))

@@ -160,3 +160,50 @@ func benchIdle(seconds window: Int = 60) async throws {
     _ = try await syncd.stop()
     print("| idle `syncd run`, 10,000 files watched: CPU over \(window) s | \(format(used, "s")) (\(commitsDuring == 0 ? "no commits" : "a commit happened!")) |")
 }
+
+/// Issue 13: the object store after 1,000 commits of mixed sizes (9 in 10 touch 1-5 files, 1 in
+/// 10 adds 100-400), staged with the pack path against loose objects only: packs and loose
+/// objects left (with syncd's `gc --auto` every 100 commits), and what `git status`, a full push
+/// to a bare remote and a fresh clone from it then cost.
+func benchObjectStore() async throws {
+    for (label, threshold) in [("pack path (64+ paths)", Committer.packThreshold), ("loose objects only", Int.max)] {
+        let fixture = try await GitFixture(prefix: "syncd-bench-store")
+        defer { fixture.remove() }
+        let repository = try await fixture.repository()
+        let stateDirectory = SyncService.stateDirectory(of: repository)
+        try Syscall.makeDirectory(stateDirectory)
+        var options = Committer.Options()
+        options.packThreshold = threshold
+        let committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { _, _ in })
+        try await committer.prepare()
+        var random = SeededRandom(seed: 13)
+        var counter = 0
+        let start = clock.now
+        for batch in 1...1000 {
+            var paths: Set<RepoPath> = []
+            let big = batch % 10 == 0
+            let count = big ? Int.random(in: 100...400, using: &random) : Int.random(in: 1...5, using: &random)
+            let directory = "d\(batch % 37)"
+            try Files.mkdirs(fixture.file(directory))
+            for _ in 0..<count {
+                counter += 1
+                let name = big || counter % 3 == 0 ? "\(directory)/n\(counter).txt" : "\(directory)/m\(counter % 50).txt"
+                try Files.write(fixture.file(name), "\(counter) \(String(repeating: "y", count: Int.random(in: 10...3000, using: &random)))\n")
+                paths.insert(RepoPath(name))
+            }
+            _ = try await committer.commit(CommitRequest(paths: paths, batch: batch, trigger: "bench"))
+        }
+        let total = seconds(clock.now - start)
+        let packs = ((try? FileManager.default.contentsOfDirectory(atPath: fixture.path + "/.git/objects/pack")) ?? []).filter { $0.hasSuffix(".pack") }.count
+        let counted = try await fixture.run(["count-objects", "-v"])
+        let loose = counted.split(separator: "\n").first { $0.hasPrefix("count:") }.map { String($0.dropFirst(7)) } ?? "?"
+        var statusTimes: [Double] = []
+        for _ in 0..<runs { statusTimes.append(try await timedShell("git status --porcelain >/dev/null", in: fixture.path).wall) }
+        let remote = fixture.path + "-remote.git"
+        defer { try? FileManager.default.removeItem(atPath: remote) }
+        _ = try await timedShell("git init -q --bare '\(remote)'", in: fixture.path)
+        let push = try await timedShell("git push -q '\(remote)' HEAD:refs/heads/main", in: fixture.path)
+        let clone = try await timedShell("git clone -q '\(remote)' '\(remote)-clone' && rm -rf '\(remote)-clone'", in: fixture.path)
+        print("| 1,000 mixed commits, \(label): commit time / packs / loose objects / `git status` / full push / clone | \(format(total, "s")) / \(packs) / \(loose) / \(format(median(statusTimes), "s")) / \(format(push.wall, "s")) / \(format(clone.wall, "s")) |")
+    }
+}
