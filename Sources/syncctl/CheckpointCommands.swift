@@ -15,22 +15,22 @@ func commitPending(_ client: ControlClient, timeout: Duration, timeoutText: Stri
             (state["sync_serial_done"]?.number).map { UInt64($0) >= serial } ?? false
         }) else {
             let reason = client.state()?["reason"]?.string ?? ""
-            fail("syncd did not commit within \(timeoutText)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
+            throw Failure("syncd did not commit within \(timeoutText)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
         }
         let outcome = state["sync_outcome"]?.string ?? ""
         if outcome.hasPrefix("refused") || outcome.hasPrefix("superseded") {
-            fail("not committed: \(outcome); see `syncctl status`")
+            throw Failure("not committed: \(outcome); see `syncctl status`")
         }
     } else {
         let dirty = try await GitStatus.dirtyPaths(client.repository.git).filter { $0.path.bytes.last != UInt8(ascii: "/") }
         if !dirty.isEmpty {
-            fail("no syncd is running for \(client.repository.workTreeDisplay) and \(dirty.count) path(s) are not committed "
+            throw Failure("no syncd is running for \(client.repository.workTreeDisplay) and \(dirty.count) path(s) are not committed "
                 + "(\(dirty.prefix(3).map(\.path.description).joined(separator: ", "))): start syncd (`syncctl enable` or `syncd run`) and try again",
                 code: ExitStatus.notRunning)
         }
     }
     guard let head = try? await client.repository.git.run(["rev-parse", "-q", "--verify", "HEAD"], readOnly: true).text, !head.isEmpty else {
-        fail("\(client.repository.workTreeDisplay) has no commit yet: nothing to mark")
+        throw Failure("\(client.repository.workTreeDisplay) has no commit yet: nothing to mark")
     }
     return head
 }
@@ -70,7 +70,7 @@ struct CheckpointCommand: AsyncParsableCommand {
         do {
             try await Checkpoints.create(name: name, commit: head, message: message, by: ControlClient.requester, git: git)
         } catch let error as SyncError {
-            fail(error.description)
+            throw Failure(error.description)
         }
         say("checkpoint \(name) at \(head.prefix(12)): \(message)")
     }
@@ -89,7 +89,7 @@ struct CheckpointsCommand: AsyncParsableCommand {
         let client = try await options.client()
         let git = client.repository.git
         if let delete {
-            guard try await Checkpoints.delete(name: delete, git: git) else { fail("no checkpoint named \(delete) (see `syncctl checkpoints`)") }
+            guard try await Checkpoints.delete(name: delete, git: git) else { throw Failure("no checkpoint named \(delete) (see `syncctl checkpoints`)") }
             say("deleted checkpoint \(delete)")
             return
         }
@@ -142,18 +142,18 @@ struct RewindCommand: AsyncParsableCommand {
     func run() async throws {
         let client = try await options.client(forWriting: true)
         guard client.runningPid() != nil else {
-            fail("no syncd is running for \(client.repository.workTreeDisplay): a rewind is committed by syncd; start it first (`syncctl enable` or `syncd run`)", code: ExitStatus.notRunning)
+            throw Failure("no syncd is running for \(client.repository.workTreeDisplay): a rewind is committed by syncd; start it first (`syncctl enable` or `syncd run`)", code: ExitStatus.notRunning)
         }
         let git = client.repository.git
         let limit = try parseTimeout(wait)
         let label: String
         let commit: String
         if let target {
-            guard let resolved = try await Checkpoints.resolve(target, git: git) else { fail("\(target) is neither a checkpoint (`syncctl checkpoints`) nor a commit") }
+            guard let resolved = try await Checkpoints.resolve(target, git: git) else { throw Failure("\(target) is neither a checkpoint (`syncctl checkpoints`) nor a commit") }
             (label, commit) = (target, resolved)
         } else {
             let when = JournalQuery.time(time ?? "", now: ControlFile.now()) ?? 0
-            guard let resolved = try await Checkpoints.commit(before: when, git: git) else { fail("no commit of this branch is that old (\(time ?? ""))") }
+            guard let resolved = try await Checkpoints.commit(before: when, git: git) else { throw Failure("no commit of this branch is that old (\(time ?? ""))") }
             (label, commit) = ("\(time ?? "") ago (\(resolved.prefix(12)))", resolved)
         }
         let selected = paths.map { RepoPath(bytes: Array($0.utf8)) }
@@ -175,7 +175,7 @@ struct RewindCommand: AsyncParsableCommand {
                 continue
             case .blocked(let paths):
                 lock.unlock()
-                fail("\(label) has \(paths.prefix(3).map(\.description).joined(separator: ", ")) where an untracked or ignored file stands here; "
+                throw Failure("\(label) has \(paths.prefix(3).map(\.description).joined(separator: ", ")) where an untracked or ignored file stands here; "
                     + "syncd never overwrites those: move them away, then rewind again")
             case .changes(let changes):
                 if changes.isEmpty {
@@ -190,7 +190,7 @@ struct RewindCommand: AsyncParsableCommand {
                     try WriterLog.append(name: "syncctl rewind to \(label)", to: client.lockDirectory)
                 } catch {
                     lock.unlock()
-                    fail("\((error as? SyncError)?.description ?? "\(error)"); what was written so far is committed by syncd, and `syncctl rewind \(before)` goes back")
+                    throw Failure("\((error as? SyncError)?.description ?? "\(error)"); what was written so far is committed by syncd, and `syncctl rewind \(before)` goes back")
                 }
                 lock.unlock()
                 let result = try await commitPending(client, timeout: limit, timeoutText: wait)
@@ -198,6 +198,6 @@ struct RewindCommand: AsyncParsableCommand {
                 return
             }
         }
-        fail("writers kept changing the paths to rewind; pause them (`syncctl pause` stops only syncd) or try again", code: ExitStatus.unavailable)
+        throw Failure("writers kept changing the paths to rewind; pause them (`syncctl pause` stops only syncd) or try again", code: ExitStatus.unavailable)
     }
 }

@@ -58,7 +58,7 @@ struct Conflicts: AsyncParsableCommand {
         let git = repository.git
         let limit = Settings.parseDuration(networkTimeout) ?? .seconds(60)
         guard let branch = GitDirectoryState.currentBranch(repository) else {
-            fail("HEAD is detached in \(repository.workTreeDisplay): conflict branches are judged against the checked-out branch; check one out (`git switch BRANCH`)")
+            throw Failure("HEAD is detached in \(repository.workTreeDisplay): conflict branches are judged against the checked-out branch; check one out (`git switch BRANCH`)")
         }
         let short = Syncer.shortName(branch)
         let remote = await Syncer.configuredRemote(repository, branch: branch)
@@ -125,7 +125,7 @@ struct Conflicts: AsyncParsableCommand {
         var errors: [String] = []
         if clean {
             if let fetchProblem, let remote {
-                fail("cannot reach \(remote) (\(fetchProblem.message))"
+                throw Failure("cannot reach \(remote) (\(fetchProblem.message))"
                     + (fetchProblem.fix.isEmpty ? "" : "; to fix: \(fetchProblem.fix)")
                     + "; nothing deleted: --clean needs the remote's branch as it is now")
             }

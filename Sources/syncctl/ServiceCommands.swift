@@ -31,7 +31,7 @@ struct Enable: AsyncParsableCommand {
 
     func run() async throws {
         let limit = try parseTimeout(timeout)
-        let (service, owner) = await ServiceTarget.forEnable(path)
+        let (service, owner) = try await ServiceTarget.forEnable(path)
         let workspace = service.workspace
         let config = GitRunner(workTree: owner.workTree)
         // Read-only git calls in a repository that may belong to another user (safe.directory is
@@ -54,12 +54,12 @@ struct Enable: AsyncParsableCommand {
 
         let load = await service.systemctl(["show", "-P", "LoadState", service.unit])
         guard load.code == 0 else {
-            fail("cannot reach \(service.managerName): `\(service.command(["show", service.unit]))` says \(load.errorLine)"
+            throw Failure("cannot reach \(service.managerName): `\(service.command(["show", service.unit]))` says \(load.errorLine)"
                 + (service.system ? "" : "; it runs while you are logged in, or always after `loginctl enable-linger \(service.me)`; "
                     + "or run `sudo syncctl enable \(workspace)` for a system service that runs as you"))
         }
         guard load.output.trimmed == "loaded" else {
-            fail("the unit \(ServiceUnit.template) is not installed for \(service.managerName) (LoadState \(load.output.trimmed)): "
+            throw Failure("the unit \(ServiceUnit.template) is not installed for \(service.managerName) (LoadState \(load.output.trimmed)): "
                 + "install it with scripts/install.sh" + (service.system ? " as root" : " as \(service.me)"))
         }
         let user = owner.userName ?? String(owner.uid)
@@ -70,19 +70,19 @@ struct Enable: AsyncParsableCommand {
             do {
                 try service.writeDropIn(text)
             } catch {
-                fail("cannot write \(service.dropInPath): \(error)")
+                throw Failure("cannot write \(service.dropInPath): \(error)")
             }
         } else {
             service.removeDropIn()
         }
         for step in [["daemon-reload"], ["enable", "--quiet", service.unit]] {
             let result = await service.systemctl(step)
-            guard result.code == 0 else { fail("`\(service.command(step))` failed: \(result.errorLine)") }
+            guard result.code == 0 else { throw Failure("`\(service.command(step))` failed: \(result.errorLine)") }
         }
         // A running instance restarts so the drop-in applies; a stopped one starts.
         let since = WallClock.rfc3339()
         let restart = await service.systemctl(["restart", "--no-block", service.unit])
-        guard restart.code == 0 else { fail("`\(service.command(["restart", service.unit]))` failed: \(restart.errorLine)") }
+        guard restart.code == 0 else { throw Failure("`\(service.command(["restart", service.unit]))` failed: \(restart.errorLine)") }
         let started = ContinuousClock.now
         while true {
             let state = await service.state()
@@ -100,14 +100,14 @@ struct Enable: AsyncParsableCommand {
                 let restarting = state["ActiveState"] == "activating" && state["SubState"] == "auto-restart"
                 if state["ActiveState"] == "failed" || state["ActiveState"] == "inactive" || restarting {
                     let why = await service.lastErrors(since: since)
-                    fail("\(service.unit) did not start (\(state["ActiveState"] ?? "?")/\(state["SubState"] ?? "?"), \(state["Result"] ?? "?")"
+                    throw Failure("\(service.unit) did not start (\(state["ActiveState"] ?? "?")/\(state["SubState"] ?? "?"), \(state["Result"] ?? "?")"
                         + (state["ExecMainStatus"].map { $0 == "0" ? "" : ", exit status \($0)" } ?? "") + ")"
                         + (why.isEmpty ? "" : ": \(why)")
                         + ". Fix it, then `\(service.command(["restart", service.unit]))`; details: `journalctl \(service.system ? "" : "--user ")-u \(service.unit)`")
                 }
             }
             if ContinuousClock.now - started > limit {
-                fail("\(service.unit) is not ready after \(timeout) (\(state["ActiveState"] ?? "?")/\(state["SubState"] ?? "?")): see `\(service.command(["status", service.unit]))`",
+                throw Failure("\(service.unit) is not ready after \(timeout) (\(state["ActiveState"] ?? "?")/\(state["SubState"] ?? "?")): see `\(service.command(["status", service.unit]))`",
                     code: ExitStatus.notConfirmed)
             }
             try await Task.sleep(for: .milliseconds(100))
@@ -127,16 +127,16 @@ struct Disable: AsyncParsableCommand {
 
     func run() async throws {
         let limit = try parseTimeout(timeout)
-        let service = await ServiceTarget.forDisable(path)
+        let service = try await ServiceTarget.forDisable(path)
         let disable = await service.systemctl(["disable", "--quiet", service.unit])
-        guard disable.code == 0 else { fail("`\(service.command(["disable", service.unit]))` failed: \(disable.errorLine)") }
+        guard disable.code == 0 else { throw Failure("`\(service.command(["disable", service.unit]))` failed: \(disable.errorLine)") }
         let stop = await service.systemctl(["stop", "--no-block", service.unit])
-        guard stop.code == 0 else { fail("`\(service.command(["stop", service.unit]))` failed: \(stop.errorLine)") }
+        guard stop.code == 0 else { throw Failure("`\(service.command(["stop", service.unit]))` failed: \(stop.errorLine)") }
         let started = ContinuousClock.now
         var state = await service.state()
         while state["Job"] != nil || !(state["ActiveState"] == "inactive" || state["ActiveState"] == "failed") {
             if ContinuousClock.now - started > limit {
-                fail("\(service.unit) is still \(state["ActiveState"] ?? "?") after \(timeout): it is disabled; see `\(service.command(["status", service.unit]))`",
+                throw Failure("\(service.unit) is still \(state["ActiveState"] ?? "?") after \(timeout): it is disabled; see `\(service.command(["status", service.unit]))`",
                     code: ExitStatus.notConfirmed)
             }
             try await Task.sleep(for: .milliseconds(100))
@@ -166,43 +166,43 @@ struct ServiceTarget {
 
     /// The workspace containing `path` and who owns it; fails (exit 1) when it cannot run there as
     /// its owner: not a working tree, parts owned by different users, someone else's as a user.
-    static func forEnable(_ path: String) async -> (ServiceTarget, WorkspaceOwner) {
+    static func forEnable(_ path: String) async throws -> (ServiceTarget, WorkspaceOwner) {
         guard let owner = WorkspaceOwner.find(path) else {
-            fail("\(path) is not inside a git working tree (no .git found in it or above it): pass the workspace's path")
+            throw Failure("\(path) is not inside a git working tree (no .git found in it or above it): pass the workspace's path")
         }
         let uid = geteuid()
         let workspace = owner.workTreeDisplay
         guard owner.owners.count == 1 else {
-            fail("\(workspace) has parts owned by different users ("
+            throw Failure("\(workspace) has parts owned by different users ("
                 + owner.owners.map(WorkspaceOwner.describe).joined(separator: ", ")
                 + "): syncd must run as the one user who owns its working tree and git directory; fix it with `chown -R USER: \(workspace)`")
         }
         if uid != 0, owner.uid != uid {
-            fail("\(workspace) belongs to \(owner.ownerDescription), not to you (\(WorkspaceOwner.describe(uid))): "
+            throw Failure("\(workspace) belongs to \(owner.ownerDescription), not to you (\(WorkspaceOwner.describe(uid))): "
                 + "run `sudo syncctl enable \(workspace)` to run syncd there as \(owner.userName ?? "its owner")")
         }
-        return (await make(workspace), owner)
+        return (try await make(workspace), owner)
     }
 
     /// The unit of the workspace containing `path`, or of `path` itself when it is no working
     /// tree any more (a workspace removed before its service).
-    static func forDisable(_ path: String) async -> ServiceTarget {
-        if let owner = WorkspaceOwner.find(path) { return await make(owner.workTreeDisplay) }
+    static func forDisable(_ path: String) async throws -> ServiceTarget {
+        if let owner = WorkspaceOwner.find(path) { return try await make(owner.workTreeDisplay) }
         var absolute = path
         if !path.hasPrefix("/"), let cwd = getcwd(nil, 0) {
             absolute = String(cString: cwd) + "/" + path
             free(cwd)
         }
-        return await make(absolute)
+        return try await make(absolute)
     }
 
-    static func make(_ workspace: String) async -> ServiceTarget {
+    static func make(_ workspace: String) async throws -> ServiceTarget {
         let uid = geteuid()
         let me = WorkspaceOwner.userName(uid) ?? String(uid)
         let escaped = await Self.run(["systemd-escape", "--path", "--template=\(ServiceUnit.template)", workspace])
         let unit = escaped.output.trimmed
         guard escaped.code == 0, !unit.isEmpty else {
-            fail("cannot name the unit of \(workspace) (`systemd-escape` failed: \(escaped.errorLine)): is systemd installed?")
+            throw Failure("cannot name the unit of \(workspace) (`systemd-escape` failed: \(escaped.errorLine)): is systemd installed?")
         }
         let base: String
         if uid == 0 {

@@ -31,10 +31,10 @@ struct SquashCommand: AsyncParsableCommand {
         let client = try await options.client(forWriting: true)
         let git = client.repository.git
         guard client.runningPid() != nil else {
-            fail("no syncd is running for \(client.repository.workTreeDisplay): it squashes and pushes; start it first", code: ExitStatus.notRunning)
+            throw Failure("no syncd is running for \(client.repository.workTreeDisplay): it squashes and pushes; start it first", code: ExitStatus.notRunning)
         }
         guard let remote = client.state()?["remote"]?.string, !remote.isEmpty else {
-            fail("\(client.repository.workTreeDisplay) has no remote: a squash folds the commits a remote lacks; with none, every commit is only here and none is rewritten")
+            throw Failure("\(client.repository.workTreeDisplay) has no remote: a squash folds the commits a remote lacks; with none, every commit is only here and none is rewritten")
         }
         var after: String?
         if let since {
@@ -50,15 +50,15 @@ struct SquashCommand: AsyncParsableCommand {
         let serial = ControlFile.newSerial()
         let request = ControlRequest(command: "squash", serial: serial, by: ControlClient.requester, message: message, since: after)
         try ControlFile.write(request, to: client.lockDirectory.syncRequest)
-        guard client.notify() else { fail("syncd stopped meanwhile; nothing was squashed", code: ExitStatus.notRunning) }
+        guard client.notify() else { throw Failure("syncd stopped meanwhile; nothing was squashed", code: ExitStatus.notRunning) }
         let limit = try parseTimeout(timeout)
         guard let state = await client.waitForState(timeout: limit, { state in
             (state["sync_serial_done"]?.number).map { UInt64($0) >= serial } ?? false
         }) else {
-            fail("the squash did not finish within \(timeout): see `syncctl status`", code: ExitStatus.notConfirmed)
+            throw Failure("the squash did not finish within \(timeout): see `syncctl status`", code: ExitStatus.notConfirmed)
         }
         let outcome = state["sync_outcome"]?.string ?? ""
-        guard outcome == "pushed" || outcome == "synced" else { fail("not squashed and pushed: \(outcome); see `syncctl status`") }
+        guard outcome == "pushed" || outcome == "synced" else { throw Failure("not squashed and pushed: \(outcome); see `syncctl status`") }
         let head = try await git.run(["log", "-1", "--format=%h %s", "HEAD"], readOnly: true).text
         say("squashed and pushed to \(remote): \(head)")
     }

@@ -11,7 +11,7 @@ func acquireWriterLock(_ client: ControlClient, within limit: Duration, limitTex
     do {
         lock = try FileLock(path: directory.syncLock)
     } catch {
-        fail("cannot open the sync lock \(Syscall.display(directory.syncLock)): \(error)"
+        throw Failure("cannot open the sync lock \(Syscall.display(directory.syncLock)): \(error)"
             + (error.errno == Errno(ELOOP) ? " (a symlink: remove it)" : ""))
     }
     let deadline = ContinuousClock.now.advanced(by: limit)
@@ -21,8 +21,8 @@ func acquireWriterLock(_ client: ControlClient, within limit: Duration, limitTex
     switch turn {
     case .granted: return lock
     case .emergencyStop:
-        fail("an emergency stop is set for \(client.repository.workTreeDisplay); not \(purpose) (see `syncctl status`)", code: ExitStatus.unavailable)
+        throw Failure("an emergency stop is set for \(client.repository.workTreeDisplay); not \(purpose) (see `syncctl status`)", code: ExitStatus.unavailable)
     case .gaveUp(let leaseInForce):
-        fail("gave up after \(limitText): " + (leaseInForce ? "a pause lease is still in force" : "syncd holds the sync lock"), code: ExitStatus.unavailable)
+        throw Failure("gave up after \(limitText): " + (leaseInForce ? "a pause lease is still in force" : "syncd holds the sync lock"), code: ExitStatus.unavailable)
     }
 }

@@ -48,8 +48,8 @@ struct Syncctl: AsyncParsableCommand {
             guard chdir(directory) == 0 else {
                 let reason = String(cString: strerror(errno))
                 // For monitoring, `status` on a workspace that is not there is "not running" (3).
-                fail("-C \(directory): cannot change to that directory (\(reason))",
-                    code: arguments.first == "status" ? StatusHealth.Level.notRunning.rawValue : ExitStatus.failure)
+                try? Syscall.writeAll(2, Array("syncctl: -C \(directory): cannot change to that directory (\(reason))\n".utf8))
+                Self.exit(withError: ExitCode(arguments.first == "status" ? StatusHealth.Level.notRunning.rawValue : ExitStatus.failure))
             }
         }
         // What AsyncParsableCommand.main(_:) does, spelled out: a bare `main(arguments)` could
@@ -61,6 +61,9 @@ struct Syncctl: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+        } catch let failure as Failure {
+            try? Syscall.writeAll(2, Array("syncctl: \(failure.message)\n".utf8))
+            Self.exit(withError: ExitCode(failure.code))
         } catch {
             Self.exit(withError: error)
         }
@@ -106,14 +109,20 @@ struct WorkspaceOptions: ParsableArguments {
             if forWriting { try client.prepareForWriting() }
             return client
         } catch let error as SyncError {
-            fail(error.description)
+            throw Failure(error.description)
         }
     }
 }
 
-func fail(_ message: String, code: Int32 = ExitStatus.failure) -> Never {
-    try? Syscall.writeAll(2, Array("syncctl: \(message)\n".utf8))
-    exit(code)
+/// Why a command failed, for a person: thrown, and said once by `main` ("syncctl: MESSAGE" on
+/// stderr) before it exits with `code`. Every command ends through `main`: no exit() elsewhere.
+struct Failure: Error {
+    let message: String
+    let code: Int32
+    init(_ message: String, code: Int32 = ExitStatus.failure) {
+        self.message = message
+        self.code = code
+    }
 }
 
 /// A reason is shown in status, logs and alerts: one line of bounded length.
@@ -157,7 +166,7 @@ struct Status: AsyncParsableCommand {
         do {
             client = try await ControlClient.open(at: options.workspace)
         } catch let error as SyncError {
-            fail(error.description, code: StatusHealth.Level.notRunning.rawValue)
+            throw Failure(error.description, code: StatusHealth.Level.notRunning.rawValue)
         }
         let pid = client.runningPid()
         var state = client.state() ?? [:]
@@ -293,9 +302,9 @@ struct Pause: AsyncParsableCommand {
         let wait = try parseTimeout(timeout)
         switch try await client.pause(reason: reason, until: until, timeout: wait) {
         case .notRunning:
-            fail("no syncd is running for \(client.repository.workTreeDisplay); the pause is recorded and applies when it starts", code: ExitStatus.notRunning)
+            throw Failure("no syncd is running for \(client.repository.workTreeDisplay); the pause is recorded and applies when it starts", code: ExitStatus.notRunning)
         case .notConfirmed:
-            fail("syncd did not confirm the pause within \(timeout); it is recorded in \(Syscall.display(client.lockDirectory.daemonPause))"
+            throw Failure("syncd did not confirm the pause within \(timeout); it is recorded in \(Syscall.display(client.lockDirectory.daemonPause))"
                 + (client.stateProblem().map { ", but \($0)" } ?? ""), code: ExitStatus.notConfirmed)
         case .confirmed: break
         }
@@ -325,13 +334,13 @@ struct Resume: AsyncParsableCommand {
         let wait = try parseTimeout(timeout)
         let emergencySet = Syscall.exists(client.lockDirectory.emergencyStop)
         if emergencySet && !clearEmergency {
-            fail("an emergency stop is set for \(client.repository.workTreeDisplay); clear it on purpose with `syncctl resume --clear-emergency`")
+            throw Failure("an emergency stop is set for \(client.repository.workTreeDisplay); clear it on purpose with `syncctl resume --clear-emergency`")
         }
         switch try await client.resume(clearEmergency: clearEmergency, timeout: wait) {
         case .notRunning:
-            fail("no syncd is running for \(client.repository.workTreeDisplay); nothing is paused now, so it commits normally when it starts", code: ExitStatus.notRunning)
+            throw Failure("no syncd is running for \(client.repository.workTreeDisplay); nothing is paused now, so it commits normally when it starts", code: ExitStatus.notRunning)
         case .notConfirmed:
-            fail("syncd did not confirm within \(timeout)" + (client.stateProblem().map { ": \($0)" } ?? ""), code: ExitStatus.notConfirmed)
+            throw Failure("syncd did not confirm within \(timeout)" + (client.stateProblem().map { ": \($0)" } ?? ""), code: ExitStatus.notConfirmed)
         case .confirmed: break
         }
         say(clearEmergency && emergencySet ? "emergency stop cleared; syncd resumed" : "resumed")
@@ -358,22 +367,22 @@ struct Sync: AsyncParsableCommand {
         let serial = ControlFile.newSerial()
         try ControlFile.write(ControlRequest(command: "sync", serial: serial, by: ControlClient.requester), to: client.lockDirectory.syncRequest)
         guard client.notify() else {
-            fail("no syncd is running for \(client.repository.workTreeDisplay): nothing was committed (syncd commits everything pending when it starts)", code: ExitStatus.notRunning)
+            throw Failure("no syncd is running for \(client.repository.workTreeDisplay): nothing was committed (syncd commits everything pending when it starts)", code: ExitStatus.notRunning)
         }
         guard let state = await client.waitForState(timeout: wait, { state in
             (state["sync_serial_done"]?.number).map { UInt64($0) >= serial } ?? false
         }) else {
             let reason = client.state()?["reason"]?.string ?? ""
-            fail("the sync did not finish within \(timeout)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
+            throw Failure("the sync did not finish within \(timeout)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
         }
         let outcome = state["sync_outcome"]?.string ?? "done"
         // HEAD, which after an integration is the merge, not syncd's last commit.
         let head = try? await client.repository.git.run(["rev-parse", "--short=12", "HEAD"], readOnly: true, acceptedExitCodes: [0, 128])
         let commit = head.map { String(decoding: $0.standardOutput, as: UTF8.self).trimmed }.flatMap { $0.isEmpty ? nil : $0 } ?? "none"
-        if outcome.hasPrefix("refused") { fail("not synced: \(outcome.dropFirst("refused: ".count)); see `syncctl status`") }
-        if outcome.hasPrefix("superseded") { fail("not confirmed: \(outcome.dropFirst("superseded: ".count))", code: ExitStatus.notConfirmed) }
+        if outcome.hasPrefix("refused") { throw Failure("not synced: \(outcome.dropFirst("refused: ".count)); see `syncctl status`") }
+        if outcome.hasPrefix("superseded") { throw Failure("not confirmed: \(outcome.dropFirst("superseded: ".count))", code: ExitStatus.notConfirmed) }
         if outcome.hasPrefix("committed; not pushed: ") {
-            fail("committed (last commit \(commit)) but NOT pushed: \(outcome.dropFirst("committed; not pushed: ".count)); see `syncctl status`")
+            throw Failure("committed (last commit \(commit)) but NOT pushed: \(outcome.dropFirst("committed; not pushed: ".count)); see `syncctl status`")
         }
         let remote = state["remote"]?.string ?? ""
         say(remote.isEmpty
@@ -403,9 +412,9 @@ struct EmergencyStop: AsyncParsableCommand {
         let started = ContinuousClock.now
         switch try await client.emergencyStop(reason: reason, timeout: wait) {
         case .notRunning:
-            fail("no syncd is running for \(client.repository.workTreeDisplay); the emergency stop is recorded and holds when it starts", code: ExitStatus.notRunning)
+            throw Failure("no syncd is running for \(client.repository.workTreeDisplay); the emergency stop is recorded and holds when it starts", code: ExitStatus.notRunning)
         case .notConfirmed:
-            fail("syncd did not confirm within \(timeout); the stop is recorded", code: ExitStatus.notConfirmed)
+            throw Failure("syncd did not confirm within \(timeout); the stop is recorded", code: ExitStatus.notConfirmed)
         case .confirmed: break
         }
         let elapsed = ContinuousClock.now - started
@@ -468,7 +477,7 @@ struct AsWriter: AsyncParsableCommand {
         } catch let error as ExitCode {
             throw error
         } catch {
-            fail("cannot run \(executable): \(error)", code: 127)
+            throw Failure("cannot run \(executable): \(error)", code: 127)
         }
     }
 }
@@ -516,15 +525,15 @@ struct Restore: AsyncParsableCommand {
         } else if let client {
             path = client.stateDirectory + Array("/backups/\(bundle)".utf8)
         } else {
-            fail("no workspace at \(options.workspace) to find \(bundle) in; give the bundle's path")
+            throw Failure("no workspace at \(options.workspace) to find \(bundle) in; give the bundle's path")
         }
-        guard Syscall.exists(path) else { fail("no bundle \(bundle) (see `syncctl backups`)") }
+        guard Syscall.exists(path) else { throw Failure("no bundle \(bundle) (see `syncctl backups`)") }
         let header = BundleHeader.read(path)
-        guard header.isBundle, let tip = header.refs.first else { fail("\(Syscall.display(path)) is not a git bundle (no refs in its header)") }
+        guard header.isBundle, let tip = header.refs.first else { throw Failure("\(Syscall.display(path)) is not a git bundle (no refs in its header)") }
         let stem = String(decoding: path.split(separator: UInt8(ascii: "/")).last ?? [], as: UTF8.self)
         let stemName = stem.hasSuffix(".bundle") ? String(stem.dropLast(".bundle".count)) : stem
         if let into {
-            guard !Syscall.exists(Array(into.utf8)) else { fail("\(into) exists; restore needs a new directory") }
+            guard !Syscall.exists(Array(into.utf8)) else { throw Failure("\(into) exists; restore needs a new directory") }
             // The chain: the full bundle this one builds on and every bundle between, oldest first.
             let store = BundleStore(directory: AtomicFile.parentDirectory(of: path))
             let chain = store.chains().first { $0.contains { $0.name == stem } }.map { chain in
@@ -549,7 +558,7 @@ struct Restore: AsyncParsableCommand {
             for part in chain {
                 let result = try await target.run(["bundle", "unbundle", GitArgument(rawBytes: part)], acceptedExitCodes: [0, 1, 128])
                 if result.exitCode != 0 {
-                    fail("cannot apply \(Syscall.display(part)): \(result.standardError.split(separator: "\n").first ?? "")"
+                    throw Failure("cannot apply \(Syscall.display(part)): \(result.standardError.split(separator: "\n").first ?? "")"
                         + " (its base is neither in an older bundle nor on the remote; restore with --branch inside the workspace instead)")
                 }
             }
@@ -560,16 +569,16 @@ struct Restore: AsyncParsableCommand {
             say("restored \(tip.name) at \(tip.commit.prefix(12)) into \(into) from \(chain.count) bundle(s)\(fetched)")
             return
         }
-        guard let client else { fail("no workspace at \(options.workspace)") }
+        guard let client else { throw Failure("no workspace at \(options.workspace)") }
         let git = client.repository.git
         let newBranch = branch ?? "syncd/restore/\(stemName)"
         let unbundled = try await git.run(["bundle", "unbundle", GitArgument(rawBytes: path)], acceptedExitCodes: [0, 1, 128])
         guard unbundled.exitCode == 0 else {
-            fail("cannot apply \(Syscall.display(path)): \(unbundled.standardError.split(separator: "\n").first ?? "")")
+            throw Failure("cannot apply \(Syscall.display(path)): \(unbundled.standardError.split(separator: "\n").first ?? "")")
         }
         // The empty old value makes update-ref refuse to replace an existing branch.
         let created = try await git.run(["update-ref", GitArgument("refs/heads/\(newBranch)"), GitArgument(tip.commit), ""], acceptedExitCodes: [0, 128])
-        guard created.exitCode == 0 else { fail("branch \(newBranch) exists already; pick another with --branch") }
+        guard created.exitCode == 0 else { throw Failure("branch \(newBranch) exists already; pick another with --branch") }
         say("restored \(tip.name) at \(tip.commit.prefix(12)) as branch \(newBranch) (the working tree is untouched)")
     }
 }
