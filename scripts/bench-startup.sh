@@ -7,10 +7,11 @@
 #
 #   scripts/bench-startup.sh [--runs N] DIR...
 #
-# For example, static (as packaged) against dynamic:
-#   swift build -c release --static-swift-stdlib --scratch-path .build-deb
+# For example, static (as packaged) against dynamic, both stripped (BENCHMARKS.md):
+#   dpkg-deb -x syncd_0.11.0_amd64.deb /tmp/static
 #   swift build -c release --scratch-path .build-dyn
-#   scripts/bench-startup.sh .build-deb/release .build-dyn/release
+#   mkdir -p /tmp/dynamic && for t in syncd syncctl; do strip -o /tmp/dynamic/$t .build-dyn/release/$t; done
+#   scripts/bench-startup.sh /tmp/static/usr/bin /tmp/dynamic
 set -euo pipefail
 runs=200
 dirs=()
