@@ -18,7 +18,7 @@ dirs=()
 while (($#)); do
     case $1 in
     --runs) runs=$2; shift 2 ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) dirs+=("$1"); shift ;;
     esac
 done

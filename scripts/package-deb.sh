@@ -25,7 +25,7 @@ while (($#)); do
     --scratch-path) scratch=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "package-deb.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
     esac
 done

@@ -32,7 +32,7 @@ while (($#)); do
     --bin-dir) bin_dir=$2; shift 2 ;;
     --deb) deb=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "systemd-harness: unknown option $1 (see --help)" >&2; exit 64 ;;
     *) only+=("$1"); shift ;;
     esac
