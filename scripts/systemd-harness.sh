@@ -5,9 +5,13 @@
 # host's root). Recipe and caveats: ../shared/reference/systemd-in-a-container.md.
 #
 #   scripts/systemd-harness.sh [--bin-dir DIR] [--keep] [TEST...]
+#   scripts/systemd-harness.sh --deb FILE [--bin-dir DIR] [--keep] [TEST...]
 #
 # --bin-dir DIR  where the built syncd and syncctl are (default: `swift build --show-bin-path`);
 #                the harness never builds.
+# --deb FILE     test the package instead (scripts/package-deb.sh): the Swift toolchain is hidden in
+#                the container (an empty directory over it), `apt install ./FILE`, then the deb_*
+#                tests; a --bin-dir of dynamically linked binaries is checked to fail there.
 # --keep         leave the container running at the end and print how to enter it (debugging).
 # TEST...        run only these tests (names as printed); default: all. `none` runs no test
 #                (with --keep: a booted container with syncd installed, to look around in).
@@ -20,13 +24,15 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 bin_dir=${SYNCD_BIN_DIR:-}
+deb=
 keep=0
 only=()
 while (($#)); do
     case $1 in
     --bin-dir) bin_dir=$2; shift 2 ;;
+    --deb) deb=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "systemd-harness: unknown option $1 (see --help)" >&2; exit 64 ;;
     *) only+=("$1"); shift ;;
     esac
@@ -40,11 +46,23 @@ skip() { echo "SKIP systemd harness: $*"; exit 0; }
 if [ "$(id -u)" != 0 ]; then
     skip "needs root to boot a container (run scripts/test.sh as root, as CI does)"
 fi
-if [ -z "$bin_dir" ]; then bin_dir=$(swift build --show-bin-path 2>/dev/null) || die "cannot find the build directory: pass --bin-dir"; fi
-bin_dir=$(realpath "$bin_dir")
-for tool in syncd syncctl; do
-    [ -x "$bin_dir/$tool" ] || die "no $tool in $bin_dir: build first (swift build) or pass --bin-dir DIR"
-done
+toolchain=
+if [ -n "$deb" ]; then
+    [ -f "$deb" ] || die "no package $deb: build it with scripts/package-deb.sh"
+    deb=$(realpath "$deb")
+    # The toolchain's root: swift is TOOLCHAIN/usr/bin/swift (/opt/swift here). Hidden in the container.
+    if swift_path=$(command -v swift); then
+        toolchain=$(dirname "$(dirname "$(dirname "$(realpath "$swift_path")")")")
+        case $toolchain in / | /usr) die "the Swift toolchain is installed under $toolchain: it cannot be hidden from the container" ;; esac
+    fi
+fi
+if [ -z "$bin_dir" ] && [ -z "$deb" ]; then bin_dir=$(swift build --show-bin-path 2>/dev/null) || die "cannot find the build directory: pass --bin-dir"; fi
+if [ -n "$bin_dir" ]; then
+    bin_dir=$(realpath "$bin_dir")
+    for tool in syncd syncctl; do
+        [ -x "$bin_dir/$tool" ] || die "no $tool in $bin_dir: build first (swift build) or pass --bin-dir DIR"
+    done
+fi
 # What the container needs from the host: systemd-nspawn, and sshd for the ssh remote test
 # (installing openssh-server where systemd is PID 1 also starts sshd on the host).
 missing=()
@@ -139,6 +157,13 @@ fi
 mounted_overlay=1
 # nspawn refuses a pre-populated /dev (the on-disk /dev holds a 0-byte console).
 rm -f "$root/dev/console"
+if [ -n "$deb" ]; then
+    # The package is tested alone: no syncd that install.sh put on this machine, no installed package.
+    rm -rf "$root"/usr/local/bin/syncd "$root"/usr/local/bin/syncctl "$root"/usr/local/share/doc/syncd "$root"/etc/systemd/system/syncd@.service
+    # Minimal images tell dpkg to skip man pages and docs (path-exclude); a real machine installs them.
+    grep -l '^path-exclude' "$root"/etc/dpkg/dpkg.cfg.d/* 2>/dev/null | while read -r config; do rm -f "$config"; done
+    mkdir "$W/empty"
+fi
 # Only what the tests need starts: none of the host's enabled units (a database, timers, getty).
 find "$root/etc/systemd/system" -path '*.wants/*' -delete 2>/dev/null
 ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
@@ -148,8 +173,11 @@ ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
     for controller in systemd unified; do
         mkdir -p "/sys/fs/cgroup/$controller/$machine" && echo "$BASHPID" >"/sys/fs/cgroup/$controller/$machine/cgroup.procs"
     done
-    exec systemd-nspawn -D "$root" -M "$machine" -b --register=no --keep-unit --private-network --console=passive \
-        --bind-ro="$repo:/run/syncd-src" --bind-ro="$bin_dir:/run/syncd-bin"
+    binds=(--bind-ro="$repo:/run/syncd-src")
+    [ -n "$bin_dir" ] && binds+=(--bind-ro="$bin_dir:/run/syncd-bin")
+    [ -n "$deb" ] && binds+=(--bind-ro="$deb:/run/syncd-deb/$(basename "$deb")")
+    [ -n "$toolchain" ] && binds+=(--bind-ro="$W/empty:$toolchain")
+    exec systemd-nspawn -D "$root" -M "$machine" -b --register=no --keep-unit --private-network --console=passive "${binds[@]}"
 ) </dev/null >"$logs/nspawn.log" 2>&1 &
 nspawn_pid=$!
 
@@ -183,12 +211,15 @@ say "systemd $(cx systemctl --version | head -n1 | awk '{print $2}') booted in t
 
 
 # --- setup inside the container ------------------------------------------------------------------
-# The shipped unit, binaries and docs, through the shipped installer (prebuilt binaries: no build).
-if ! cx env SYNCD_BIN_DIR=/run/syncd-bin /run/syncd-src/scripts/install.sh >"$logs/install.log" 2>&1; then
-    cat "$logs/install.log" >&2
-    die "scripts/install.sh failed inside the container"
+# The shipped unit, binaries and docs, through the shipped installer (prebuilt binaries: no build);
+# for --deb, the package test (deb_install) installs them.
+if [ -z "$deb" ]; then
+    if ! cx env SYNCD_BIN_DIR=/run/syncd-bin /run/syncd-src/scripts/install.sh >"$logs/install.log" 2>&1; then
+        cat "$logs/install.log" >&2
+        die "scripts/install.sh failed inside the container"
+    fi
+    cx syncd --help >/dev/null 2>&1 || die "the installed syncd does not run inside the container (its Swift runtime libraries must be visible there)"
 fi
-cx syncd --help >/dev/null 2>&1 || die "the installed syncd does not run inside the container (its Swift runtime libraries must be visible there)"
 # The workspace owner: a plain user, as on a real machine.
 cx useradd --create-home --user-group --shell /bin/bash alice || die "useradd alice failed"
 cx_as alice git config --global user.name "Alice" && cx_as alice git config --global user.email "alice@example.invalid" &&
@@ -469,7 +500,177 @@ t_ssh_remote() {
     cx syncctl disable "$ws" >/dev/null 2>&1 || fail "syncctl disable failed" || return
 }
 
+# --- the package (--deb) -------------------------------------------------------------------------
+# The version inside the package, and its file name inside the container.
+deb_version() { dpkg-deb -f "$deb" Version; }
+deb_file() { echo "/run/syncd-deb/$(basename "$deb")"; }
+# As alice, with her user manager's runtime directory (systemctl --user).
+as_alice() { cx_as alice env XDG_RUNTIME_DIR="/run/user/$(cx id -u alice)" "$@"; }
+user_prop() { as_alice systemctl --user show -P "$2" "$1"; }
+# Waits until syncd counts a pending change in workspace $1 (its state.json).
+pending_in() {
+    wait_for 10 sh -c "nsenter -t $leader -a cat '$1/.git/syncd/state.json' 2>/dev/null | grep >/dev/null '\"pending_paths\":[1-9]'"
+}
+# Holds what is written in workspace $1 as pending (an hour's quiet period) in its running unit $2
+# of the system or the user manager ($3): set, reloaded, and the reload in the journal.
+hold_changes() {
+    local ws=$1 unit=$2 manager=$3
+    cx_as alice git -C "$ws" config syncd.quietPeriod 1h && cx_as alice git -C "$ws" config syncd.maxLatency 2h || return
+    if [ "$manager" = user ]; then as_alice systemctl --user reload "$unit"; else cx systemctl reload "$unit"; fi || return
+    reloaded() {
+        if [ "$manager" = user ]; then cx journalctl --no-pager -o cat "_SYSTEMD_USER_UNIT=$unit"; else journal "$unit"; fi |
+            grep >/dev/null 'settings reloaded: .*quietPeriod 1h'
+    }
+    wait_for 10 reloaded
+}
+shutdown_commit() { cx_as alice git -C "$1" log -1 --format=%B | grep >/dev/null "Syncd-Trigger: shutdown"; }
+
+# apt install ./syncd_*.deb where Swift is absent (the toolchain hidden, a dynamically linked
+# syncctl cannot start): installed, runs, links no Swift library, systemd knows the unit, and no
+# instance is enabled or started.
+t_deb_install() {
+    if [ -n "$toolchain" ]; then
+        [ -z "$(cx ls -A "$toolchain")" ] || fail "the toolchain $toolchain is visible inside the container" || return
+    fi
+    cx sh -c 'command -v swift' >/dev/null && fail "swift is on the PATH inside the container" && return 1
+    if [ -n "$bin_dir" ]; then
+        local dynamic
+        dynamic=$(cx /run/syncd-bin/syncctl --version 2>&1) && fail "the dynamically linked syncctl runs: the Swift runtime is not hidden" && return 1
+        grep >/dev/null 'libswift' <<<"$dynamic" || fail "the dynamically linked syncctl failed, but not for its Swift runtime: $dynamic" || return
+    fi
+    cx sh -c "cd /run/syncd-deb && DEBIAN_FRONTEND=noninteractive apt install -y ./$(basename "$deb")" >"$logs/apt-install.log" 2>&1 ||
+        fail "apt install failed: $(grep -E '^(E|W):' "$logs/apt-install.log" | head -n 3 | tr '\n' ' ')" || return
+    [ "$(cx dpkg-query -W -f='${Status} ${Version}' syncd)" = "install ok installed $(deb_version)" ] || fail "dpkg does not list syncd $(deb_version) as installed" || return
+    [ "$(cx sh -c 'command -v syncd; command -v syncctl' | tr '\n' ' ')" = "/usr/bin/syncd /usr/bin/syncctl " ] || fail "syncd and syncctl are not the package's /usr/bin ones" || return
+    [ "$(cx syncctl --version)" = "syncctl $(deb_version)" ] || fail "syncctl --version says $(cx syncctl --version 2>&1), expected $(deb_version)" || return
+    cx ldd /usr/bin/syncd | grep >/dev/null -i swift && fail "/usr/bin/syncd links a Swift library: $(cx ldd /usr/bin/syncd | grep -i swift | head -n 1)" && return 1
+    [ -z "$(cx systemctl list-units --all --plain --no-legend 'syncd@*')" ] || fail "the package started an instance: $(cx systemctl list-units --all --plain --no-legend 'syncd@*')" || return
+    [ -z "$(cx find /etc/systemd/system -name 'syncd@*')" ] || fail "the package enabled something: $(cx find /etc/systemd/system -name 'syncd@*')" || return
+    local probe=syncd@srv-probe.service
+    [ "$(prop "$probe" LoadState)" = loaded ] || fail "systemd does not know syncd@.service after the install (LoadState $(prop "$probe" LoadState))" || return
+    [[ "$(prop "$probe" FragmentPath)" == */lib/systemd/system/syncd@.service ]] || fail "the unit comes from $(prop "$probe" FragmentPath), not the package's unit directory" || return
+    [[ "$(prop "$probe" ExecStart)" == *"path=/usr/bin/syncd "* ]] || fail "ExecStart is not /usr/bin/syncd: $(prop "$probe" ExecStart)" || return
+    local doc
+    for doc in $(prop "$probe" Documentation); do
+        case $doc in file://*) cx test -s "${doc#file://}" || fail "Documentation= names $doc, which the package does not install" || return ;; esac
+    done
+}
+
+# syncctl enable (the system manager, as root) for alice's workspace: running as alice, a write committed.
+t_deb_enable() {
+    local ws=/home/alice/notes unit out
+    make_workspace notes || return
+    unit=$(unit_of "$ws") && diag_unit=$unit
+    out=$(cx syncctl enable "$ws" 2>&1) || fail "syncctl enable failed: $out" || return
+    is_running "$unit" || fail "not running after syncctl enable: $(prop "$unit" ActiveState)" || return
+    [ "$(prop "$unit" User)" = alice ] || fail "not running as alice" || return
+    write_file "$ws" today.md "written while the packaged syncd runs" || return
+    wait_for 15 committed "$ws" today.md || fail "today.md not committed within 15 s" || return
+    [ -z "$(foreign_files "$ws")" ] || fail "files under .git not owned by alice" || return
+}
+
+# man syncctl and man syncd render (man-db, no warnings); bash completion loads.
+t_deb_man() {
+    local page out warnings
+    for page in syncctl syncd; do
+        out=$(cx env MANPAGER=cat MANWIDTH=80 man "$page" 2>"$logs/man-$page.err") || fail "man $page failed: $(head -n 2 "$logs/man-$page.err")" || return
+        warnings=$(cx env MANPAGER=cat MANWIDTH=80 man --warnings "$page" 2>&1 >/dev/null)
+        [ -z "$warnings" ] || fail "man $page warns: $(head -n 2 <<<"$warnings")" || return
+        grep >/dev/null "^${page^^}(1)" <<<"$out" || fail "man $page has no ${page^^}(1) header" || return
+        # What --help says is in the page: the overview, and every subcommand.
+        local overview
+        overview=$(cx "$page" --help | sed -n 's/^OVERVIEW: //p' | cut -c1-40)
+        grep -F >/dev/null "$overview" <<<"$(tr -s ' \n' ' ' <<<"$out")" || fail "man $page lacks the overview of --help ($overview)" || return
+        local sub
+        for sub in $(cx "$page" --help | sed -n '/^SUBCOMMANDS:/,/^$/p' | sed -n 's/^  \([a-z][a-z-]*\)\( .*\)\{0,1\}$/\1/p'); do
+            grep -E >/dev/null "^     $sub( |$)" <<<"$out" || fail "man $page does not document $page $sub" || return
+        done
+    done
+    cx bash -c '. /usr/share/bash-completion/completions/syncctl && complete -p syncctl' >/dev/null ||
+        fail "the bash completion for syncctl does not load" || return
+}
+
+# A user's own service (systemctl --user, the package's user unit): syncctl enable as alice.
+t_deb_user() {
+    local ws=/home/alice/mine uid unit out
+    uid=$(cx id -u alice)
+    cx loginctl enable-linger alice || fail "loginctl enable-linger alice failed" || return
+    wait_for 15 sh -c "[ \"\$(nsenter -t $leader -a systemctl is-active user@$uid.service)\" = active ]" ||
+        fail "alice's user manager did not start" || return
+    make_workspace mine || return
+    unit=$(unit_of "$ws")
+    out=$(as_alice syncctl enable "$ws" 2>&1) || fail "syncctl enable as alice failed: $out" || return
+    [ "$(user_prop "$unit" ActiveState)" = active ] || fail "the user unit is not active after syncctl enable" || return
+    [[ "$(user_prop "$unit" FragmentPath)" == /usr/lib/systemd/user/syncd@.service ]] || fail "the user unit comes from $(user_prop "$unit" FragmentPath)" || return
+    write_file "$ws" mine.md "my own" || return
+    wait_for 15 committed "$ws" mine.md || fail "mine.md not committed within 15 s" || return
+}
+
+# An upgrade (the same package, a higher version) restarts the running instances, system and
+# user, each stopping gracefully (its pending change committed); nothing else starts.
+t_deb_upgrade() {
+    local notes=/home/alice/notes mine=/home/alice/mine system_unit user_unit system_pid user_pid up
+    system_unit=$(unit_of "$notes") user_unit=$(unit_of "$mine") && diag_unit=$system_unit
+    is_running "$system_unit" && [ "$(user_prop "$user_unit" ActiveState)" = active ] || fail "needs the units of deb_enable and deb_user running" || return
+    hold_changes "$notes" "$system_unit" system && hold_changes "$mine" "$user_unit" user || fail "cannot hold changes (quietPeriod 1h, reload)" || return
+    write_file "$notes" before-upgrade.md "pending at the upgrade" && write_file "$mine" before-upgrade.md "pending at the upgrade" || return
+    pending_in "$notes" && pending_in "$mine" || fail "syncd did not count the pending writes within 10 s" || return
+    system_pid=$(prop "$system_unit" MainPID) user_pid=$(user_prop "$user_unit" MainPID)
+    up="$(deb_version)+harness1"
+    cx sh -c "rm -rf /var/tmp/syncd-up && dpkg-deb -R $(deb_file) /var/tmp/syncd-up &&
+        sed -i 's/^Version: .*/Version: $up/' /var/tmp/syncd-up/DEBIAN/control &&
+        dpkg-deb --root-owner-group -Znone -b /var/tmp/syncd-up /var/tmp/syncd_up.deb >/dev/null" || fail "cannot repack the package as $up" || return
+    cx sh -c "cd /var/tmp && DEBIAN_FRONTEND=noninteractive apt install -y ./syncd_up.deb" >"$logs/apt-upgrade.log" 2>&1 ||
+        fail "apt install of $up failed: $(grep -E '^(E|W):' "$logs/apt-upgrade.log" | head -n 3 | tr '\n' ' ')" || return
+    [ "$(cx dpkg-query -W -f='${Version}' syncd)" = "$up" ] || fail "not upgraded to $up" || return
+    is_running "$system_unit" || fail "the system instance is not running after the upgrade" || return
+    [ "$(prop "$system_unit" MainPID)" != "$system_pid" ] || fail "the system instance was not restarted (same pid $system_pid)" || return
+    [ "$(user_prop "$user_unit" ActiveState)" = active ] || fail "the user instance is not running after the upgrade" || return
+    [ "$(user_prop "$user_unit" MainPID)" != "$user_pid" ] || fail "the user instance was not restarted (same pid $user_pid)" || return
+    committed "$notes" before-upgrade.md && shutdown_commit "$notes" || fail "the system instance's pending change was not committed at its stop" || return
+    committed "$mine" before-upgrade.md && shutdown_commit "$mine" || fail "the user instance's pending change was not committed at its stop" || return
+    [ -z "$(cx systemctl list-units --state=active,activating --plain --no-legend 'syncd@*' | grep -v -e "$system_unit")" ] ||
+        fail "the upgrade started other instances: $(cx systemctl list-units --state=active,activating --plain --no-legend 'syncd@*')" || return
+}
+
+# apt remove: every running instance (system and user) is stopped, after committing its
+# pending change; the binaries and units are gone, what syncctl enable wrote stays until purge.
+t_deb_remove() {
+    local notes=/home/alice/notes mine=/home/alice/mine system_unit user_unit out
+    system_unit=$(unit_of "$notes") user_unit=$(unit_of "$mine") && diag_unit=$system_unit
+    is_running "$system_unit" && [ "$(user_prop "$user_unit" ActiveState)" = active ] || fail "needs the units of deb_enable and deb_user running" || return
+    hold_changes "$notes" "$system_unit" system && hold_changes "$mine" "$user_unit" user || fail "cannot hold changes (quietPeriod 1h, reload)" || return
+    write_file "$notes" at-removal.md "pending at the removal" && write_file "$mine" at-removal.md "pending at the removal" || return
+    pending_in "$notes" && pending_in "$mine" || fail "syncd did not count the pending writes within 10 s" || return
+    committed "$notes" at-removal.md && fail "committed before the removal: the quiet period did not hold it" && return 1
+    timeout 120 nsenter -t "$leader" -a env DEBIAN_FRONTEND=noninteractive apt remove -y syncd >"$logs/apt-remove.log" 2>&1 ||
+        fail "apt remove failed: $(grep -E '^(E|W):' "$logs/apt-remove.log" | head -n 3 | tr '\n' ' ')" || return
+    grep >/dev/null "stopping .*$system_unit" "$logs/apt-remove.log" || fail "the removal did not say it stops $system_unit" || return
+    is_inactive "$system_unit" || fail "the system instance is $(prop "$system_unit" ActiveState) after the removal" || return
+    [ "$(user_prop "$user_unit" ActiveState)" != active ] || fail "the user instance still runs after the removal" || return
+    committed "$notes" at-removal.md && shutdown_commit "$notes" || fail "the system instance's pending change was not committed at the removal" || return
+    committed "$mine" at-removal.md && shutdown_commit "$mine" || fail "the user instance's pending change was not committed at the removal" || return
+    cx test ! -e /usr/bin/syncd || fail "/usr/bin/syncd is still there" || return
+    [ "$(prop "$system_unit" LoadState)" = not-found ] || fail "systemd still has the unit (LoadState $(prop "$system_unit" LoadState)): no daemon-reload?" || return
+    cx test -e "/etc/systemd/system/$system_unit.d/owner.conf" || fail "the removal (not a purge) deleted owner.conf" || return
+}
+
+# apt purge: the enablement links and the owner.conf drop-ins that syncctl enable wrote go too;
+# a drop-in of the administrator's stays.
+t_deb_purge() {
+    local unit
+    unit=$(unit_of /home/alice/notes)
+    cx sh -c "printf '[Service]\nNice=5\n' > /etc/systemd/system/$unit.d/admin.conf" || return
+    cx env DEBIAN_FRONTEND=noninteractive apt purge -y syncd >"$logs/apt-purge.log" 2>&1 || fail "apt purge failed: $(tail -n 2 "$logs/apt-purge.log")" || return
+    cx dpkg-query -W -f='${Status}' syncd 2>/dev/null | grep >/dev/null installed && fail "syncd is still installed" && return 1
+    [ -z "$(cx find /etc/systemd/system -name 'syncd@*.service' -path '*.wants/*')" ] || fail "enablement links left: $(cx find /etc/systemd/system -path '*.wants/syncd@*')" || return
+    cx test ! -e "/etc/systemd/system/$unit.d/owner.conf" || fail "owner.conf left after the purge" || return
+    cx test -e "/etc/systemd/system/$unit.d/admin.conf" || fail "the purge deleted the administrator's drop-in" || return
+}
+
 tests=(owner reload watchdog stop root_refused_then_enable file_remote ssh_remote bad_setting user_unit)
+# watchdog again with the package: the static runtime without a toolchain must still die by the SIGABRT.
+[ -n "$deb" ] && tests=(deb_install deb_enable deb_man watchdog deb_user deb_upgrade deb_remove deb_purge)
 for test in "${only[@]}"; do
     [ "$test" = none ] || printf '%s\n' "${tests[@]}" | grep -x "$test" >/dev/null || die "no test $test; the tests are: ${tests[*]}"
 done

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: builds everything, runs every unit and integration test, then
-# the systemd harness (scripts/systemd-harness.sh: the shipped unit under a real systemd).
+# the systemd harness (scripts/systemd-harness.sh: the shipped unit under a real systemd), then
+# the Debian package (scripts/test-deb.sh: one static release build, dpkg-deb, lintian, and the
+# package installed under a real systemd where Swift is absent).
 # Works on a fresh machine with Swift 6.3 and git; installs what else the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +36,10 @@ swift test "${scratch[@]}" --skip-build "$@" || status=$?
 
 # The shipped unit under a real systemd (skips with one line where no container can boot).
 ./scripts/systemd-harness.sh --bin-dir "$(swift build "${scratch[@]}" --show-bin-path)" || status=$?
+
+# The package, from its own static release build (.build-deb, kept between runs); the debug
+# binaries must fail to start in its container (the Swift runtime is hidden there).
+deb_scratch=.build-deb
+[ -n "${SYNCD_SCRATCH_PATH:-}" ] && deb_scratch="$SYNCD_SCRATCH_PATH-deb"
+./scripts/test-deb.sh --scratch-path "$deb_scratch" --bin-dir "$(swift build "${scratch[@]}" --show-bin-path)" || status=$?
 exit $status
