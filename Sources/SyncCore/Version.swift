@@ -1,4 +1,4 @@
 /// The version of syncd and syncctl, printed by `--version` on both: one constant, in one place.
 public enum SyncdVersion {
-    public static let current = "0.11.0"
+    public static let current = "0.12.0"
 }
