@@ -92,6 +92,12 @@ public struct Settings: Sendable, Equatable {
         let current: @Sendable (Settings) -> String
     }
 
+    /// A key's default, as its flag's help shows it.
+    public static func defaultText(_ key: Key) -> String {
+        let value = key.current(Settings())
+        return value.isEmpty ? "none" : value
+    }
+
     /// Every `syncd.*` key, in the order the README lists them.
     public static let keys: [Key] = [
         Key(

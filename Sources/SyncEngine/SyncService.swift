@@ -231,8 +231,9 @@ public actor SyncService {
         let wake = wake
         let gitActivity = gitActivity
         var failure: (any Error)?
+        var stoppedGracefully = false
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            failure = try await withThrowingTaskGroup(of: Void.self) { group -> (any Error)? in
                 group.addTask { try await watcher.run() }
                 group.addTask {
                     while await watcher.changes.waitForPending() { wake.yield() }
@@ -266,22 +267,24 @@ public actor SyncService {
                 }
                 defer { group.cancelAll() }
                 try await group.next()
+                // The loop returned: a graceful stop. Commit what is pending and push, in this
+                // task (not cancelled, so no git child is torn down), while the watcher still
+                // runs: the final batch's fence must see every write made before it took the
+                // lock (a watcher torn down first once let a shutdown commit hold half of a
+                // writer's update). A cancellation (a second signal) skips it: what is pending
+                // stays in the working tree for the next start.
+                guard !Task.isCancelled else { return nil }
+                stoppedGracefully = true
+                self.stopping()
+                let uncommitted = await self.finalBatch()
+                await self.finalSync()
+                return uncommitted
             }
         } catch is CancellationError {
         } catch {
             failure = error
         }
-        timer?.cancel()
-        statusFlush?.cancel()
-        notifier.send("STOPPING=1\nSTATUS=stopping: committing what is pending, then a final push")
-        // A graceful stop: commit what is pending and push, in this task (not cancelled, so no
-        // git child is torn down). A cancellation (a second signal) skips it: what is pending
-        // stays in the working tree for the next start.
-        if failure == nil, !Task.isCancelled {
-            let uncommitted = await finalBatch()
-            await finalSync()
-            failure = uncommitted
-        }
+        if !stoppedGracefully { stopping() }
         status.phase = .stopped
         status.reason = failure.map { String(describing: $0) } ?? ""
         writeStatus()
@@ -289,6 +292,18 @@ public actor SyncService {
             if let failure { line.add("error", String(describing: failure)) }
         }
         if let failure { throw failure }
+    }
+
+    /// Tests: holds the watcher's reader back (events stay queued in the kernel), so a fence fails.
+    package func holdWatcher(_ held: Bool) {
+        watcher.setReaderHeldBack(held)
+    }
+
+    /// Stopping, either way: no more timers, and systemd is told.
+    private func stopping() {
+        timer?.cancel()
+        statusFlush?.cancel()
+        notifier.send("STOPPING=1\nSTATUS=stopping: committing what is pending, then a final push")
     }
 
     /// A graceful stop (the first SIGTERM or SIGINT): the loop finishes the step it is in, then
@@ -517,7 +532,11 @@ public actor SyncService {
     /// Under the exclusive lock: every change made before it was taken, into the pending set.
     private func fenceChanges() async {
         if !(await watcher.fence(within: .seconds(2))) {
-            log(.debug, "the watcher did not pass a fence within 2 s; committing what it has handed over")
+            // git is the authority while syncd holds the lock: without the fence, the events of a
+            // writer's last writes may still be queued, and a batch of only the paths handed over
+            // could hold half of its update. The batch asks git for every change instead.
+            log(.info, "the watcher did not pass a fence within 2 s; this batch asks git for every change")
+            fullScan = true
         }
         drainChanges()
     }
@@ -782,7 +801,18 @@ public actor SyncService {
         drainChanges()
         if ready, batcher.hasPending, !breaker.isOpen(at: clock.now), emergency == nil, pause == nil, !gitMonitor.deadlinePassed {
             log(.info, "stopping: committing \(pending.count) pending path(s) first")
-            await commitBatch(trigger: "shutdown")
+            // Writers holding the sync lock are waited for (they finish their update), within
+            // the stop's bound; then what is left is said, and committed at the next start.
+            let deadline = clock.now.advanced(by: min(settings.stopTimeout, .seconds(30)))
+            while true {
+                await commitBatch(trigger: "shutdown")
+                guard batcher.hasPending, status.reasonCode == "writers-active", clock.now < deadline else { break }
+                try? await clock.sleep(for: .milliseconds(100))
+            }
+            if batcher.hasPending, status.reasonCode == "writers-active" {
+                log(.warning, "stopping with \(pending.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); "
+                    + "nothing is lost, they are committed at the next start")
+            }
         }
         guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || currentBatch != nil || fullScan else { return nil }
         let paths = pending.sorted()

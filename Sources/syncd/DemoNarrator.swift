@@ -73,7 +73,7 @@ actor DemoNarrator {
             let commit = record["commit"]?.string ?? ""
             commits.append(commit)
             let subject = (try? await git.run(["log", "-1", "--format=%s", GitArgument(commit)], readOnly: true))?.text ?? ""
-            output.say("commit \(commit.prefix(8)) (\(explain(triggers[batch] ?? ""))): \(subject)")
+            output.say("commit \(commit.prefix(8)) (\(explain(record["trigger"]?.string ?? triggers[batch] ?? ""))): \(subject)")
         case "deferred":
             output.say("syncd waits to commit batch \(batch): \(record["message"]?.string ?? "")")
         case "failed":

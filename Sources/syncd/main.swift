@@ -68,94 +68,63 @@ enum ExitStatus {
 }
 
 struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Keep a workspace committed: watch it and commit every change in few, atomic batches.",
-        discussion: """
-            Settings come from git config keys syncd.* in the workspace (`git config syncd.quietPeriod 5s`); \
-            each flag below overrides its key for this run. See the README for every setting.
-            """
-    )
+    /// The settings flags are read from the settings table (`Settings.keys`), so a key and its
+    /// flag cannot drift apart; the help lists them from the same table.
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            abstract: "Keep a workspace committed: watch it and commit every change in few, atomic batches.",
+            usage: "syncd run [PATH] [--SETTING VALUE ...]",
+            discussion: """
+                PATH is the workspace: any directory inside a git working tree (default: the current directory).
 
-    @Argument(help: "The workspace: any directory inside a git working tree.")
-    var path: String = "."
+                Settings come from git config keys syncd.* in the workspace (`git config syncd.quietPeriod 5s`); \
+                each flag overrides its key for this run (`--quiet-period 5s` or `--quiet-period=5s`):
 
-    @Option(help: "Quiet time after the last change before committing (syncd.quietPeriod, default 2s).")
-    var quietPeriod: String?
-    @Option(help: "Longest wait for the first uncommitted change (syncd.maxLatency, default 20s).")
-    var maxLatency: String?
-    @Option(help: "Pending paths that trigger a commit at once (syncd.maxBatchPaths, default 20000).")
-    var maxBatchPaths: String?
-    @Option(help: "Commits per breaker window that open the circuit breaker (syncd.breakerMaxCommits, default 120).")
-    var breakerMaxCommits: String?
-    @Option(help: "Circuit breaker window and cool-down (syncd.breakerWindow, default 10m).")
-    var breakerWindow: String?
-    @Option(help: "Age after which an unheld index.lock is removed (syncd.staleLockAge, default 10m).")
-    var staleLockAge: String?
-    @Option(help: "A git call running longer is logged and shown in status (syncd.slowGitAfter, default 30s).")
-    var slowGitAfter: String?
-    @Option(help: "At a stop, the longest wait for git to commit what is pending (syncd.stopTimeout, default 60s).")
-    var stopTimeout: String?
-    @Option(help: "fsync objects, index and refs on every commit (syncd.fsync, default true).")
-    var fsync: String?
-    @Option(help: "Split index: auto, true or false (syncd.splitIndex, default auto).")
-    var splitIndex: String?
-    @Option(help: "Rescan interval for directories left unwatched (syncd.rescanInterval, default 30s).")
-    var rescanInterval: String?
-    @Option(help: "Journal size before rotation (syncd.journalMaxSize, default 8MiB).")
-    var journalMaxSize: String?
-    @Option(help: "Least severe log level: debug, info, warning, error (syncd.logLevel, default info).")
-    var logLevel: String?
-    @Option(help: "Directory of the lock files (syncd.lockDir, default .git/syncd).")
-    var lockDir: String?
-    @Option(help: "Longest writer pause lease syncd takes (syncd.writerLeaseCap, default 5m).")
-    var writerLeaseCap: String?
-    @Option(help: "Wait for writers holding the sync lock before naming them (syncd.writerLockTimeout, default 60s).")
-    var writerLockTimeout: String?
-    @Option(help: "Remote to sync with, or none (syncd.remote, default: the upstream remote, else origin).")
-    var remote: String?
-    @Option(help: "Least time between two sync cycles (syncd.syncInterval, default 5m).")
-    var syncInterval: String?
-    @Option(help: "How soon after a commit it is pushed (syncd.pushDelay, default 2s).")
-    var pushDelay: String?
-    @Option(help: "Limit for one fetch or push (syncd.networkTimeout, default 2m).")
-    var networkTimeout: String?
-    @Option(help: "Bundle backups kept (syncd.backupKeep, default 20).")
-    var backupKeep: String?
-    @Option(help: "Oldest bundle backup kept (syncd.backupMaxAge, default 30d).")
-    var backupMaxAge: String?
-    @Option(help: "Off-site copy of every bundle backup: an absolute directory on another disk (syncd.backupDir).")
-    var backupDir: String?
-    @Option(help: "How often git status looks for changes the watcher missed; 0 = never (syncd.reconcileInterval, default 1h).")
-    var reconcileInterval: String?
-    @Option(help: "Push syncd's own commits to the branch as one per window, like 1h; 0 = off (syncd.squash, default off).")
-    var squash: String?
-    @Option(help: "How long the unsquashed originals stay reachable locally (syncd.squashKeep, default 30d).")
-    var squashKeep: String?
-    @Option(help: "Diverged histories: merge or rebase (syncd.integrate, default merge).")
-    var integrate: String?
-    @Option(help: "Settle merge conflicts for ours (local) or theirs (remote), or none (syncd.strategyOption, default none).")
-    var strategyOption: String?
-    @Option(help: "Prometheus text file to keep up to date (syncd.metricsFile).")
-    var metricsFile: String?
-    @Option(help: "Shell command run with a JSON description when a failure persists (syncd.alertCommand).")
-    var alertCommand: String?
-    @Option(help: "How long a push or commit failure lasts before the alert (syncd.alertAfter, default 10m).")
-    var alertAfter: String?
-
-    var overrides: [(name: String, value: String)] {
-        [
-            ("syncd.quietPeriod", quietPeriod), ("syncd.maxLatency", maxLatency), ("syncd.maxBatchPaths", maxBatchPaths),
-            ("syncd.breakerMaxCommits", breakerMaxCommits), ("syncd.breakerWindow", breakerWindow),
-            ("syncd.staleLockAge", staleLockAge), ("syncd.slowGitAfter", slowGitAfter), ("syncd.stopTimeout", stopTimeout), ("syncd.fsync", fsync), ("syncd.splitIndex", splitIndex),
-            ("syncd.rescanInterval", rescanInterval), ("syncd.journalMaxSize", journalMaxSize), ("syncd.logLevel", logLevel),
-            ("syncd.lockDir", lockDir), ("syncd.writerLeaseCap", writerLeaseCap), ("syncd.writerLockTimeout", writerLockTimeout),
-            ("syncd.remote", remote), ("syncd.syncInterval", syncInterval), ("syncd.pushDelay", pushDelay), ("syncd.networkTimeout", networkTimeout),
-            ("syncd.backupKeep", backupKeep), ("syncd.backupMaxAge", backupMaxAge), ("syncd.backupDir", backupDir),
-            ("syncd.reconcileInterval", reconcileInterval), ("syncd.squash", squash), ("syncd.squashKeep", squashKeep),
-            ("syncd.integrate", integrate), ("syncd.strategyOption", strategyOption),
-            ("syncd.metricsFile", metricsFile), ("syncd.alertCommand", alertCommand), ("syncd.alertAfter", alertAfter),
-        ].compactMap { name, value in value.map { (name, $0) } }
+                """ + Settings.keys.map { key in
+                    "  \(key.flag) VALUE\n      \(key.help) (\(key.name), default \(Settings.defaultText(key))): \(key.allowed)"
+                }.joined(separator: "\n")
+        )
     }
+
+    @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The workspace, then settings flags (see below).", valueName: "PATH and --SETTING VALUE"))
+    var arguments: [String] = []
+
+    /// The workspace and the setting overrides, from `arguments` and the settings table.
+    static func parse(_ arguments: [String]) throws -> (path: String, overrides: [(name: String, value: String)]) {
+        var path: String?
+        var overrides: [(name: String, value: String)] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            guard argument.hasPrefix("--"), argument.count > 2 else {
+                guard path == nil else { throw ValidationError("unexpected argument \(argument): give one workspace path") }
+                path = argument
+                continue
+            }
+            let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+            guard let key = Settings.keys.first(where: { $0.flag == parts[0] }) else {
+                throw ValidationError("unknown option \(parts[0]); `syncd run --help` lists the settings flags")
+            }
+            var value = parts.count == 2 ? parts[1] : nil
+            if value == nil {
+                guard index < arguments.count else { throw ValidationError("\(key.flag) needs a value: \(key.allowed)") }
+                value = arguments[index]
+                index += 1
+            }
+            overrides.append((key.name, value ?? ""))
+        }
+        return (path ?? ".", overrides)
+    }
+
+    func validate() throws {
+        // The arguments are captured whole, help included.
+        if arguments.contains(where: { $0 == "--help" || $0 == "-h" }) { throw CleanExit.helpRequest(self) }
+        _ = try Self.parse(arguments)
+    }
+
+    var path: String { (try? Self.parse(arguments))?.path ?? "." }
+    var overrides: [(name: String, value: String)] { (try? Self.parse(arguments))?.overrides ?? [] }
 
     func run() async throws {
         SignalStream.ignoreSIGPIPE()
