@@ -1,3 +1,4 @@
+import Glibc
 import FoundationEssentials
 import SyncCore
 import SyncSystem
@@ -56,12 +57,45 @@ public struct JournalQuery: Sendable {
                         if let until, time > until { continue }
                     }
                 }
+                // The event is the second field: a type filter skips a line without decoding it.
+                if let events, let event = Self.event(in: line), !events.contains(event) { continue }
+                if let writer, Self.find(Array(writer.utf8), in: line) == nil { continue }
                 guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line)) else { continue }
                 let record = Record(line: String(decoding: line, as: UTF8.self), fields: fields)
                 if matches(record) { records.append(record) }
             }
         }
         return records
+    }
+
+    /// The value of `"event":"…"` in a journal line, without decoding it.
+    static func event(in line: ArraySlice<UInt8>) -> String? {
+        let key = Array("\"event\":\"".utf8)
+        guard let found = find(key, in: line) else { return nil }
+        let start = found + key.count
+        guard let end = line[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+        return String(decoding: line[start..<end], as: UTF8.self)
+    }
+
+    /// Where `needle` starts in `line`, by a plain scan over the bytes (the generic
+    /// `firstRange(of:)` was most of the time spent).
+    static func find(_ needle: [UInt8], in line: ArraySlice<UInt8>) -> Int? {
+        guard let first = needle.first, line.count >= needle.count else { return nil }
+        return line.withUnsafeBufferPointer { haystack in
+            needle.withUnsafeBufferPointer { pattern in
+                var index = 0
+                let last = haystack.count - pattern.count
+                while index <= last {
+                    if haystack[index] == first {
+                        var matched = 1
+                        while matched < pattern.count, haystack[index + matched] == pattern[matched] { matched += 1 }
+                        if matched == pattern.count { return line.startIndex + index }
+                    }
+                    index += 1
+                }
+                return nil
+            }
+        }
     }
 
     func matches(_ record: Record) -> Bool {
