@@ -51,8 +51,15 @@ public actor Committer {
     private var commitsSinceMaintenance = 0
     /// Commits between two `git gc --auto` runs (git's automatic gc is off in syncd's calls).
     static let maintenanceEvery = 100
+    /// More packs than this get a geometric repack at the next maintenance.
+    static let maxPacks = 8
     /// A path that never exists: git commands that need no index get it as GIT_INDEX_FILE.
     private let noIndex: [UInt8]
+    private let repairs: RecoveryNotes
+
+    /// The repairs made since the last call (stale locks removed), for the journal.
+    public func takeRecoveries() -> [String] { repairs.take() }
+
     /// What keeps files out of commits, for status (see `CommitterFindings`).
     public private(set) var findings = CommitterFindings()
     /// Paths git could not read in the current attempt.
@@ -63,7 +70,11 @@ public actor Committer {
         self.git = repository.git
         self.options = options
         self.log = log
-        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: log)
+        // What the lock check says is a repair (a stale index.lock removed) or one it could not
+        // make: each is also a `recovery` record (`takeRecoveries`).
+        let repairs = RecoveryNotes(log)
+        self.repairs = repairs
+        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.sink)
         self.scratchIndex = stateDirectory + Array("/index.next".utf8)
         self.noIndex = stateDirectory + Array("/no-index".utf8)
     }
@@ -262,6 +273,13 @@ public actor Committer {
         commitsSinceMaintenance = 0
         do {
             _ = try await git.run(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"], userMaintenanceSettings: true)
+            // Bursts leave a pack each (bulk-checkin); a geometric repack rolls the small ones up
+            // (cheap: the big packs stay) so lookups, fetch and push do not slow down.
+            let packs = (try? DirectoryListing.list(repository.commonDir + Array("/objects/pack".utf8)))?
+                .filter { $0.name.count > 5 && $0.name.suffix(5).elementsEqual(".pack".utf8) }.count ?? 0
+            if packs > Self.maxPacks {
+                _ = try await git.run(["repack", "-d", "-q", "--geometric=2"], userMaintenanceSettings: true)
+            }
         } catch {
             log(.warning, "git gc --auto failed in \(repository.workTreeDisplay): \(error); syncd tries again after \(Self.maintenanceEvery) more commits")
         }

@@ -135,6 +135,14 @@ final class RecoveryNotes: Sendable {
 
     var messages: [String] { store.withLock { $0 } }
 
+    /// The messages so far, forgotten.
+    func take() -> [String] {
+        store.withLock { messages in
+            defer { messages = [] }
+            return messages
+        }
+    }
+
     var sink: LogSink {
         { [self] level, message in note(level, message) }
     }

@@ -666,6 +666,10 @@ public actor SyncService {
         let started = clock.now
         do {
             let outcome = try await committer.commit(request)
+            for repair in await committer.takeRecoveries() {
+                status.recoveries += 1
+                record("recovery") { line in line.add("found", repair) }
+            }
             // Files git could not read, nested repositories: in status until they are committed.
             if status.apply(await committer.findings) { pendingChanged() }
             switch outcome {
