@@ -220,8 +220,12 @@ struct HostileInputTests {
         #expect(!FileManager.default.fileExists(atPath: fixture.path + "/.git/syncd/paused.json"))
 
         // state.json as a directory: pause is applied but cannot be confirmed, and syncctl says why.
-        try FileManager.default.removeItem(atPath: fixture.path + "/.git/syncd/state.json")
-        try Files.mkdirs(fixture.path + "/.git/syncd/state.json/blocker")
+        // syncd rewrites state.json all the time: replace it with a directory until that sticks.
+        let statePath = fixture.path + "/.git/syncd/state.json"
+        try await waitUntil(.seconds(10), "state.json replaced by a directory") {
+            try? FileManager.default.removeItem(atPath: statePath)
+            return (try? FileManager.default.createDirectory(atPath: statePath + "/blocker", withIntermediateDirectories: true)) != nil
+        }
         let pause = try await Self.syncctl(["pause", "-C", fixture.path, "--timeout", "2s"])
         #expect(pause.exit == .exited(4), "\(pause.output)")
         #expect(pause.output.contains("state.json is a directory"), "\(pause.output)")

@@ -32,6 +32,9 @@ public actor Committer {
         public var stop = StopFlag()
         /// Paths per update-index run: a stop is noticed between runs.
         public var stagingChunk = 2000
+        /// When the service started (seconds since the epoch; 0: not a service): an unheld
+        /// index.lock older than that is stale at once (`GitDirectoryState.serviceStart`).
+        public var serviceStarted = 0
         /// Batches of at least this many paths stage their blobs into a pack (`Int.max`: never).
         public var packThreshold = Committer.packThreshold
         public init() {}
@@ -74,7 +77,7 @@ public actor Committer {
         // make: each is also a `recovery` record (`takeRecoveries`).
         let repairs = RecoveryNotes(log)
         self.repairs = repairs
-        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.sink)
+        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.sink, serviceStart: options.serviceStarted)
         self.scratchIndex = stateDirectory + Array("/index.next".utf8)
         self.noIndex = stateDirectory + Array("/no-index".utf8)
     }

@@ -22,12 +22,8 @@ public struct GitDirectoryState: Sendable {
     /// that no process holds and that was already there then is stale whatever its age: it was
     /// left by a git command that died before this start (the watchdog or a crash killed the
     /// previous syncd with its git child), and waiting `staleLockAge` would only delay commits.
-    static let serviceStart = Mutex<Int>(0)
-
-    /// Called once by the service as it starts.
-    static func markServiceStart() {
-        serviceStart.withLock { $0 = Int(WallClock.now().tv_sec) }
-    }
+    /// A value of the service, not of the process: tests run several services in one process.
+    var serviceStart = 0
 
     private static let markers: [(name: String, code: Deferral.Code, what: String, resolve: String)] = [
         ("rebase-merge", .rebase, "a rebase", "finish it (`git rebase --continue`) or abort it (`git rebase --abort`)"),
@@ -75,7 +71,7 @@ public struct GitDirectoryState: Sendable {
         let owners = gitInTree.filter { pid in
             !holders.contains(pid) && (ProcessTable.startTime(of: pid).map { $0 <= lockWritten + 1 } ?? true)
         }
-        let started = Self.serviceStart.withLock { $0 }
+        let started = serviceStart
         let predatesStart = started > 0 && Int(info.st_mtim.tv_sec) < started
         let limit = gitInTree.isEmpty ? min(staleLockAge, Self.unusedLockAge) : staleLockAge
         if holders.isEmpty && owners.isEmpty && (Duration.seconds(ageSeconds) > limit || predatesStart) {

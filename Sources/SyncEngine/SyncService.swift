@@ -29,6 +29,8 @@ public actor SyncService {
     private let committer: Committer
     private let journal: Journal
     private var processLock: ProcessLock
+    /// When this service started (seconds since the epoch), for `GitDirectoryState`.
+    private let serviceStarted: Int
     /// Set when syncd must stop with an error found outside the loop (its instance lock lost).
     private var stopError: SyncError?
     private var batcher: Batcher<Instant>
@@ -119,7 +121,7 @@ public actor SyncService {
         repository: Repository, settings: Settings, overrides: [(name: String, value: String)] = [], log: @escaping LogSink
     ) throws {
         signal(SIGHUP, SIG_IGN)
-        GitDirectoryState.markServiceStart()
+        serviceStarted = Int(WallClock.now().tv_sec)
         self.overrides = overrides
         // syncctl signals SIGUSR1 once it finds the pid; its default action would kill us.
         signal(SIGUSR1, SIG_IGN)
@@ -186,6 +188,7 @@ public actor SyncService {
         committerOptions.fsync = settings.fsync
         committerOptions.splitIndex = settings.splitIndex
         committerOptions.staleLockAge = settings.staleLockAge
+        committerOptions.serviceStarted = serviceStarted
         if let inside = lockDirectory.inside(repository) { committerOptions.excluded = [inside] }
         committerOptions.stop = stopFlag
         committer = Committer(repository: repository, stateDirectory: directory, options: committerOptions, log: log)
@@ -915,7 +918,7 @@ public actor SyncService {
     /// round in a task of its own: committing goes on while it waits on the network.
     private func startNetworkRound(fetch: Bool, conflictSide: String? = nil) {
         guard let syncer, network == nil, emergency == nil, pause == nil else { return }
-        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log)
+        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log, serviceStart: serviceStarted)
         guard let branch = state.branch() else {
             schedule.retryFetch(at: clock.now, after: .seconds(5))
             return
@@ -1024,7 +1027,7 @@ public actor SyncService {
     /// across a network call.
     private func integrateRemote() async {
         guard let syncer else { return }
-        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log)
+        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log, serviceStart: serviceStarted)
         guard let branch = state.branch(), state.foreignOperation() == nil else {
             // A person's rebase, merge or commit in progress goes first.
             return
