@@ -75,12 +75,10 @@ struct Run: AsyncParsableCommand {
             abstract: "Keep a workspace committed: watch it and commit every change in few, atomic batches.",
             usage: "syncd run [PATH] [--SETTING VALUE ...]",
             discussion: """
-                PATH is the workspace: any directory inside a git working tree (default: the current directory).
-
+                PATH is the workspace: any directory inside a git working tree (default: the current directory). \
                 Settings come from git config keys syncd.* in the workspace (`git config syncd.quietPeriod 5s`); \
                 each flag overrides its key for this run (`--quiet-period 5s` or `--quiet-period=5s`):
-
-                """ + Settings.keys.map { key in
+                """ + "\n" + Settings.keys.map { key in
                     "  \(key.flag) VALUE\n      \(key.help) (\(key.name), default \(Settings.defaultText(key))): \(key.allowed)"
                 }.joined(separator: "\n")
         )
