@@ -207,3 +207,57 @@ func benchObjectStore() async throws {
         print("| 1,000 mixed commits, \(label): commit time / packs / loose objects / `git status` / full push / clone | \(format(total, "s")) / \(packs) / \(loose) / \(format(median(statusTimes), "s")) / \(format(push.wall, "s")) / \(format(clone.wall, "s")) |")
     }
 }
+
+/// Issue 13: commits keep landing during a long burst. 10,000 files written over about 10 s
+/// (one every millisecond, in 100 new directories) under `syncd run` with `quietPeriod` 1 s
+/// and `maxLatency` 5 s: the longest gap between the first write and the first commit, or
+/// between two commits, while the writing goes on; and a 50,000-file burst: settle time, peak
+/// resident memory (VmHWM), and that every file is in HEAD.
+func benchBurstBounds() async throws {
+    var gaps: [Double] = []
+    for _ in 0..<runs {
+        let fixture = try await GitFixture(prefix: "syncd-bench-burst-gap")
+        defer { fixture.remove() }
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "1s", "--max-latency", "5s"])
+        try await syncd.ready()
+        let start = Date()
+        for directory in 0..<100 {
+            try Files.mkdirs(fixture.file("dir\(directory)"))
+            for file in 0..<100 {
+                try Files.write(fixture.file("dir\(directory)/file\(file).txt"), "\(directory)-\(file)\n")
+                try await Pace.wait(.microseconds(900))
+            }
+        }
+        let end = Date()
+        try await syncd.settled(within: .seconds(300))
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let commits = syncd.journal().filter { $0["event"] as? String == "commit" }
+            .compactMap { ($0["time"] as? String).flatMap(formatter.date(from:)) }.filter { $0 > start }.sorted()
+        var marks = [start] + commits.filter { $0 <= end }
+        if let next = commits.first(where: { $0 > end }) { marks.append(next) }
+        let gap = zip(marks, marks.dropFirst()).map { $1.timeIntervalSince($0) }.max() ?? end.timeIntervalSince(start)
+        gaps.append(gap)
+        _ = try await syncd.stop()
+    }
+    print("| 10,000 files written over ~10 s (`quietPeriod` 1 s, `maxLatency` 5 s): longest gap without a commit while writing | \(format(median(gaps), "s")) |")
+
+    let fixture = try await GitFixture(prefix: "syncd-bench-burst-50k")
+    defer { fixture.remove() }
+    let syncd = SyncdHarness(fixture, ["--quiet-period", "1s"])
+    try await syncd.ready()
+    let pid = try requirePid(syncd.process.pid)
+    for directory in 0..<500 {
+        try Files.mkdirs(fixture.file("dir\(directory)"))
+        for file in 0..<100 { try Files.write(fixture.file("dir\(directory)/file\(file).txt"), "\(directory)-\(file)\n") }
+    }
+    let written = clock.now
+    try await syncd.settled(within: .seconds(600))
+    let settle = seconds(clock.now - written)
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+        .flatMap { Double($0.split(separator: " ").dropFirst().first.map(String.init) ?? "") } ?? 0
+    let count = try await fixture.headTree().count
+    _ = try await syncd.stop()
+    print("| 50,000-file burst (500 directories): settle / commits / files in HEAD / peak RSS (VmHWM) | \(format(settle, "s")) / \(try await fixture.commitCount()) / \(count) / \(format(peak / 1024, "MiB")) |")
+}

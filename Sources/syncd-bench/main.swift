@@ -7,7 +7,7 @@ import SyncTestKit
 import SyncWatcher
 
 // Benchmarks for syncd. Build and run in release mode:
-//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|hung-remote|reconcile|verify|log|object-store|all] [--runs N]
+//   swift run -c release syncd-bench [setup|decode|burst|memory|commit|run-burst|idle|coordination|sync|hung-remote|reconcile|verify|log|object-store|burst-bounds|all] [--runs N]
 // Every figure is the median of N runs (default 5). Results go to stdout as Markdown rows.
 
 let arguments = CommandLine.arguments.dropFirst()
@@ -192,6 +192,7 @@ case "reconcile": try await benchReconcile()
 case "verify": try await benchVerify()
 case "log": try await benchLog()
 case "object-store": try await benchObjectStore()
+case "burst-bounds": try await benchBurstBounds()
 default:
     try await benchSetup()
     benchDecode()
@@ -207,4 +208,5 @@ default:
     try await benchVerify()
     try await benchLog()
     try await benchObjectStore()
+    try await benchBurstBounds()
 }
