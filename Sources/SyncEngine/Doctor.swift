@@ -35,7 +35,7 @@ public enum Doctor {
         } else if branch == nil {
             checks.append(Check(level: .warn, name: "repository", detail: "HEAD is detached in \(repository.workTreeDisplay): syncd waits until a branch is checked out (`git switch BRANCH`)"))
         } else {
-            let name = branch.map { String($0.dropFirst("refs/heads/".count)) } ?? "?"
+            let name = branch.map(Syncer.shortName) ?? "?"
             let upstream = (try? await git.run(["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}"], readOnly: true, acceptedExitCodes: [0, 128]))
                 .flatMap { $0.exitCode == 0 ? $0.text : nil }
             checks.append(Check(level: .ok, name: "repository", detail: "\(repository.workTreeDisplay) on \(name)" + (upstream.map { ", upstream \($0)" } ?? ", no upstream (syncd pushes to the same branch name)")))

@@ -852,15 +852,11 @@ public actor SyncService {
             return
         }
         let branch = GitDirectoryState.currentBranch(repository)
-        let name: String
-        if settings.remote.isEmpty {
-            guard let found = await Syncer.defaultRemote(repository, branch: branch) else {
-                log(.info, "no remote configured: committing locally only (add one with `git remote add origin URL`)")
-                return
-            }
-            name = found
-        } else {
-            name = settings.remote
+        guard let name = await Syncer.remote(for: settings.remote, repository, branch: branch) else {
+            log(.info, "no remote configured: committing locally only (add one with `git remote add origin URL`)")
+            return
+        }
+        if !settings.remote.isEmpty {
             let known = try await repository.git.run(["remote", "get-url", GitArgument(name)], readOnly: true, acceptedExitCodes: [0, 2, 128])
             guard known.exitCode == 0 else {
                 throw SyncError(

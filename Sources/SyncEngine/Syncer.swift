@@ -113,12 +113,18 @@ public actor Syncer {
         return names.contains("origin") ? "origin" : names.first
     }
 
-    /// The remote for tools outside the service (doctor, restore): git config `syncd.remote`,
-    /// else the default; nil for `none` or no remote.
+    /// The remote a `syncd.remote` value means: `none` is no remote, empty is the default
+    /// (`defaultRemote`), anything else is that remote. The one rule, for the service and tools.
+    public static func remote(for setting: String, _ repository: Repository, branch: String?) async -> String? {
+        if setting == "none" { return nil }
+        return setting.isEmpty ? await defaultRemote(repository, branch: branch) : setting
+    }
+
+    /// The remote for tools outside the service (doctor, restore, verify): git config
+    /// `syncd.remote` read as the service reads it.
     public static func configuredRemote(_ repository: Repository, branch: String?) async -> String? {
         let configured = (try? await repository.git.run(["config", "--get", "syncd.remote"], readOnly: true, acceptedExitCodes: [0, 1]))?.text ?? ""
-        if configured == "none" { return nil }
-        return configured.isEmpty ? await defaultRemote(repository, branch: branch) : configured
+        return await remote(for: configured, repository, branch: branch)
     }
 
     private func tracking(_ branch: String) -> String {
