@@ -227,4 +227,37 @@ struct SafetyLayerTests {
         #expect(recoveriesSinceLastStart(third).isEmpty)
         #expect(try await third.stop() == .exited(0))
     }
+
+    @Test("a symlinked backupDir given as a flag is followed; verify checks it; when it goes away status says so (degraded, exit 1)")
+    func offsiteThroughSymlinkAndStatus() async throws {
+        let remote = try await RemoteSyncTests.Remote()
+        defer { remote.remove() }
+        let a = try await remote.clone("a")
+        let disk = remote.root.path + "/disk"
+        try Files.mkdirs(disk)
+        let link = remote.root.path + "/backup-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: disk)
+        let syncd = SyncdHarness(a, RemoteSyncTests.fast + ["--push-delay", "0", "--backup-dir", link])
+        defer { syncd.process.signal(SIGKILL) }
+        try await syncd.ready()
+        try Files.write(a.file("one.txt"), "one\n")
+        try await waitUntil(.seconds(60), "a bundle copied through the symlink; stderr: \(syncd.process.stderr.suffix(1500))") {
+            !Self.bundles(disk).isEmpty && Self.bundles(disk) == Self.bundles(a.path + "/.git/syncd/backups")
+        }
+        try await syncd.settled()
+        // The flag is not in git config: verify learns it from the running syncd.
+        let verified = try await Self.syncctl(["verify", "-C", a.path])
+        #expect(verified.output.contains("OK   off-site"), "\(verified.output)")
+
+        try Files.move(disk, disk + ".unmounted")
+        try Files.write(a.file("two.txt"), "two\n")
+        try await waitUntil(.seconds(60), "the failing copy is in state.json") {
+            !((syncd.state()?["backup_offsite_error"] as? String) ?? "").isEmpty
+        }
+        let status = try await Self.syncctl(["status", "-C", a.path])
+        #expect(status.exit == .exited(1), "\(status.output)")
+        #expect(status.output.contains("OFF-SITE BACKUP FAILING"), "\(status.output)")
+        #expect(status.output.contains("off-site backup failing"), "\(status.output)")
+        #expect(try await syncd.stop() == .exited(0))
+    }
 }

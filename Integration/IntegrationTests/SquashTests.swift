@@ -3,6 +3,7 @@ import Glibc
 import SyncCore
 import SyncGit
 import SyncSystem
+import SyncEngine
 import SyncTestKit
 import Testing
 
@@ -52,7 +53,8 @@ struct SquashTests {
         let localTip = try #require(try await a.head())
         // Held: the branch on the remote has not moved; the side ref has every original.
         try await waitUntil(.seconds(30), "the originals are on the side ref") {
-            try await Self.remoteRef(remote, "refs/syncd/wip/\(ProcessTable.hostName)/main") == localTip
+            let wip = "refs/syncd/wip/\(ProcessTable.hostName)-\(Syncer.cloneID(Array((a.path + "/.git").utf8)))/main"
+            return try await Self.remoteRef(remote, wip) == localTip
         }
         // The ten after it wait for the window.
         #expect(try await remote.remoteHead() == person)

@@ -23,7 +23,8 @@ public enum Rewind {
         case changes([Change])
         /// Paths whose working file differs from HEAD: commit first, then plan again.
         case dirty([RepoPath])
-        /// Paths the target adds where an untracked or ignored file stands (never overwritten).
+        /// Paths the target adds where an untracked or ignored file, or a nested repository,
+        /// stands (never overwritten).
         case blocked([RepoPath])
     }
 
@@ -31,7 +32,9 @@ public enum Rewind {
     public static func plan(to target: String, paths: [RepoPath], repository: Repository) async throws -> Plan {
         let git = repository.git
         let limit: [GitArgument] = paths.isEmpty ? [] : ["--"] + paths.map { GitArgument(rawBytes: Array(":(top,literal)".utf8) + $0.bytes) }
-        let dirty = try await GitStatus.dirtyPaths(git, limitedTo: paths)
+        // `?? dir/` is a nested repository, which syncd never commits: not a change to wait
+        // for; if the target needs its place, it blocks below like any untracked path.
+        let dirty = try await GitStatus.dirtyPaths(git, limitedTo: paths).filter { $0.path.bytes.last != UInt8(ascii: "/") }
         if !dirty.isEmpty { return .dirty(dirty.map(\.path)) }
         let diff = try await git.run(["diff", "--raw", "-z", "--no-renames", "--no-abbrev", "HEAD", GitArgument(target)] + limit, readOnly: true)
         var changes: [Change] = []

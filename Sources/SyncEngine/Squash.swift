@@ -8,7 +8,7 @@ import SyncSystem
 /// is not (a person's commit or a merge stays as it is, and so does all before it). The folded
 /// commit has the same tree as the last original, so the index and the working tree need no
 /// change at all; the branch moves by compare-and-swap. The originals stay reachable under
-/// `refs/syncd/squashed/` (for `syncd.squashKeep`) and are pushed to `refs/syncd/wip/HOST/BRANCH`.
+/// `refs/syncd/squashed/` (for `syncd.squashKeep`) and are pushed to `refs/syncd/wip/HOST-ID/BRANCH` (ID: one per clone).
 public enum Squash {
     public struct Run: Sendable {
         /// The commit the run starts from (on the remote, or a person's commit, or a merge).

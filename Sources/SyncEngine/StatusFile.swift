@@ -83,6 +83,8 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var lastReconcileAt = ""
     /// Why the copy to `syncd.backupDir` fails ("" when it works or none is set).
     public var backupOffsiteError = ""
+    /// `syncd.backupDir` as this syncd runs with it ("" = none).
+    public var backupDir = ""
     /// Things found and repaired since start (a deleted state directory, …).
     public var recoveries = 0
     /// A git call running longer than `syncd.slowGitAfter` ("" when none): `git …`, since when
@@ -149,6 +151,7 @@ public struct StatusSnapshot: Sendable, Equatable {
         line.add("last_reconcile_found", lastReconcileFound)
         line.add("last_reconcile_at", lastReconcileAt)
         line.add("backup_offsite_error", backupOffsiteError)
+        line.add("backup_dir", backupDir)
         line.add("recoveries", recoveries)
         line.add("slow_git", slowGit)
         line.add("slow_git_since", slowGitSince)

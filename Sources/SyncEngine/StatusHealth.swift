@@ -62,6 +62,7 @@ public struct StatusHealth: Sendable, Equatable {
         if (state["unwatched_directories"]?.number ?? 0) > unreadableDirectories { degraded.append("directories not watched") }
         if unreadableDirectories + (state["unreadable_files"]?.number ?? 0) > 0 { degraded.append("paths not readable") }
         if !(state["slow_git"]?.string ?? "").isEmpty { degraded.append("slow git call") }
+        if !(state["backup_offsite_error"]?.string ?? "").isEmpty { degraded.append("off-site backup failing") }
         // Waiting for a person, not for a lock held a moment (those clear by themselves).
         let code = state["reason_code"]?.string ?? ""
         if phase == StatusSnapshot.Phase.deferred.rawValue, Self.personDeferrals.contains(code) {

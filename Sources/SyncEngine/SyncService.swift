@@ -869,6 +869,7 @@ public actor SyncService {
         options.networkTimeout = settings.networkTimeout
         options.backupKeep = settings.backupKeep
         options.offsiteDirectory = settings.backupDir.isEmpty ? nil : Array(settings.backupDir.utf8)
+        status.backupDir = settings.backupDir
         options.squash = settings.squash > .zero ? settings.squash : nil
         options.squashKeep = settings.squashKeep
         options.backupMaxAge = settings.backupMaxAge
@@ -1398,7 +1399,7 @@ public actor SyncService {
             // A new interval takes effect now, not after the old one runs out.
             schedule.reload(syncInterval: fresh.syncInterval, pushDelay: fresh.pushDelay, at: clock.now)
             log(.info, "settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), "
-                + "syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote and fsync apply at the next start)")
+                + "syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote, fsync, backupDir, squash, integrate and strategyOption apply at the next start)")
             record("reload") { _ in }
             wake.yield()
         } catch {

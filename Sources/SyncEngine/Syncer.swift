@@ -180,7 +180,7 @@ public actor Syncer {
                     // The branch moved (a commit just landed): fold again in a moment.
                     return .held(until: ControlFile.now() + 1)
                 }
-                log(.info, "squashed \(run.commits.count) commits into \(folded.prefix(12)) (the originals: \(Squash.keepPrefix)\(Self.shortName(branch))/\(run.tip.prefix(12)) and the remote's refs/syncd/wip/\(options.host)/\(Self.shortName(branch)))")
+                log(.info, "squashed \(run.commits.count) commits into \(folded.prefix(12)) (the originals: \(Squash.keepPrefix)\(Self.shortName(branch))/\(run.tip.prefix(12)) and the remote's \(workInProgressRef(branch)))")
                 commit = folded
             }
         }
@@ -211,7 +211,7 @@ public actor Syncer {
     /// once while the branch waits for its window. Only ever over the value the remote had for
     /// this ref (a lease), never over someone else's update. Best effort: a failure is logged.
     private func pushWorkInProgress(_ tip: String, branch: String, timeout: Duration?) async {
-        let ref = "refs/syncd/wip/\(options.host)/\(Self.shortName(branch))"
+        let ref = workInProgressRef(branch)
         guard lastWorkInProgress != tip else { return }
         let remote = try? await runNetwork(networkArguments() + ["ls-remote", GitArgument(options.remote), GitArgument(ref)], timeout: timeout)
         guard let remote, remote.exitCode == 0 else { return }
@@ -228,6 +228,21 @@ public actor Syncer {
     }
 
     private var lastWorkInProgress: String?
+
+    /// `refs/syncd/wip/HOST-ID/BRANCH`: ID tells apart clones of one remote on the same host (or
+    /// on hosts with the same name), so each pushes only over its own side ref.
+    public func workInProgressRef(_ branch: String) -> String {
+        "refs/syncd/wip/\(options.host)-\(Self.cloneID(repository.commonDir))/\(Self.shortName(branch))"
+    }
+
+    /// Eight hex digits from the path of the repository (FNV-1a): stable for a clone, different
+    /// between clones.
+    public static func cloneID(_ commonDir: [UInt8]) -> String {
+        var hash: UInt32 = 2_166_136_261
+        for byte in commonDir { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        let text = String(hash, radix: 16)
+        return String(repeating: "0", count: 8 - text.count) + text
+    }
 
     /// Pushes the local side of a conflict to its conflict branch (created by `integrate`); nil
     /// on success, else why not (the branch exists locally either way).
@@ -531,7 +546,9 @@ public actor Syncer {
     /// Copies every local bundle the off-site directory lacks (so a target that was missing for a
     /// while catches up), then applies the same retention there.
     private func copyOffsite(_ newest: [UInt8], name: String, now: Double) {
-        guard let directory = options.offsiteDirectory else { return }
+        guard let configured = options.offsiteDirectory else { return }
+        // A symlink to the mount point is followed (the directory it names must exist).
+        let directory = Syscall.realPath(configured) ?? configured
         let offsite = BundleStore(directory: directory)
         let present = Set(offsite.list().map(\.name))
         do {

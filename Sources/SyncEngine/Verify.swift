@@ -20,7 +20,9 @@ public enum Verify {
         let repository = client.repository
         var checks: [Check] = []
         checks.append(await objects(repository))
-        let settings = (try? await Settings.load(git: repository.git))?.settings ?? Settings()
+        var settings = (try? await Settings.load(git: repository.git))?.settings ?? Settings()
+        // `syncd run --backup-dir` (a flag, not in git config): the running syncd says it.
+        if settings.backupDir.isEmpty, let running = client.state()?["backup_dir"]?.string, !running.isEmpty { settings.backupDir = running }
         let local = BundleStore(directory: client.stateDirectory + Array("/backups".utf8))
         let branch = GitDirectoryState.currentBranch(repository)
         let remote = await Syncer.configuredRemote(repository, branch: branch)
@@ -117,7 +119,7 @@ public enum Verify {
 
     /// The off-site directory: reachable, holding the newest local bundle, and restorable alone.
     static func offsite(_ directory: String, local: BundleStore, repository: Repository, scratchIn: [UInt8]) async -> [Check] {
-        let path = Array(directory.utf8)
+        let path = Syscall.realPath(Array(directory.utf8)) ?? Array(directory.utf8)
         guard let info = try? Syscall.lstat(path), info.st_mode & S_IFMT == S_IFDIR else {
             return [Check(level: .fail, name: "off-site", detail: "syncd.backupDir \(directory) is not reachable (not mounted, or missing): mount it or fix the setting; the backups are only on this disk until then")]
         }

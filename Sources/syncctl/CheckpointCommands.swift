@@ -157,7 +157,9 @@ struct RewindCommand: AsyncParsableCommand {
             (label, commit) = ("\(time ?? "") ago (\(resolved.prefix(12)))", resolved)
         }
         let selected = paths.map { RepoPath(bytes: Array($0.utf8)) }
-        for _ in 1...5 {
+        // Writers that keep changing the paths are waited out until --wait, then reported.
+        let deadline = ContinuousClock.now.advanced(by: limit)
+        while ContinuousClock.now < deadline {
             // Everything written so far goes into a commit first: the rewind never overwrites
             // anything that is not in history.
             let head = try await commitPending(client, timeout: limit, timeoutText: wait)
@@ -165,6 +167,7 @@ struct RewindCommand: AsyncParsableCommand {
             let now = try? await git.run(["rev-parse", "HEAD"], readOnly: true).text
             guard now == head else {
                 lock.unlock()
+                try await Task.sleep(for: .milliseconds(100))
                 continue
             }
             let plan = try await Rewind.plan(to: commit, paths: selected, repository: client.repository)
@@ -172,11 +175,12 @@ struct RewindCommand: AsyncParsableCommand {
             case .dirty:
                 // A writer changed something since the commit: commit again, then retry.
                 lock.unlock()
+                try await Task.sleep(for: .milliseconds(100))
                 continue
             case .blocked(let paths):
                 lock.unlock()
-                throw Failure("\(label) has \(paths.prefix(3).map(\.description).joined(separator: ", ")) where an untracked or ignored file stands here; "
-                    + "syncd never overwrites those: move them away, then rewind again")
+                throw Failure("\(label) has \(paths.prefix(3).map(\.description).joined(separator: ", ")) where an untracked or ignored file, a directory "
+                    + "or a nested repository stands here; syncd never overwrites those: move them away, then rewind again")
             case .changes(let changes):
                 if changes.isEmpty {
                     lock.unlock()
@@ -198,6 +202,6 @@ struct RewindCommand: AsyncParsableCommand {
                 return
             }
         }
-        throw Failure("writers kept changing the paths to rewind; pause them (`syncctl pause` stops only syncd) or try again", code: ExitStatus.unavailable)
+        throw Failure("writers kept changing the paths to rewind for \(wait) (--wait); stop them for a moment (`syncctl pause` stops only syncd) and try again", code: ExitStatus.unavailable)
     }
 }

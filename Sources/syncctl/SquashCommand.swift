@@ -12,7 +12,7 @@ struct SquashCommand: AsyncParsableCommand {
         discussion: """
             Only commits the remote lacks, made by syncd, after the last one that is not (a person's \
             commit or a merge) are folded; the originals stay under refs/syncd/squashed/ and on the \
-            remote's refs/syncd/wip/HOST/BRANCH. Needs a remote.
+            remote's refs/syncd/wip/HOST-ID/BRANCH. Needs a remote.
             """)
     @OptionGroup var options: WorkspaceOptions
     @Option(name: .shortAndLong, help: "The message of the folded commit.")
@@ -60,6 +60,11 @@ struct SquashCommand: AsyncParsableCommand {
         let outcome = state["sync_outcome"]?.string ?? ""
         guard outcome == "pushed" || outcome == "synced" else { throw Failure("not squashed and pushed: \(outcome); see `syncctl status`") }
         let head = try await git.run(["log", "-1", "--format=%h %s", "HEAD"], readOnly: true).text
-        say("squashed and pushed to \(remote): \(head)")
+        let subject = message.split(separator: "\n").first.map(String.init) ?? message
+        if head.hasSuffix(" " + subject) {
+            say("squashed and pushed to \(remote): \(head)")
+        } else {
+            say("nothing to squash (no unpushed commits of syncd's after the last one that is not); \(remote) has HEAD \(head)")
+        }
     }
 }

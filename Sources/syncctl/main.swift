@@ -221,6 +221,7 @@ struct Status: AsyncParsableCommand {
         say("  pending: \(state["pending_paths"]?.description ?? "0") path(s)"
             + (state["pending_scan"]?.bool == true ? ", and a full scan (changes made while syncd was not running, or events lost) for the next batch" : ""))
         for line in CoverageLines.lines(state) { say(line) }
+        if let offsite = state["backup_offsite_error"]?.string, !offsite.isEmpty { say("  OFF-SITE BACKUP FAILING: \(offsite)") }
         if let slow = state["slow_git"]?.string, !slow.isEmpty {
             let since = state["slow_git_since"]?.string ?? ""
             let path = state["slow_git_path"]?.string ?? ""
