@@ -163,4 +163,39 @@ struct RewindTests {
         #expect(stopped.exit == .exited(3), "\(stopped.output)")
         #expect(stopped.output.contains("start it first"))
     }
+
+    @Test("a tracked directory the target has as a file is replaced by it; with an ignored file inside, the rewind is refused and nothing moves")
+    func directoryBecomesFile() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        try Files.write(fixture.file(".gitignore"), "*.log\n")
+        try Files.write(fixture.file("swap"), "a file\n")
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        defer { syncd.process.signal(SIGKILL) }
+        try await syncd.ready()
+        try await syncd.settled()
+        #expect(try await Self.syncctl(["checkpoint", "-C", fixture.path, "--name", "file"]).exit == .exited(0))
+        try FileManager.default.removeItem(atPath: fixture.file("swap"))
+        try Files.mkdirs(fixture.file("swap"))
+        try Files.write(fixture.file("swap/inner"), "now a directory\n")
+        try await syncd.settled()
+
+        let rewind = try await Self.syncctl(["rewind", "-C", fixture.path, "file"])
+        #expect(rewind.exit == .exited(0), "\(rewind.output)")
+        try await syncd.settled()
+        #expect(try String(contentsOfFile: fixture.file("swap"), encoding: .utf8) == "a file\n")
+        #expect(try await Self.tree(fixture, "HEAD") == Self.tree(fixture, "refs/syncd/checkpoints/file"))
+
+        // Back to the directory, now with an ignored file in it: refused, nothing touched.
+        let before = try await Self.lastBeforeRewind(fixture)
+        #expect(try await Self.syncctl(["rewind", "-C", fixture.path, before]).exit == .exited(0))
+        try await syncd.settled()
+        try Files.write(fixture.file("swap/build.log"), "ignored\n")
+        let refused = try await Self.syncctl(["rewind", "-C", fixture.path, "file"])
+        #expect(refused.exit == .exited(1), "\(refused.output)")
+        #expect(refused.output.contains("never overwrites"), "\(refused.output)")
+        #expect(try String(contentsOfFile: fixture.file("swap/build.log"), encoding: .utf8) == "ignored\n")
+        #expect(try String(contentsOfFile: fixture.file("swap/inner"), encoding: .utf8) == "now a directory\n")
+        #expect(try await syncd.stop() == .exited(0))
+    }
 }

@@ -39,6 +39,7 @@ public enum Rewind {
         let diff = try await git.run(["diff", "--raw", "-z", "--no-renames", "--no-abbrev", "HEAD", GitArgument(target)] + limit, readOnly: true)
         var changes: [Change] = []
         var blocked: [RepoPath] = []
+        var added: [RepoPath] = []
         let fields = diff.standardOutput.split(separator: 0, omittingEmptySubsequences: true)
         var index = fields.startIndex
         while index + 1 < fields.endIndex {
@@ -52,15 +53,29 @@ public enum Rewind {
             if status == "D" {
                 changes.append(Change(path: path, kind: .delete, mode: oldMode, blob: ""))
             } else {
-                if oldMode == "000000", Syscall.exists(repository.workTree + [UInt8(ascii: "/")] + path.bytes) {
-                    blocked.append(path)
-                    continue
-                }
+                if oldMode == "000000", Syscall.exists(repository.workTree + [UInt8(ascii: "/")] + path.bytes) { added.append(path) }
                 changes.append(Change(path: path, kind: .write, mode: newMode, blob: newBlob))
             }
         }
+        // A path the target adds where something stands: only a directory of tracked files that
+        // this rewind deletes, with nothing untracked or ignored in it, may give way.
+        let deleted = Set(changes.filter { $0.kind == .delete }.map(\.path))
+        for path in added {
+            let absolute = repository.workTree + [UInt8(ascii: "/")] + path.bytes
+            guard let info = try? Syscall.lstat(absolute), info.st_mode & S_IFMT == S_IFDIR else {
+                blocked.append(path)
+                continue
+            }
+            let inside: [GitArgument] = ["--", GitArgument(rawBytes: Array(":(top,literal)".utf8) + path.bytes + Array("/".utf8))]
+            let tracked = try await git.run(["ls-files", "-z", "--cached"] + inside, readOnly: true).standardOutput
+                .split(separator: 0).map { RepoPath(bytes: Array($0)) }
+            let others = try await git.run(["ls-files", "-z", "--others", "--directory"] + inside, readOnly: true).standardOutput
+            if tracked.isEmpty || !tracked.allSatisfy({ deleted.contains($0) }) || !others.isEmpty { blocked.append(path) }
+        }
         if !blocked.isEmpty { return .blocked(blocked) }
-        return .changes(changes)
+        // Deletions first: a directory the target turns into a file is emptied (and removed)
+        // before the file is written.
+        return .changes(changes.filter { $0.kind == .delete } + changes.filter { $0.kind == .write })
     }
 
     /// Applies `changes` to the working tree; the caller holds the sync lock shared.
