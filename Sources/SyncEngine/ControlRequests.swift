@@ -42,6 +42,17 @@ extension ControlClient {
         }
     }
 
+    /// `sync-request.json` (`sync`, `commit`, `squash`): written, syncd told, and its state once
+    /// it has finished the request (`sync_serial_done` reached the request's serial).
+    public func syncRequest(_ request: ControlRequest, timeout: Duration) async throws -> RequestOutcome {
+        try ControlFile.write(request, to: lockDirectory.syncRequest)
+        guard notify() else { return .notRunning }
+        let state = await waitForState(timeout: timeout) { state in
+            (state["sync_serial_done"]?.number).map { UInt64($0) >= request.serial } ?? false
+        }
+        return state.map { .confirmed($0) } ?? .notConfirmed
+    }
+
     /// Writes the control request, signals syncd and waits until state.json has applied it (its
     /// `control_serial` reached the request's) and `confirmed` holds.
     public func request(

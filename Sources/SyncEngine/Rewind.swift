@@ -34,7 +34,7 @@ public enum Rewind {
         let limit: [GitArgument] = paths.isEmpty ? [] : ["--"] + paths.map { GitArgument(rawBytes: Array(":(top,literal)".utf8) + $0.bytes) }
         // `?? dir/` is a nested repository, which syncd never commits: not a change to wait
         // for; if the target needs its place, it blocks below like any untracked path.
-        let dirty = try await GitStatus.dirtyPaths(git, limitedTo: paths).filter { $0.path.bytes.last != UInt8(ascii: "/") }
+        let dirty = try await GitStatus.dirtyPaths(git, limitedTo: paths).filter { !$0.isNestedRepository }
         if !dirty.isEmpty { return .dirty(dirty.map(\.path)) }
         let diff = try await git.run(["diff", "--raw", "-z", "--no-renames", "--no-abbrev", "HEAD", GitArgument(target)] + limit, readOnly: true)
         var changes: [Change] = []

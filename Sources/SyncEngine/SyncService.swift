@@ -489,9 +489,8 @@ public actor SyncService {
             return
         }
         await fenceChanges()
-        let dirty = Set(entries.map(\.path).filter { path in
-            // `?? dir/`: a nested repository (git does not look inside); not syncd's to commit.
-            path.bytes.last != UInt8(ascii: "/") && !(lockInsideTree.map { path.isWithin($0) } ?? false)
+        let dirty = Set(entries.filter { !$0.isNestedRepository }.map(\.path).filter { path in
+            !(lockInsideTree.map { path.isWithin($0) } ?? false)
         })
         defer {
             reconcileSeen = dirty

@@ -141,7 +141,7 @@ public enum Verify {
         guard let entries = try? await GitStatus.dirtyPaths(repository.git) else {
             return Check(level: .fail, name: "worktree", detail: "cannot run git status in \(repository.workTreeDisplay)")
         }
-        let paths = entries.map(\.path.description).filter { !$0.hasSuffix("/") }
+        let paths = entries.filter { !$0.isNestedRepository }.map(\.path.description)
         guard !paths.isEmpty else {
             return Check(level: .ok, name: "worktree", detail: "everything in \(repository.workTreeDisplay) is committed")
         }

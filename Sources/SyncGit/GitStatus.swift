@@ -8,6 +8,9 @@ public struct StatusEntry: Sendable, Hashable {
 
     public var path: RepoPath
     public var state: State
+
+    /// `?? dir/`: a nested repository (git does not look inside), never one of syncd's changes.
+    public var isNestedRepository: Bool { state == .untracked && path.bytes.last == UInt8(ascii: "/") }
 }
 
 public enum GitStatus {

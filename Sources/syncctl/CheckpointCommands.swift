@@ -8,21 +8,18 @@ import SyncSystem
 /// Asks syncd to commit what is pending now (a `commit` request: no push to wait for) and
 /// returns HEAD. Without a running syncd only a clean tree passes (nothing to commit).
 func commitPending(_ client: ControlClient, timeout: Duration, timeoutText: String) async throws -> String {
-    let serial = ControlFile.newSerial()
-    try ControlFile.write(ControlRequest(command: "commit", serial: serial, by: ControlClient.requester), to: client.lockDirectory.syncRequest)
-    if client.notify() {
-        guard let state = await client.waitForState(timeout: timeout, { state in
-            (state["sync_serial_done"]?.number).map { UInt64($0) >= serial } ?? false
-        }) else {
-            let reason = client.state()?["reason"]?.string ?? ""
-            throw Failure("syncd did not commit within \(timeoutText)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
-        }
+    let request = ControlRequest(command: "commit", serial: ControlFile.newSerial(), by: ControlClient.requester)
+    switch try await client.syncRequest(request, timeout: timeout) {
+    case .confirmed(let state):
         let outcome = state["sync_outcome"]?.string ?? ""
         if outcome.hasPrefix("refused") || outcome.hasPrefix("superseded") {
             throw Failure("not committed: \(outcome); see `syncctl status`")
         }
-    } else {
-        let dirty = try await GitStatus.dirtyPaths(client.repository.git).filter { $0.path.bytes.last != UInt8(ascii: "/") }
+    case .notConfirmed:
+        let reason = client.state()?["reason"]?.string ?? ""
+        throw Failure("syncd did not commit within \(timeoutText)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
+    case .notRunning:
+        let dirty = try await GitStatus.dirtyPaths(client.repository.git).filter { !$0.isNestedRepository }
         if !dirty.isEmpty {
             throw Failure("no syncd is running for \(client.repository.workTreeDisplay) and \(dirty.count) path(s) are not committed "
                 + "(\(dirty.prefix(3).map(\.path.description).joined(separator: ", "))): start syncd (`syncctl enable` or `syncd run`) and try again",

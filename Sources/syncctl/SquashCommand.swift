@@ -47,15 +47,12 @@ struct SquashCommand: AsyncParsableCommand {
                 throw ValidationError("--since \(since): expected a commit, a checkpoint, or a duration like 2h")
             }
         }
-        let serial = ControlFile.newSerial()
-        let request = ControlRequest(command: "squash", serial: serial, by: ControlClient.requester, message: message, since: after)
-        try ControlFile.write(request, to: client.lockDirectory.syncRequest)
-        guard client.notify() else { throw Failure("syncd stopped meanwhile; nothing was squashed", code: ExitStatus.notRunning) }
-        let limit = try parseTimeout(timeout)
-        guard let state = await client.waitForState(timeout: limit, { state in
-            (state["sync_serial_done"]?.number).map { UInt64($0) >= serial } ?? false
-        }) else {
-            throw Failure("the squash did not finish within \(timeout): see `syncctl status`", code: ExitStatus.notConfirmed)
+        let request = ControlRequest(command: "squash", serial: ControlFile.newSerial(), by: ControlClient.requester, message: message, since: after)
+        let state: [String: JSONValue]
+        switch try await client.syncRequest(request, timeout: try parseTimeout(timeout)) {
+        case .confirmed(let confirmed): state = confirmed
+        case .notRunning: throw Failure("syncd stopped meanwhile; nothing was squashed", code: ExitStatus.notRunning)
+        case .notConfirmed: throw Failure("the squash did not finish within \(timeout): see `syncctl status`", code: ExitStatus.notConfirmed)
         }
         let outcome = state["sync_outcome"]?.string ?? ""
         guard outcome == "pushed" || outcome == "synced" else { throw Failure("not squashed and pushed: \(outcome); see `syncctl status`") }

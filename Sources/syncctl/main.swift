@@ -365,14 +365,13 @@ struct Sync: AsyncParsableCommand {
     func run() async throws {
         let client = try await options.client(forWriting: true)
         let wait = try parseTimeout(timeout)
-        let serial = ControlFile.newSerial()
-        try ControlFile.write(ControlRequest(command: "sync", serial: serial, by: ControlClient.requester), to: client.lockDirectory.syncRequest)
-        guard client.notify() else {
+        let request = ControlRequest(command: "sync", serial: ControlFile.newSerial(), by: ControlClient.requester)
+        let state: [String: JSONValue]
+        switch try await client.syncRequest(request, timeout: wait) {
+        case .confirmed(let confirmed): state = confirmed
+        case .notRunning:
             throw Failure("no syncd is running for \(client.repository.workTreeDisplay): nothing was committed (syncd commits everything pending when it starts)", code: ExitStatus.notRunning)
-        }
-        guard let state = await client.waitForState(timeout: wait, { state in
-            (state["sync_serial_done"]?.number).map { UInt64($0) >= serial } ?? false
-        }) else {
+        case .notConfirmed:
             let reason = client.state()?["reason"]?.string ?? ""
             throw Failure("the sync did not finish within \(timeout)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
         }

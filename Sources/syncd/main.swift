@@ -121,10 +121,10 @@ struct Run: AsyncParsableCommand {
         _ = try Self.parse(arguments)
     }
 
-    var path: String { (try? Self.parse(arguments))?.path ?? "." }
-    var overrides: [(name: String, value: String)] { (try? Self.parse(arguments))?.overrides ?? [] }
 
     func run() async throws {
+        // Parsed once; validate() has already refused what does not parse.
+        let (path, overrides) = try Self.parse(arguments)
         SignalStream.ignoreSIGPIPE()
         SignalStream.makeAbortFatal()
         var log = StandardErrorLog(minimum: .info)
