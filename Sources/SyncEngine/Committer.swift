@@ -47,7 +47,7 @@ public actor Committer {
     private let gitState: GitDirectoryState
     private var identity: [String: String] = [:]
     private var writeConfiguration: [GitArgument] = []
-    private var knownIndex: IndexStamp?
+    private var knownIndex: FileStamp?
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
     private let scratchIndex: [UInt8]
@@ -59,6 +59,12 @@ public actor Committer {
     /// A path that never exists: git commands that need no index get it as GIT_INDEX_FILE.
     private let noIndex: [UInt8]
     private let repairs: RecoveryNotes
+
+    /// The files whose blobs `prestage` wrote, as they were then: under the lock, staging
+    /// re-hashes them but writes only what changed since (see `prestage`).
+    private var prestaged: [RepoPath: FileStamp] = [:]
+    /// The throwaway index `prestage` stages into.
+    private let prestageIndex: [UInt8]
 
     /// The repairs made since the last call (stale locks removed), for the journal.
     public func takeRecoveries() -> [String] { repairs.take() }
@@ -80,6 +86,7 @@ public actor Committer {
         self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.sink, serviceStart: options.serviceStarted)
         self.scratchIndex = stateDirectory + Array("/index.next".utf8)
         self.noIndex = stateDirectory + Array("/no-index".utf8)
+        self.prestageIndex = stateDirectory + Array("/index.prestage".utf8)
     }
 
     /// One-time checks: the commit identity, the object format, and whether to split the index.
@@ -111,6 +118,7 @@ public actor Committer {
     /// Commits the batch, or says why it has to wait. Throws on failures that need attention
     /// (disk full, git errors); nothing is lost then either: the changes stay in the working tree.
     public func commit(_ request: CommitRequest) async throws -> CommitOutcome {
+        defer { prestaged = [:] }
         let outcome: CommitOutcome
         do {
             outcome = try await attempt(request)
@@ -181,7 +189,7 @@ public actor Committer {
                 useScratch = false
             }
             let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
-            if try await !stage(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
+            if try await !stage(staging, environment: environment, pack: packs(staging)) { return stopCheck("staging") ?? .unchanged }
             if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
             // The snapshot is taken: writers may go on while the commit is written and the branch
@@ -261,7 +269,7 @@ public actor Committer {
             if useScratch {
                 // The real index takes the committed entries for the batch's paths; the person's
                 // staged changes to other paths stay staged.
-                _ = try await stage(staging, environment: [:], stoppable: false)
+                _ = try await stage(staging, environment: [:], pack: false, stoppable: false)
             }
             recordIndex()
             commitsSinceMaintenance += 1
@@ -287,6 +295,56 @@ public actor Committer {
             log(.warning, "git gc --auto failed in \(repository.workTreeDisplay): \(error); syncd tries again after \(Self.maintenanceEvery) more commits")
         }
     }
+
+    /// Writes the blobs of a large batch before the caller takes the sync lock, so that writers
+    /// wait only for what changed since: the batch's files are staged into a throwaway index
+    /// (`index.prestage`, never the real one: a person's `git commit` meanwhile must not pick
+    /// them up) through the pack writer. Under the lock, `commit` stages into the real index as
+    /// always; git re-hashes each file but writes only objects it does not have, so the pack
+    /// write and its fsync are done by then. Best effort: a file git cannot read here, or any
+    /// failure, is left to the staging under the lock, which reports it.
+    public func prestage(_ request: CommitRequest) async {
+        prestaged = [:]
+        guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
+        guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
+        var stamps: [RepoPath: FileStamp] = [:]
+        for path in paths {
+            if let stamp = FileStamp(repository.absolute(path)) { stamps[path] = stamp }
+        }
+        let files = paths.filter { stamps[$0] != nil }
+        try? Syscall.unlink(prestageIndex)
+        defer { try? Syscall.unlink(prestageIndex) }
+        var start = 0
+        while start < files.count {
+            if options.stop.isSet { return }
+            let end = min(files.count, start + max(1, options.stagingChunk))
+            var input: [UInt8] = []
+            for path in files[start..<end] { input += path.bytes + [0] }
+            guard let result = try? await git.run(
+                writeConfiguration + ["-c", "core.bigFileThreshold=1", "update-index", "--add", "--replace", "-z", "--stdin"],
+                input: input, acceptedExitCodes: [0, 128], environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]),
+                result.exitCode == 0
+            else { break }
+            for path in files[start..<end] { prestaged[path] = stamps[path] }
+            start = end
+        }
+    }
+
+    /// Whether staging `paths` goes through the pack writer: when at least `packThreshold` of
+    /// them have blobs not written yet (not pre-staged, or changed since).
+    private func packs(_ paths: [RepoPath]) -> Bool {
+        guard paths.count >= options.packThreshold else { return false }
+        if prestaged.isEmpty { return true }
+        var unwritten = 0
+        for path in paths where prestaged[path].map({ $0 != FileStamp(repository.absolute(path)) }) ?? true {
+            unwritten += 1
+            if unwritten >= options.packThreshold { return true }
+        }
+        return false
+    }
+
+    /// How many files the last `prestage` wrote (for tests).
+    package var prestagedCount: Int { prestaged.count }
 
     // MARK: - steps
 
@@ -441,7 +499,7 @@ public actor Committer {
     /// Entries someone else staged (index differs from HEAD) outside the batch. Checked only when
     /// the index changed since syncd last wrote it, so the common case costs one stat.
     private func stagedByOthers(head: Head?, batch: [RepoPath]) async throws -> OthersStaged {
-        if !othersStagedLastTime, let knownIndex, knownIndex == IndexStamp(repository: repository) {
+        if !othersStagedLastTime, let knownIndex, knownIndex == FileStamp(repository.gitDir + Array("/index".utf8)) {
             return .staged([])
         }
         let result = try await git.run(
@@ -515,9 +573,8 @@ public actor Committer {
     /// stay loose, so small commits do not each leave a pack behind.
     public static let packThreshold = 64
 
-    private func stage(_ paths: [RepoPath], environment: [String: String], stoppable: Bool = true) async throws -> Bool {
+    private func stage(_ paths: [RepoPath], environment: [String: String], pack: Bool, stoppable: Bool = true) async throws -> Bool {
         var start = 0
-        let pack = paths.count >= options.packThreshold
         while start < paths.count {
             if stoppable, options.stop.isSet { return false }
             let end = min(paths.count, start + max(1, options.stagingChunk))
@@ -626,25 +683,27 @@ public actor Committer {
     }
 
     private func recordIndex() {
-        knownIndex = IndexStamp(repository: repository)
+        knownIndex = FileStamp(repository.gitDir + Array("/index".utf8))
     }
 }
 
-/// Identity of the index file's current version (inode, size, modification and change times).
-struct IndexStamp: Equatable {
+/// Identity of a file's current version (inode, size, modification and change times): any write
+/// changes the change time.
+struct FileStamp: Equatable {
     var inode: UInt
     var size: Int
     var modified: Int
     var changed: Int
 
-    init?(repository: Repository) {
-        guard let info = try? Syscall.lstat(repository.gitDir + Array("/index".utf8)) else { return nil }
+    init?(_ path: [UInt8]) {
+        guard let info = try? Syscall.lstat(path), info.st_mode & S_IFMT == S_IFREG else { return nil }
         inode = UInt(info.st_ino)
         size = Int(info.st_size)
         modified = info.st_mtim.tv_sec * 1_000_000_000 + info.st_mtim.tv_nsec
         changed = info.st_ctim.tv_sec * 1_000_000_000 + info.st_ctim.tv_nsec
     }
 }
+
 
 
 /// Paths inside another repository nested in the working tree (a directory with its own `.git`,

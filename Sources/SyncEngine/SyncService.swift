@@ -632,6 +632,9 @@ public actor SyncService {
 
     private func commitBatch(trigger: String) async {
         let batch = openBatch(trigger: trigger)
+        // A large batch's blobs are written before the lock, so writers wait only for what
+        // changed since (the pack write and its fsync are done by then).
+        await committer.prestage(CommitRequest(paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger))
         // Writers hold the sync lock shared while they write; syncd snapshots only under the
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }

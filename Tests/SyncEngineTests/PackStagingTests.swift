@@ -58,6 +58,35 @@ struct PackStagingTests {
         try await workspace.fixture.run(["fsck", "--full", "--strict"])
     }
 
+    @Test("prestage writes a large batch's blobs before the lock without touching the real index; the commit under the lock writes only what changed since, loose")
+    func prestageThenCommit() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        let paths = try Self.files(fixture, count: 500, tag: "pre")
+        let indexBefore = try? Data(contentsOf: URL(fileURLWithPath: fixture.path + "/.git/index"))
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
+        #expect(await workspace.committer.prestagedCount == 500)
+        #expect(Self.packs(fixture) == 1)
+        // The blobs exist; the real index is as it was (a person's `git commit` now commits nothing of it).
+        let blob = try await fixture.run(["hash-object", "burst/f7.txt"]).filter { !$0.isWhitespace }
+        try await fixture.run(["cat-file", "-e", GitArgument(blob)])
+        #expect((try? Data(contentsOf: URL(fileURLWithPath: fixture.path + "/.git/index"))) == indexBefore)
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+
+        // Three files change after the prestage and before the lock.
+        for index in [3, 40, 499] { try Files.write(fixture.file("burst/f\(index).txt"), "changed \(index)\n") }
+        let loose = Self.looseObjects(fixture)
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 500)
+        // No second pack: 497 blobs were there already; the 3 changed ones, the trees and the commit are loose.
+        #expect(Self.packs(fixture) == 1)
+        #expect(Self.looseObjects(fixture) - loose <= 3 + 4)
+        #expect(try await fixture.run(["show", "HEAD:burst/f40.txt"]) == "changed 40\n")
+        #expect(try await fixture.run(["status", "--porcelain"]) == "")
+        try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
     @Test("a small batch stays loose (no pack per small commit)")
     func smallBatchLoose() async throws {
         var workspace = try await CommitterTests.Workspace()
