@@ -594,6 +594,17 @@ public actor Committer {
                 writeConfiguration + (pack ? ["-c", "core.bigFileThreshold=1"] : []) + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: environment)
             if result.exitCode == 0 { return }
+            if let name = Self.changedWhileRead(result.standardError) {
+                // A writer outside the protocol shrank the file while git read it. The shrink came
+                // after git's fstat, so after this batch's fence: its event is queued for the next
+                // batch, which commits the file as it ends up. Not a failure, and not unreadable.
+                let before = remaining.count
+                remaining.removeAll { $0.description == name }
+                if remaining.count < before {
+                    log(.debug, "\(name) changed while git read it; it is committed with the next batch")
+                    continue
+                }
+            }
             guard let (name, why) = Self.unstageable(result.standardError) else {
                 let firstLine = result.standardError.split(separator: "\n").first.map(String.init) ?? "exit 128"
                 throw SyncError(
@@ -636,6 +647,18 @@ public actor Committer {
             return (path, "its clean filter \(filter) (git config filter.\(filter).clean) failed, and filter.\(filter).required is set"
                 + (firstLine.hasPrefix("error: ") ? ": \(firstLine.dropFirst("error: ".count))" : "")
                 + "; fix the filter, or the file, and it is committed with the next change")
+        }
+        return nil
+    }
+
+    /// The path git was reading when the file shrank under it: "failed to read N bytes from 'P'"
+    /// (the pack writer), or "short read while indexing P" (loose objects).
+    package static func changedWhileRead(_ standardError: String) -> String? {
+        for line in standardError.split(separator: "\n") {
+            if line.hasPrefix("fatal: failed to read "), let from = line.firstRange(of: " bytes from '"), line.hasSuffix("'") {
+                return String(line[from.upperBound...].dropLast())
+            }
+            if let range = line.firstRange(of: "short read while indexing ") { return String(line[range.upperBound...]) }
         }
         return nil
     }

@@ -87,6 +87,14 @@ struct PackStagingTests {
         try await fixture.run(["fsck", "--full", "--strict"])
     }
 
+    @Test("a file that shrinks while git reads it is named, from the pack writer's and the loose path's messages; other failures are not taken for it")
+    func changedWhileRead() {
+        #expect(Committer.changedWhileRead("fatal: failed to read 5 bytes from 'd1/f21'\n") == "d1/f21")
+        #expect(Committer.changedWhileRead("error: short read while indexing notes/a b.md\nerror: notes/a b.md: failed to insert into database\nfatal: Unable to process path notes/a b.md\n") == "notes/a b.md")
+        #expect(Committer.changedWhileRead("error: open(\"x\"): Permission denied\nfatal: Unable to process path x\n") == nil)
+        #expect(Committer.changedWhileRead("fatal: unable to write new index file\n") == nil)
+    }
+
     @Test("a small batch stays loose (no pack per small commit)")
     func smallBatchLoose() async throws {
         var workspace = try await CommitterTests.Workspace()
