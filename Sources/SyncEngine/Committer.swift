@@ -321,7 +321,7 @@ public actor Committer {
             var input: [UInt8] = []
             for path in files[start..<end] { input += path.bytes + [0] }
             guard let result = try? await git.run(
-                writeConfiguration + ["-c", "core.bigFileThreshold=1", "update-index", "--add", "--replace", "-z", "--stdin"],
+                writeConfiguration + Self.packWriter + ["update-index", "--add", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]),
                 result.exitCode == 0
             else { break }
@@ -573,6 +573,14 @@ public actor Committer {
     /// stay loose, so small commits do not each leave a pack behind.
     public static let packThreshold = 64
 
+    /// Every blob through git's bulk-checkin into one pack. Blobs of 0 or 1 byte still go loose,
+    /// and git 2.39 cannot mix the two under `core.fsyncMethod=batch`: the loose object's
+    /// temporary object directory is moved into place first, taking the unfinished pack with it
+    /// ("unable to rename temporary file to '.git/objects/pack/pack-….pack'"), and the batch
+    /// fails every time. So pack runs fsync each (rare) loose object on its own; the pack is
+    /// fsynced once either way.
+    static let packWriter: [GitArgument] = ["-c", "core.bigFileThreshold=1", "-c", "core.fsyncMethod=fsync"]
+
     private func stage(_ paths: [RepoPath], environment: [String: String], pack: Bool, stoppable: Bool = true) async throws -> Bool {
         var start = 0
         while start < paths.count {
@@ -591,7 +599,7 @@ public actor Committer {
             var input: [UInt8] = []
             for path in remaining { input += path.bytes + [0] }
             let result = try await git.run(
-                writeConfiguration + (pack ? ["-c", "core.bigFileThreshold=1"] : []) + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
+                writeConfiguration + (pack ? Self.packWriter : []) + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: environment)
             if result.exitCode == 0 { return }
             if let name = Self.changedWhileRead(result.standardError) {

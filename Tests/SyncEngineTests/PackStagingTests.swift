@@ -95,6 +95,20 @@ struct PackStagingTests {
         #expect(Committer.changedWhileRead("fatal: unable to write new index file\n") == nil)
     }
 
+    @Test("a pack batch that also holds new empty and one-byte files commits (git 2.39 fails such a mix under core.fsyncMethod=batch)")
+    func packWithTinyBlobs() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        var paths = try Self.files(workspace.fixture, count: 100, tag: "mixed")
+        try Files.write(workspace.fixture.file("burst/a-empty.txt"), "")
+        try Files.write(workspace.fixture.file("burst/a-one.txt"), "\n")
+        paths += ["burst/a-empty.txt", "burst/a-one.txt"]
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 102)
+        #expect(try await workspace.fixture.run(["status", "--porcelain"]) == "")
+        try await workspace.fixture.run(["fsck", "--full", "--strict"])
+    }
+
     @Test("a small batch stays loose (no pack per small commit)")
     func smallBatchLoose() async throws {
         var workspace = try await CommitterTests.Workspace()
