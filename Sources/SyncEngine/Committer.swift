@@ -307,13 +307,33 @@ public actor Committer {
         prestaged = [:]
         guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
         guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
+        try? Syscall.unlink(prestageIndex)
+        defer { try? Syscall.unlink(prestageIndex) }
+        // A writer that keeps rewriting the batch's files makes the first pass stale at once:
+        // further passes write what changed during the one before, until too little is left
+        // for a pack (what then remains is written under the lock, loose).
+        var todo = paths
+        for _ in 0..<Self.prestagePasses {
+            await prestagePass(todo)
+            todo = paths.filter { path in
+                let now = FileStamp(repository.absolute(path))
+                return now != nil && now != prestaged[path]
+            }
+            if todo.count < options.packThreshold || options.stop.isSet { return }
+        }
+    }
+
+    /// At most this many prestage passes (see `prestage`).
+    static let prestagePasses = 3
+
+    /// Stages the regular files among `paths` into the throwaway index, each chunk through the
+    /// pack writer; a chunk that fails (a file gone or unreadable) ends the pass.
+    private func prestagePass(_ paths: [RepoPath]) async {
         var stamps: [RepoPath: FileStamp] = [:]
         for path in paths {
             if let stamp = FileStamp(repository.absolute(path)) { stamps[path] = stamp }
         }
         let files = paths.filter { stamps[$0] != nil }
-        try? Syscall.unlink(prestageIndex)
-        defer { try? Syscall.unlink(prestageIndex) }
         var start = 0
         while start < files.count {
             if options.stop.isSet { return }
@@ -324,7 +344,7 @@ public actor Committer {
                 writeConfiguration + Self.packWriter + ["update-index", "--add", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]),
                 result.exitCode == 0
-            else { break }
+            else { return }
             for path in files[start..<end] { prestaged[path] = stamps[path] }
             start = end
         }
