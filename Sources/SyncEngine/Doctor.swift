@@ -155,13 +155,11 @@ public enum Doctor {
         guard let state = client.state() else { return [] }
         let running = client.runningPid() != nil
         let when = running ? "" : " (as of syncd's last run)"
-        let remote = state["remote"]?.string ?? ""
+        let remote = state.remote
         var checks: [Check] = []
-        if let side = state["conflict_branch"]?.string, !side.isEmpty {
-            let files = state["conflict_files"].map { value -> String in
-                if case .array(let items) = value { return items.map(\.description).joined(separator: ", ") }
-                return value.description
-            } ?? ""
+        if !state.conflictBranch.isEmpty {
+            let side = state.conflictBranch
+            let files = state.conflictFiles.joined(separator: ", ")
             // Merged by hand already (the remote's branch is in the local one): pushed at the next sync.
             var merged = false
             if let branch, !remote.isEmpty {
@@ -178,11 +176,11 @@ public enum Doctor {
                     + "`syncctl conflicts` lists the conflict branches"))
             }
         }
-        if state["sync_problem"]?.string == RemoteProblem.Kind.setup.rawValue {
-            checks.append(Check(level: .fail, name: "sync", detail: "syncd cannot sync with \(remote)\(when), a setup problem: \(state["sync_error"]?.string ?? "")"))
+        if state.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
+            checks.append(Check(level: .fail, name: "sync", detail: "syncd cannot sync with \(remote)\(when), a setup problem: \(state.syncError)"))
         }
-        if running, state["phase"]?.string == StatusSnapshot.Phase.failing.rawValue {
-            checks.append(Check(level: .fail, name: "commits", detail: "commits are failing: \(state["last_error"]?.string ?? ""); see `syncctl status` and syncd's log"))
+        if running, state.phase == .failing {
+            checks.append(Check(level: .fail, name: "commits", detail: "commits are failing: \(state.lastError); see `syncctl status` and syncd's log"))
         }
         return checks
     }

@@ -139,135 +139,6 @@ func say(_ line: String) {
     try? Syscall.writeAll(1, Array((line + "\n").utf8))
 }
 
-func age(_ rfc3339: String) -> String? {
-    guard let then = WallClock.seconds(rfc3339: rfc3339) else { return nil }
-    let seconds = max(0, Int(ControlFile.now() - then))
-    if seconds < 120 { return "\(seconds) s ago" }
-    if seconds < 7200 { return "\(seconds / 60) min ago" }
-    return "\(seconds / 3600) h ago"
-}
-
-struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "What syncd is doing (for people, or --json for programs); the exit status says how healthy it is.",
-        discussion: """
-            Exit status, for monitoring: 0 healthy; 1 degraded (offline, a conflict, paused, an emergency stop, \
-            directories the watch limit left unwatched, directories or files syncd cannot read, commits waiting for a person's rebase, merge, unmerged paths \
-            or detached HEAD); 2 failing (commits failing, the circuit breaker open, \
-            a setup problem with the remote: host key, credentials, URL); 3 no syncd runs for the workspace \
-            (or there is no workspace there). With --json, `health` and `health_reasons` say the same.
-            """)
-    @OptionGroup var options: WorkspaceOptions
-    @Flag(help: "Print one JSON object: state.json plus running, pid, ages, lock holders and health.")
-    var json = false
-
-    func run() async throws {
-        let client: ControlClient
-        do {
-            client = try await ControlClient.open(at: options.workspace)
-        } catch let error as SyncError {
-            throw Failure(error.description, code: StatusHealth.Level.notRunning.rawValue)
-        }
-        let pid = client.runningPid()
-        var state = client.state() ?? [:]
-        if pid == nil {
-            // state.json is from the last run; the control files on disk are what applies next.
-            let pause: DaemonPause? = if case .value(let value) = ControlFile.read(DaemonPause.self, at: client.lockDirectory.daemonPause) { value } else { nil }
-            let stop: SyncEngine.EmergencyStop? = if case .value(let value) = ControlFile.read(SyncEngine.EmergencyStop.self, at: client.lockDirectory.emergencyStop) { value } else { nil }
-            state["paused"] = .bool(pause != nil || Syscall.exists(client.lockDirectory.daemonPause))
-            state["paused_reason"] = .string(pause?.reason ?? "")
-            state["paused_by"] = .string(pause?.by ?? "")
-            state["paused_until"] = .string(pause?.until.map { WallClock.rfc3339(seconds: $0) } ?? "")
-            state["emergency_stop"] = .bool(stop != nil || Syscall.exists(client.lockDirectory.emergencyStop))
-            state["emergency_reason"] = .string(stop?.reason ?? "")
-            state["emergency_since"] = .string(stop.map { WallClock.rfc3339(seconds: $0.since) } ?? "")
-            state["reason"] = .string("")
-        }
-        let holders = ProcessTable.processesHolding(client.lockDirectory.syncLock).filter { $0 != pid }
-        let lease: WriterLease? = {
-            if case .value(let lease) = ControlFile.read(WriterLease.self, at: client.lockDirectory.writerLease),
-                lease.isActive(at: ControlFile.now())
-            { return lease }
-            return nil
-        }()
-        let health = StatusHealth.judge(running: pid != nil, state: state)
-        if json {
-            state["health"] = .string(health.level.name)
-            state["health_reasons"] = .array(health.reasons.map { .string($0) })
-            state["running"] = .bool(pid != nil)
-            state["pid"] = pid.map { .number(Double($0)) } ?? .null
-            state["workspace"] = .string(client.repository.workTreeDisplay)
-            state["sync_lock_holders"] = .array(holders.map { .number(Double($0)) })
-            state["writer_lease"] = lease.map { .object(["pid": .number(Double($0.holder.pid)), "reason": .string($0.reason), "expires_at": .string(WallClock.rfc3339(seconds: $0.expiresAt))]) } ?? .null
-            if let at = state["last_commit_at"]?.string, !at.isEmpty, let text = age(at) {
-                state["last_commit_age"] = .string(text)
-            }
-            if pid == nil, state["phase"] != nil { state["phase"] = .string("not-running") }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            say(String(decoding: try encoder.encode(state), as: UTF8.self))
-            throw ExitCode(health.code)
-        }
-        let phase = state["phase"]?.string ?? "unknown"
-        say("syncd for \(client.repository.workTreeDisplay): " + (pid.map { "running (pid \($0)), \(phase)" } ?? "not running"))
-        if let reason = state["reason"]?.string, !reason.isEmpty { say("  why: \(reason)") }
-        if let commit = state["last_commit"]?.string, !commit.isEmpty {
-            let when = (state["last_commit_at"]?.string).flatMap(age) ?? ""
-            say("  last commit: \(commit.prefix(12)) \(when) (batch \(state["last_commit_batch"]?.description ?? "?"))")
-        } else {
-            say("  last commit: none since start")
-        }
-        say("  health: \(health.level.name)" + (health.reasons.isEmpty ? "" : " (\(health.reasons.joined(separator: ", ")))"))
-        say("  pending: \(state["pending_paths"]?.description ?? "0") path(s)"
-            + (state["pending_scan"]?.bool == true ? ", and a full scan (changes made while syncd was not running, or events lost) for the next batch" : ""))
-        for line in CoverageLines.lines(state) { say(line) }
-        if let offsite = state["backup_offsite_error"]?.string, !offsite.isEmpty { say("  OFF-SITE BACKUP FAILING: \(offsite)") }
-        if let slow = state["slow_git"]?.string, !slow.isEmpty {
-            let since = state["slow_git_since"]?.string ?? ""
-            let path = state["slow_git_path"]?.string ?? ""
-            say("  SLOW GIT: `\(slow)`" + (path.isEmpty ? "" : " on \(path)") + " running since \(since)" + (age(since).map { " (\($0))" } ?? "")
-                + ": syncd waits for it (a clean filter or hook that never returns? a slow disk?)")
-        }
-        if state["paused"]?.bool == true {
-            let until = state["paused_until"]?.string ?? ""
-            say("  PAUSED by \(state["paused_by"]?.string ?? "?")\(until.isEmpty ? "" : " until \(until)"): \(state["paused_reason"]?.string ?? "")")
-        }
-        if state["emergency_stop"]?.bool == true {
-            say("  EMERGENCY STOP since \(state["emergency_since"]?.string ?? "?"): \(state["emergency_reason"]?.string ?? "") — clear with `syncctl resume --clear-emergency`")
-        }
-        if !holders.isEmpty { say("  writers holding the sync lock: " + holders.map { "pid \($0)" }.joined(separator: ", ")) }
-        if let lease { say("  writers asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)): \(lease.reason)") }
-        if let remote = state["remote"]?.string, !remote.isEmpty {
-            let last = (state["last_sync_at"]?.string).flatMap(age).map { "last synced \($0)" } ?? "not synced yet"
-            say("  remote: \(remote), \(last), \(state["unpushed_commits"]?.description ?? "0") commit(s) not pushed")
-            if let since = state["offline_since"]?.string, !since.isEmpty {
-                let error = state["sync_error"]?.string ?? ""
-                if state["sync_problem"]?.string == RemoteProblem.Kind.setup.rawValue {
-                    // Not an outage: waiting does not fix it, a person must.
-                    let fix = state["sync_fix"]?.string ?? ""
-                    let suffix = " (setup problem: \(fix))"
-                    let message = !fix.isEmpty && error.hasSuffix(suffix) ? String(error.dropLast(suffix.count)) : error
-                    say("  SETUP PROBLEM with \(remote) since \(since) (not offline: retrying will not fix it): \(message)")
-                    if !fix.isEmpty { say("    to fix: \(fix)") }
-                } else {
-                    say("  OFFLINE since \(since): \(error)")
-                }
-            }
-            if let side = state["conflict_branch"]?.string, !side.isEmpty {
-                let files = state["conflict_files"].map { value -> String in
-                    if case .array(let items) = value { return items.map(\.description).joined(separator: ", ") }
-                    return value.description
-                } ?? ""
-                say("  CONFLICT with \(remote) in \(files): the local side is on \(side); merge \(remote) by hand, fix the files, commit")
-            }
-        }
-        if let error = state["last_error"]?.string, !error.isEmpty {
-            say("  last error (\(state["last_error_at"]?.string ?? "")): \(error)")
-        }
-        throw ExitCode(health.code)
-    }
-}
-
 struct Pause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stop committing (changes are still collected and committed as one batch on resume or expiry).")
@@ -366,16 +237,16 @@ struct Sync: AsyncParsableCommand {
         let client = try await options.client(forWriting: true)
         let wait = try parseTimeout(timeout)
         let request = ControlRequest(command: "sync", serial: ControlFile.newSerial(), by: ControlClient.requester)
-        let state: [String: JSONValue]
+        let state: StatusSnapshot
         switch try await client.syncRequest(request, timeout: wait) {
         case .confirmed(let confirmed): state = confirmed
         case .notRunning:
             throw Failure("no syncd is running for \(client.repository.workTreeDisplay): nothing was committed (syncd commits everything pending when it starts)", code: ExitStatus.notRunning)
         case .notConfirmed:
-            let reason = client.state()?["reason"]?.string ?? ""
+            let reason = client.state()?.reason ?? ""
             throw Failure("the sync did not finish within \(timeout)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
         }
-        let outcome = state["sync_outcome"]?.string ?? "done"
+        let outcome = state.syncOutcome.isEmpty ? "done" : state.syncOutcome
         // HEAD, which after an integration is the merge, not syncd's last commit.
         let head = try? await client.repository.git.run(["rev-parse", "--short=12", "HEAD"], readOnly: true, acceptedExitCodes: [0, 128])
         let commit = head.map { String(decoding: $0.standardOutput, as: UTF8.self).trimmed }.flatMap { $0.isEmpty ? nil : $0 } ?? "none"
@@ -384,7 +255,7 @@ struct Sync: AsyncParsableCommand {
         if outcome.hasPrefix("committed; not pushed: ") {
             throw Failure("committed (last commit \(commit)) but NOT pushed: \(outcome.dropFirst("committed; not pushed: ".count)); see `syncctl status`")
         }
-        let remote = state["remote"]?.string ?? ""
+        let remote = state.remote
         say(remote.isEmpty
             ? "synced: HEAD \(commit) (no remote: committed locally)"
             : "synced: HEAD \(commit), on \(remote)")
