@@ -66,9 +66,8 @@ public enum Doctor {
         }
 
         // inotify: directories that need a watch against the limit.
-        let needed = await watchedDirectoryCount(repository)
         let limits = InotifyLimits.read()
-        if let limit = limits.effectiveMaxWatches {
+        if let needed = await Crawler.directoriesToWatch(repository), let limit = limits.effectiveMaxWatches {
             if needed > limit {
                 checks.append(Check(level: .fail, name: "inotify", detail: "this workspace needs \(needed) watches and the limit is \(limit) (shared by all programs of this user). Fix: \(WatchLimitMessage.fix(limits: limits, needed: needed))"))
             } else if needed * 5 > limit * 4 {
@@ -76,8 +75,10 @@ public enum Doctor {
             } else {
                 checks.append(Check(level: .ok, name: "inotify", detail: "\(needed) directories to watch, limit \(limit)"))
             }
-        } else {
+        } else if limits.effectiveMaxWatches == nil {
             checks.append(Check(level: .warn, name: "inotify", detail: "cannot read the inotify limits from /proc"))
+        } else {
+            checks.append(Check(level: .warn, name: "inotify", detail: "cannot count the directories to watch: `git check-ignore` failed"))
         }
 
         // Disk space for backups and objects.
@@ -260,25 +261,5 @@ public enum Doctor {
         if system == "active" { return "unit \(unit) is active" }
         let user = await run(["systemctl", "--user", "is-active", unit]) ?? "unknown"
         return user == "active" ? "user unit \(unit) is active" : "unit \(unit) is \(system)"
-    }
-
-    /// Directories syncd would watch: every directory that git does not ignore, `.git` excluded.
-    static func watchedDirectoryCount(_ repository: Repository) async -> Int {
-        let oracle = GitIgnoreOracle(git: repository.git)
-        var count = 1
-        var level: [RepoPath] = [.root]
-        while !level.isEmpty {
-            var next: [RepoPath] = []
-            for directory in level {
-                guard let entries = try? DirectoryListing.list(repository.absolute(directory)) else { continue }
-                for entry in entries where entry.type == .directory && !entry.name.elementsEqual(".git".utf8) {
-                    next.append(directory.appending(entry.name))
-                }
-            }
-            let ignored = (try? await oracle.ignored(next)) ?? []
-            level = next.filter { !ignored.contains($0) }
-            count += level.count
-        }
-        return count
     }
 }
