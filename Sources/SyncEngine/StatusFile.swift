@@ -112,7 +112,8 @@ public struct StatusSnapshot: Sendable, Equatable {
         Array((unreadableDirectoryPaths + unreadableFilePaths).prefix(WatcherStatistics.pathsShown))
     }
 
-    /// state.json's text, one line, as written.
+    /// state.json's text, one line, as written. (Strings, integers and booleans always encode:
+    /// only a non-finite floating-point number could fail, and there is none.)
     public var json: String {
         (try? String(decoding: Self.fileEncoder.encode(self), as: UTF8.self) + "\n") ?? "{}\n"
     }
