@@ -350,9 +350,9 @@ final class WatchProcessor {
                 publishStatistics()
                 queue.append(result.found)
             }
-            let ignored = try await oracle.ignored(result.subdirectories)
-            ignoredDirectories.formUnion(ignored)
-            level = result.subdirectories.filter { !ignored.contains($0) }
+            let next = try await Crawler.entered(result.subdirectories, oracle: oracle)
+            ignoredDirectories.formUnion(next.ignored)
+            level = next.entered
         }
         if newlyUnwatched > 0 {
             let message = WatchLimitMessage.text(

@@ -177,12 +177,12 @@ final class DemoScenario: Sendable {
     private func script(service: SyncService, client: ControlClient, narrator: DemoNarrator) async throws {
         defer { stop.request() }
         let started = try await stop.wait(.seconds(60)) {
-            let phase = client.state()?["phase"]?.string
-            return phase == "idle" || phase == "pending"
+            let phase = client.state()?.phase
+            return phase == .idle || phase == .pending
         }
         if started {
-            let state = client.state() ?? [:]
-            output.say("syncd is watching laptop/ (\(state["watched_directories"]?.description ?? "?") directories) and syncs with origin (remote.git)")
+            let watched = client.state().map { String($0.watchedDirectories) } ?? "?"
+            output.say("syncd is watching laptop/ (\(watched) directories) and syncs with origin (remote.git)")
             let writers = Writers(
                 notes: NoteTaker(workspace: laptop, period: .milliseconds(2500), record: record, output: output, stop: stop),
                 status: StatusWriter(
@@ -271,7 +271,7 @@ final class DemoScenario: Sendable {
         }
         // A stop meanwhile: the emergency stop is cleared on the way out (`clearControls`).
         guard (try? await stop.sleep(for: max(Duration.seconds(2), duration * 0.08))) == true else { return }
-        let pending = client.state()?["pending_paths"]?.description ?? "?"
+        let pending = client.state().map { String($0.pendingPathsTotal) } ?? "?"
         output.say("syncd is still stopped, with \(pending) path(s) pending (`\(ctl) status` says EMERGENCY STOP, exit 1)\n"
             + "$ \(ctl) resume --clear-emergency")
         guard await confirm("clearing the emergency stop", { try await client.resume(clearEmergency: true, timeout: .seconds(10)) }) else { return }
@@ -325,7 +325,7 @@ final class DemoScenario: Sendable {
         output.say("resumed: syncd commits what the writers wrote during the pause, as one batch, and pushes the merge")
         let pushed = (try? await stop.wait(.seconds(30)) {
             guard await narrator.pushes > pushesBefore else { return false }
-            return client.state()?["conflict_branch"]?.string == ""
+            return client.state()?.conflictBranch == ""
         }) ?? false
         if pushed {
             output.say("the conflict is resolved: origin/main has both lines. `\(ctl) conflicts` lists its branch as resolved, and `--clean` deletes it")
