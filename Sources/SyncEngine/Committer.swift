@@ -613,7 +613,7 @@ public actor Committer {
                 let before = remaining.count
                 remaining.removeAll { $0.description == name }
                 if remaining.count < before {
-                    log(.debug, "\(name) changed while git read it; it is committed with the next batch")
+                    log.debug("\(name) changed while git read it; it is committed with the next batch")
                     continue
                 }
             }
