@@ -1,8 +1,8 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
-import SyncWatcher
 
 /// Turns a batch of changed paths into one commit on the checked-out branch, in O(changed):
 ///
@@ -43,7 +43,7 @@ public actor Committer {
     private let repository: Repository
     private let git: GitRunner
     private let options: Options
-    private let log: LogSink
+    private let log: Logger
     private let gitState: GitDirectoryState
     private var identity: [String: String] = [:]
     private var writeConfiguration: [GitArgument] = []
@@ -74,7 +74,7 @@ public actor Committer {
     /// Paths git could not read in the current attempt.
     private var unreadableThisAttempt: Set<RepoPath> = []
 
-    public init(repository: Repository, stateDirectory: [UInt8], options: Options, log: @escaping LogSink) {
+    public init(repository: Repository, stateDirectory: [UInt8], options: Options, log: Logger) {
         self.repository = repository
         self.git = repository.git
         self.options = options
@@ -83,7 +83,7 @@ public actor Committer {
         // make: each is also a `recovery` record (`takeRecoveries`).
         let repairs = RecoveryNotes(log)
         self.repairs = repairs
-        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.sink, serviceStart: options.serviceStarted)
+        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.log, serviceStart: options.serviceStarted)
         self.scratchIndex = stateDirectory + Array("/index.next".utf8)
         self.noIndex = stateDirectory + Array("/no-index".utf8)
         self.prestageIndex = stateDirectory + Array("/index.prestage".utf8)
@@ -98,8 +98,10 @@ public actor Committer {
                 "GIT_AUTHOR_NAME": "syncd", "GIT_AUTHOR_EMAIL": email,
                 "GIT_COMMITTER_NAME": "syncd", "GIT_COMMITTER_EMAIL": email,
             ]
-            log(.warning, "no git identity (user.name/user.email) is configured for \(repository.workTreeDisplay); "
-                + "commits are made as \"syncd <\(email)>\" (set one with `git config user.name ...` and `git config user.email ...`)")
+            log.warning("""
+                no git identity (user.name/user.email) is configured for \(repository.workTreeDisplay); \
+                commits are made as "syncd <\(email)>" (set one with `git config user.name ...` and `git config user.email ...`)
+                """)
         }
         let tree = try await git.run(["hash-object", "-t", "tree", "--stdin"], input: [], readOnly: true)
         emptyTree = tree.text
@@ -110,7 +112,7 @@ public actor Committer {
         let indexSize = (try? Syscall.lstat(repository.gitDir + Array("/index".utf8)).st_size) ?? 0
         if options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024) {
             configuration += ["-c", "core.splitIndex=true"]
-            log(.info, "using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
+            log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
         }
         writeConfiguration = configuration
     }
@@ -231,10 +233,10 @@ public actor Committer {
                 if swap.standardError.contains("but expected") || swap.standardError.contains("already exists") {
                     if released {
                         // The redo must snapshot again under the sync lock, which is released.
-                        log(.info, "\(branch) moved while batch \(request.batch) was committed (a person's commit?); the batch is redone on top under the lock")
+                        log.info("\(branch) moved while batch \(request.batch) was committed (a person's commit?); the batch is redone on top under the lock", metadata: ["batch": "\(request.batch)"])
                         return .deferred(Deferral(code: .casContention, message: "\(branch) moved while the batch was committed; it is redone on top"))
                     }
-                    log(.info, "\(branch) moved while batch \(request.batch) was committed (a person's commit?); redoing the batch on top")
+                    log.info("\(branch) moved while batch \(request.batch) was committed (a person's commit?); redoing the batch on top", metadata: ["batch": "\(request.batch)"])
                     if attempts < 5 { continue }
                     return .deferred(Deferral(code: .casContention, message: "\(branch) keeps moving; the batch waits and is retried"))
                 }
@@ -263,7 +265,7 @@ public actor Committer {
                         + "check one out (`git switch BRANCH`) and it continues"))
             }
             if landed != branch {
-                log(.info, "HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now")
+                log.info("HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now", metadata: ["batch": "\(request.batch)"])
             }
             if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(landed) } }
             if useScratch {
@@ -292,7 +294,7 @@ public actor Committer {
                 _ = try await git.run(["repack", "-d", "-q", "--geometric=2"], userMaintenanceSettings: true)
             }
         } catch {
-            log(.warning, "git gc --auto failed in \(repository.workTreeDisplay): \(error); syncd tries again after \(Self.maintenanceEvery) more commits")
+            log.warning("git gc --auto failed in \(repository.workTreeDisplay): \(error); syncd tries again after \(Self.maintenanceEvery) more commits")
         }
     }
 
@@ -446,9 +448,11 @@ public actor Committer {
     private func noteNested(_ root: RepoPath, _ nested: inout NestedRepositoryCache) {
         guard !root.isRoot, nested.root(containing: root.appending(Array("x".utf8))) == root else { return }
         guard findings.nestedRepositories.insert(root).inserted else { return }
-        log(.warning, "\(root)/ in \(repository.workTreeDisplay) is a separate git repository (a nested clone or a submodule): "
-            + "syncd does not commit the files inside it, they belong to that repository. Commit them there "
-            + "(syncd then commits a submodule's new commit), or move it out of the tree, or ignore it (.gitignore) to say so")
+        log.warning("""
+            \(root)/ in \(repository.workTreeDisplay) is a separate git repository (a nested clone or a submodule): \
+            syncd does not commit the files inside it, they belong to that repository. Commit them there \
+            (syncd then commits a submodule's new commit), or move it out of the tree, or ignore it (.gitignore) to say so
+            """)
     }
 
     /// Forgets nested repositories that are gone (their `.git` removed, or the directory).
@@ -493,12 +497,12 @@ public actor Committer {
             case S_IFREG, S_IFLNK: return .file
             case S_IFDIR: return .directory
             default:
-                log(.debug, "\(path) is neither a file, a symlink nor a directory; git cannot store it")
+                log.debug("\(path) is neither a file, a symlink nor a directory; git cannot store it")
                 return .unsupported
             }
         } catch {
             if error.errno == Errno(ENOENT) || error.errno == Errno(ENOTDIR) { return .missing }
-            log(.warning, "cannot check \(path): \(error); it is left for the next batch")
+            log.warning("cannot check \(path): \(error); it is left for the next batch")
             return .unsupported
         }
     }
@@ -543,7 +547,7 @@ public actor Committer {
         if !unmerged.isEmpty { return .unmerged(unmerged) }
         othersStagedLastTime = !staged.isEmpty
         if !staged.isEmpty {
-            log(.info, "\(staged.count) path(s) staged by someone else (\(staged.prefix(3).map(\.description).joined(separator: ", "))) stay staged and out of syncd's commit")
+            log.info("\(staged.count) path(s) staged by someone else (\(staged.prefix(3).map(\.description).joined(separator: ", "))) stay staged and out of syncd's commit")
         }
         return .staged(staged)
     }
@@ -629,7 +633,7 @@ public actor Committer {
                 let before = remaining.count
                 remaining.removeAll { $0.description == name }
                 if remaining.count < before {
-                    log(.debug, "\(name) changed while git read it; it is committed with the next batch")
+                    log.debug("\(name) changed while git read it; it is committed with the next batch")
                     continue
                 }
             }
@@ -645,8 +649,10 @@ public actor Committer {
             for path in dropped {
                 unreadableThisAttempt.insert(path)
                 if findings.unreadable.updateValue(why, forKey: path) == nil {
-                    log(.warning, "git cannot stage \(name) (\(why)); it is left out of this batch and the other files are committed; "
-                        + "it is tried again when it changes (fix its permissions, or its clean filter)")
+                    log.warning("""
+                        git cannot stage \(name) (\(why)); it is left out of this batch and the other files are committed; \
+                        it is tried again when it changes (fix its permissions, or its clean filter)
+                        """)
                 }
             }
             if remaining.count == before { throw SyncError(.git, "git update-index failed on \(name) in \(repository.workTreeDisplay): \(why)") }

@@ -28,7 +28,7 @@ public enum Doctor {
         }
 
         // The repository: branch, operations in progress.
-        let state = GitDirectoryState(repository: repository, staleLockAge: .seconds(600), log: { _, _ in })
+        let state = GitDirectoryState(repository: repository, staleLockAge: .seconds(600), log: .discarding)
         let branch = GitDirectoryState.currentBranch(repository)
         if let deferral = state.foreignOperation() {
             checks.append(Check(level: .warn, name: "repository", detail: deferral.message))

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -23,7 +24,7 @@ public actor SyncService {
     private var lastStatusLine = ""
     private var incidents = Incidents()
     public let stateDirectory: [UInt8]
-    private let log: LogSink
+    private let log: Logger
     private let clock = ContinuousClock()
     private let watcher: Watcher
     private let committer: Committer
@@ -118,7 +119,7 @@ public actor SyncService {
     /// Takes the workspace's instance lock and opens the journal. Throws `.alreadyRunning` when
     /// another syncd has the lock.
     public init(
-        repository: Repository, settings: Settings, overrides: [(name: String, value: String)] = [], log: @escaping LogSink
+        repository: Repository, settings: Settings, overrides: [(name: String, value: String)] = [], log: Logger
     ) throws {
         signal(SIGHUP, SIG_IGN)
         serviceStarted = Int(WallClock.now().tv_sec)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import Logging
 import SyncCore
 import SyncEngine
 import SyncGit
@@ -187,7 +188,7 @@ struct RewindCommand: AsyncParsableCommand {
                 let before = "before-rewind-\(compactNow())"
                 do {
                     try await Checkpoints.create(name: before, commit: head, message: "before rewinding to \(label)", by: ControlClient.requester, git: git)
-                    try await Rewind.apply(changes, repository: client.repository)
+                    try await Rewind.apply(changes, repository: client.repository, log: Logger(label: "syncctl") { _ in StandardErrorLogHandler(program: "syncctl") })
                     try WriterLog.append(name: "syncctl rewind to \(label)", to: client.lockDirectory)
                 } catch {
                     lock.unlock()

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncEngine
 import SyncGit
@@ -86,9 +87,9 @@ final class DemoScenario: Sendable {
         try await createRepositories()
         let repository = try await Repository.discover(at: place.laptop)
         let (settings, warnings) = try await Settings.load(git: repository.git, overrides: [])
-        let log = DemoLog(path: place.log, output: output, verbose: verbose)
-        for warning in warnings { log.sink(.warning, warning) }
-        let service = try SyncService(repository: repository, settings: settings, log: log.sink)
+        let log = Logger(label: "syncd") { _ in DemoLogHandler(file: DemoLogHandler.File(path: place.log), output: output, verbose: verbose) }
+        for warning in warnings { log.warning("\(warning)") }
+        let service = try SyncService(repository: repository, settings: settings, log: log)
         let client = try await ControlClient.open(at: place.laptop)
         let narrator = DemoNarrator(
             output: output, git: laptopGit, stateDirectory: client.stateDirectory, remote: "origin",
@@ -411,24 +412,34 @@ final class DemoScenario: Sendable {
 
 /// syncd's own log lines: all of them into syncd.log; warnings and errors (and, with --verbose,
 /// everything) also in the demo's output, as what syncd logs.
-final class DemoLog: Sendable {
-    private let fd: Int32
-    private let output: DemoOutput
-    private let verbose: Bool
+struct DemoLogHandler: LogHandler {
+    /// syncd.log, shared by every copy of the logger.
+    final class File: Sendable {
+        let fd: Int32
 
-    init(path: String, output: DemoOutput, verbose: Bool) {
-        fd = (try? Syscall.open(Array(path.utf8), flags: O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o644)) ?? -1
-        self.output = output
-        self.verbose = verbose
+        init(path: String) {
+            fd = (try? Syscall.open(Array(path.utf8), flags: O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o644)) ?? -1
+        }
+
+        deinit { if fd >= 0 { Syscall.close(fd) } }
     }
 
-    deinit { if fd >= 0 { Syscall.close(fd) } }
+    let file: File
+    let output: DemoOutput
+    let verbose: Bool
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
 
-    var sink: LogSink {
-        { [self] level, message in
-            if fd >= 0 { try? Syscall.writeAll(fd, Array("\(WallClock.rfc3339()) \(level.rawValue): \(message)\n".utf8)) }
-            if verbose || level >= .warning { output.say("syncd logs: \(level.rawValue): \(message)") }
-        }
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let text = "\(event.level.rawValue): \(event.message)"
+            + StandardErrorLogHandler.metadataSuffix(metadata.merging(event.metadata ?? [:]) { _, new in new })
+        if file.fd >= 0 { try? Syscall.writeAll(file.fd, Array("\(WallClock.rfc3339()) \(text)\n".utf8)) }
+        if verbose || event.level >= .warning { output.say("syncd logs: \(text)") }
     }
 }
 
