@@ -192,15 +192,17 @@ public actor Committer {
             }
             let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
             if try await !stage(staging, environment: environment, pack: packs(staging)) { return stopCheck("staging") ?? .unchanged }
-            if let stopped = stopCheck("writing the tree") { return stopped }
-            let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
-            // The snapshot is taken: writers may go on while the commit is written and the branch
-            // moves (their changes are the next batch's). Not with a scratch index: the real index
-            // is staged again from the working tree at the end, which must not see them.
+            // The snapshot is taken: the index holds the batch, and nothing after this reads the
+            // working tree (write-tree reads the index). Writers may go on while the tree and the
+            // commit are written and the branch moves (their changes are the next batch's). Not
+            // with a scratch index: the real index is staged again from the working tree at the
+            // end, which must not see them.
             if !useScratch, !released, let snapshotTaken = request.snapshotTaken {
                 released = true
                 await snapshotTaken()
             }
+            if let stopped = stopCheck("writing the tree") { return stopped }
+            let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
             if tree == (head?.tree ?? emptyTree) {
                 if !useScratch { recordIndex() }
                 return .unchanged
