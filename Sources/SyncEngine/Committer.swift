@@ -55,7 +55,7 @@ public actor Committer {
     /// Commits between two `git gc --auto` runs (git's automatic gc is off in syncd's calls).
     static let maintenanceEvery = 100
     /// More packs than this get a geometric repack at the next maintenance.
-    static let maxPacks = 8
+    package static let maxPacks = 8
     /// A path that never exists: git commands that need no index get it as GIT_INDEX_FILE.
     private let noIndex: [UInt8]
     private let repairs: RecoveryNotes
@@ -191,7 +191,7 @@ public actor Committer {
                 useScratch = false
             }
             let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
-            if try await !stage(staging, environment: environment, pack: packs(staging)) { return stopCheck("staging") ?? .unchanged }
+            if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
             // The snapshot is taken: the index holds the batch, and nothing after this reads the
             // working tree (write-tree reads the index). Writers may go on while the tree and the
             // commit are written and the branch moves (their changes are the next batch's). Not
@@ -277,7 +277,11 @@ public actor Committer {
             }
             recordIndex()
             commitsSinceMaintenance += 1
-            if commitsSinceMaintenance >= Self.maintenanceEvery { await maintain() }
+            if commitsSinceMaintenance >= Self.maintenanceEvery {
+                await maintain()
+            } else if packRunsSinceRepack > Self.maxPacks {
+                await repackIfMany()
+            }
             return .committed(CommitSummary(commit: commit, branch: landed, files: files, attempts: attempts))
         }
     }
@@ -288,13 +292,7 @@ public actor Committer {
         commitsSinceMaintenance = 0
         do {
             _ = try await git.run(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"], userMaintenanceSettings: true)
-            // Bursts leave a pack each (bulk-checkin); a geometric repack rolls the small ones up
-            // (cheap: the big packs stay) so lookups, fetch and push do not slow down.
-            let packs = (try? DirectoryListing.list(repository.commonDir + Array("/objects/pack".utf8)))?
-                .filter { $0.name.count > 5 && $0.name.suffix(5).elementsEqual(".pack".utf8) }.count ?? 0
-            if packs > Self.maxPacks {
-                _ = try await git.run(["repack", "-d", "-q", "--geometric=2"], userMaintenanceSettings: true)
-            }
+            await repackIfMany()
         } catch {
             log.warning("git gc --auto failed in \(repository.workTreeDisplay): \(error); syncd tries again after \(Self.maintenanceEvery) more commits")
         }
@@ -349,26 +347,51 @@ public actor Committer {
                 input: input, acceptedExitCodes: [0, 128], environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]),
                 result.exitCode == 0
             else { return }
+            packRunsSinceRepack += 1
             for path in files[start..<end] { prestaged[path] = stamps[path] }
             start = end
         }
     }
 
-    /// Whether staging `paths` goes through the pack writer: when at least `packThreshold` of
-    /// them have blobs not written yet (not pre-staged, or changed since).
-    private func packs(_ paths: [RepoPath]) -> Bool {
-        guard paths.count >= options.packThreshold else { return false }
-        if prestaged.isEmpty { return true }
-        var unwritten = 0
-        for path in paths where prestaged[path].map({ $0 != FileStamp(repository.absolute(path)) }) ?? true {
-            unwritten += 1
-            if unwritten >= options.packThreshold { return true }
+    /// Stages `paths` for the snapshot. After a prestage, the files unchanged since are staged
+    /// in a run of their own (git only re-hashes them: their blobs exist), and the rest through
+    /// the pack writer when there are `packThreshold` of them, loose otherwise.
+    private func stageSplit(_ paths: [RepoPath], environment: [String: String]) async throws -> Bool {
+        guard !prestaged.isEmpty else { return try await stage(paths, environment: environment, pack: paths.count >= options.packThreshold) }
+        var written: [RepoPath] = []
+        var unwritten: [RepoPath] = []
+        for path in paths {
+            if let stamp = prestaged[path], stamp == FileStamp(repository.absolute(path)) {
+                written.append(path)
+            } else {
+                unwritten.append(path)
+            }
         }
-        return false
+        if try await !stage(written, environment: environment, pack: false) { return false }
+        return try await stage(unwritten, environment: environment, pack: unwritten.count >= options.packThreshold)
     }
 
     /// How many files the last `prestage` wrote (for tests).
     package var prestagedCount: Int { prestaged.count }
+
+    /// Pack runs (staging chunks and prestage passes through the pack writer) since the last
+    /// repack check: a busy writer can leave a few packs per commit, so the check does not
+    /// wait for the next `maintenanceEvery`.
+    private var packRunsSinceRepack = 0
+
+    /// Bursts leave a pack each (bulk-checkin); past `maxPacks`, a geometric repack rolls the
+    /// small ones up (cheap: the big packs stay) so lookups, fetch and push do not slow down.
+    func repackIfMany() async {
+        packRunsSinceRepack = 0
+        let packs = (try? DirectoryListing.list(repository.commonDir + Array("/objects/pack".utf8)))?
+            .filter { $0.name.count > 5 && $0.name.suffix(5).elementsEqual(".pack".utf8) }.count ?? 0
+        guard packs > Self.maxPacks else { return }
+        do {
+            _ = try await git.run(["repack", "-d", "-q", "--geometric=2"], userMaintenanceSettings: true)
+        } catch {
+            log.warning("git repack --geometric=2 failed in \(repository.workTreeDisplay): \(error); syncd tries again after more packs are written")
+        }
+    }
 
     // MARK: - steps
 
@@ -608,6 +631,7 @@ public actor Committer {
     static let packWriter: [GitArgument] = ["-c", "core.bigFileThreshold=1", "-c", "core.fsyncMethod=fsync"]
 
     private func stage(_ paths: [RepoPath], environment: [String: String], pack: Bool, stoppable: Bool = true) async throws -> Bool {
+        if pack, !paths.isEmpty { packRunsSinceRepack += (paths.count + options.stagingChunk - 1) / max(1, options.stagingChunk) }
         var start = 0
         while start < paths.count {
             if stoppable, options.stop.isSet { return false }

@@ -109,6 +109,23 @@ struct PackStagingTests {
         try await workspace.fixture.run(["fsck", "--full", "--strict"])
     }
 
+    @Test("packs written by many large batches are rolled up without waiting for the 100-commit maintenance")
+    func packsRolledUp() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        for round in 0..<12 {
+            try Files.mkdirs(workspace.fixture.file("r\(round)"))
+            let paths = try (0..<70).map { index in
+                let path = "r\(round)/f\(index).txt"
+                try Files.write(workspace.fixture.file(path), "round \(round) file \(index)\n")
+                return path
+            }
+            guard case .committed = try await workspace.commit(paths) else { throw TestFailure("round \(round) not committed") }
+        }
+        #expect(Self.packs(workspace.fixture) <= Committer.maxPacks)
+        try await workspace.fixture.run(["fsck", "--full", "--strict"])
+    }
+
     @Test("a small batch stays loose (no pack per small commit)")
     func smallBatchLoose() async throws {
         var workspace = try await CommitterTests.Workspace()
