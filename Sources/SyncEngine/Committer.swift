@@ -47,6 +47,8 @@ public actor Committer {
     private let gitState: GitDirectoryState
     private var identity: [String: String] = [:]
     private var writeConfiguration: [GitArgument] = []
+    /// Commits use a split index (`prepare`).
+    private var splitIndex = false
     private var knownIndex: FileStamp?
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -63,8 +65,12 @@ public actor Committer {
     /// The files whose blobs `prestage` wrote, as they were then: under the lock, staging
     /// re-hashes them but writes only what changed since (see `prestage`).
     private var prestaged: [RepoPath: FileStamp] = [:]
-    /// The throwaway index `prestage` stages into.
+    /// The index `prestage` stages into: a copy of the real index (when it can take its place
+    /// under the lock, see `adoptPrestagedIndex`) or a throwaway one.
     private let prestageIndex: [UInt8]
+    /// The real index as it was when `prestageIndex` was copied from it (`.some(nil)`: there was
+    /// none); nil when the prestaged index cannot replace the real one.
+    private var prestageBase: FileStamp??
 
     /// The repairs made since the last call (stale locks removed), for the journal.
     public func takeRecoveries() -> [String] { repairs.take() }
@@ -112,6 +118,7 @@ public actor Committer {
         let indexSize = (try? Syscall.lstat(repository.gitDir + Array("/index".utf8)).st_size) ?? 0
         if options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024) {
             configuration += ["-c", "core.splitIndex=true"]
+            splitIndex = true
             log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
         }
         writeConfiguration = configuration
@@ -120,7 +127,11 @@ public actor Committer {
     /// Commits the batch, or says why it has to wait. Throws on failures that need attention
     /// (disk full, git errors); nothing is lost then either: the changes stay in the working tree.
     public func commit(_ request: CommitRequest) async throws -> CommitOutcome {
-        defer { prestaged = [:] }
+        defer {
+            prestaged = [:]
+            prestageBase = nil
+            try? Syscall.unlink(prestageIndex)
+        }
         let outcome: CommitOutcome
         do {
             outcome = try await attempt(request)
@@ -191,6 +202,7 @@ public actor Committer {
                 useScratch = false
             }
             let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
+            if !useScratch, adoptPrestagedIndex() { adoptedPrestages += 1 }
             if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
             // The snapshot is taken: the index holds the batch, and nothing after this reads the
             // working tree (write-tree reads the index). Writers may go on while the tree and the
@@ -308,9 +320,10 @@ public actor Committer {
     public func prestage(_ request: CommitRequest) async {
         prestaged = [:]
         guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
-        guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
+        prestageBase = nil
         try? Syscall.unlink(prestageIndex)
-        defer { try? Syscall.unlink(prestageIndex) }
+        guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
+        copyIndexForPrestage()
         // A writer that keeps rewriting the batch's files makes the first pass stale at once:
         // further passes write what changed during the one before, until too little is left
         // for a pack (what then remains is written under the lock, loose).
@@ -323,6 +336,50 @@ public actor Committer {
             }
             if todo.count < options.packThreshold || options.stop.isSet { return }
         }
+    }
+
+    /// Starts `prestageIndex` as a copy of the real index, so that under the lock it can take
+    /// the real one's place with the batch's entries (and their stat data) already in it: git
+    /// then neither re-hashes nor re-writes the files unchanged since. Not with a split index
+    /// (its shared part is named from inside it), nor when the copy fails: the prestage then
+    /// writes the blobs only.
+    private func copyIndexForPrestage() {
+        guard !splitIndex else { return }
+        let real = repository.gitDir + Array("/index".utf8)
+        let before = FileStamp(real)
+        do {
+            if before != nil { try AtomicFile.write(prestageIndex, try Syscall.readFile(real, limit: Int.max)) }
+        } catch {
+            try? Syscall.unlink(prestageIndex)
+            return
+        }
+        // Copied from one version of the index: the stamp did not change while it was read.
+        if before == FileStamp(real) { prestageBase = .some(before) }
+    }
+
+    /// Under the sync lock, before staging: the prestaged index replaces the real one when the
+    /// real one is exactly as it was copied. Done as git does it: `index.lock` is created
+    /// exclusively (a git command at work makes this give up), the real index is compared under
+    /// it, and the prepared file is renamed onto the lock and the lock onto the index. A person's
+    /// `git add` since the copy, or any doubt, keeps the real index (staging then re-hashes).
+    private func adoptPrestagedIndex() -> Bool {
+        guard let base = prestageBase, Syscall.exists(prestageIndex) else { return false }
+        prestageBase = nil
+        let real = repository.gitDir + Array("/index".utf8)
+        let lock = repository.gitDir + Array("/index.lock".utf8)
+        guard let fd = try? Syscall.open(lock, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644) else { return false }
+        Syscall.close(fd)
+        guard FileStamp(real) == base, (try? Syscall.rename(prestageIndex, to: lock)) != nil else {
+            try? Syscall.unlink(lock)
+            return false
+        }
+        do {
+            try Syscall.rename(lock, to: real)
+        } catch {
+            try? Syscall.unlink(lock)
+            return false
+        }
+        return true
     }
 
     /// At most this many prestage passes (see `prestage`).
@@ -370,6 +427,9 @@ public actor Committer {
         if try await !stage(written, environment: environment, pack: false) { return false }
         return try await stage(unwritten, environment: environment, pack: unwritten.count >= options.packThreshold)
     }
+
+    /// How many times the prestaged index took the real one's place (for tests).
+    package private(set) var adoptedPrestages = 0
 
     /// How many files the last `prestage` wrote (for tests).
     package var prestagedCount: Int { prestaged.count }

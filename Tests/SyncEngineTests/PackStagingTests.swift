@@ -84,7 +84,47 @@ struct PackStagingTests {
         #expect(Self.looseObjects(fixture) - loose <= 3 + 4)
         #expect(try await fixture.run(["show", "HEAD:burst/f40.txt"]) == "changed 40\n")
         #expect(try await fixture.run(["status", "--porcelain"]) == "")
+        #expect(await workspace.committer.adoptedPrestages == 1)
         try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("a person's git add between the prestage and the lock keeps the real index: their staged file stays staged and out of the commit, the batch is committed")
+    func prestageKeepsPersonsIndex() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        try Files.write(fixture.file("mine.txt"), "v1\n")
+        try await fixture.run(["add", "mine.txt"])
+        try await fixture.run(["commit", "-qm", "base"])
+        let paths = try Self.files(fixture, count: 200, tag: "batch")
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
+        // A person stages their own change after the prestage copied the index.
+        try Files.write(fixture.file("mine.txt"), "v2 staged by a person\n")
+        try await fixture.run(["add", "mine.txt"])
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 200)
+        #expect(await workspace.committer.adoptedPrestages == 0)
+        #expect(try await fixture.run(["show", "HEAD:mine.txt"]) == "v1\n")
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "mine.txt\n")
+        #expect(try await fixture.run(["show", ":mine.txt"]) == "v2 staged by a person\n")
+        try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("git at work in the index (index.lock held) when the batch is staged: the prestaged index is not forced in")
+    func prestageRespectsIndexLock() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        let paths = try Self.files(fixture, count: 100, tag: "locked")
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
+        try Files.write(fixture.path + "/.git/index.lock", "")
+        // The commit waits for the lock (a deferral), and never replaces the index under it.
+        if case .committed = try await workspace.commit(paths) { throw TestFailure("committed while index.lock was held") }
+        #expect(await workspace.committer.adoptedPrestages == 0)
+        #expect(Syscall.exists(Array((fixture.path + "/.git/index.lock").utf8)))
+        try Syscall.unlink(Array((fixture.path + "/.git/index.lock").utf8))
+        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed after the lock went") }
+        #expect(try await fixture.run(["status", "--porcelain"]) == "")
     }
 
     @Test("a file that shrinks while git reads it is named, from the pack writer's and the loose path's messages; other failures are not taken for it")
