@@ -249,6 +249,24 @@ struct SyncdRunTests {
         #expect(try await first.stop() == .exited(0))
     }
 
+    @Test("`--` ends the settings flags (the path after it is the workspace), and the help shows defaults as they are written")
+    func pathAfterDoubleDash() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let first = SyncdHarness(fixture)
+        try await first.ready()
+        // Taken as the workspace: the same one, so exit 75 (a usage error would be 64).
+        let second = ProcessHarness(ProcessHarness.product("syncd"), ["run", "--max-latency", "10s", "--", fixture.path])
+        #expect(try await second.exit() == .exited(75))
+        #expect(try await first.stop() == .exited(0))
+        let help = ProcessHarness(ProcessHarness.product("syncd"), ["run", "--help"])
+        #expect(try await help.exit() == .exited(0))
+        let text = help.stdout.split(separator: "\n").joined(separator: " ")
+        #expect(text.contains("default 8MiB"))
+        #expect(text.contains("default .git/syncd"))
+        #expect(text.contains("upstream remote, else origin"))
+    }
+
     @Test("an invalid setting stops startup (exit 78) naming the key, the value and what is allowed")
     func invalidSetting() async throws {
         let fixture = try await GitFixture()

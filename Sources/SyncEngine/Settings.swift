@@ -90,12 +90,24 @@ public struct Settings: Sendable, Equatable {
         public let help: String
         let apply: @Sendable (inout Settings, String) -> Bool
         let current: @Sendable (Settings) -> String
+        /// What the default means when it is not a value (an unset lock directory is
+        /// `.git/syncd`); nil: the default value itself.
+        var shownDefault: String? = nil
     }
 
     /// A key's default, as its flag's help shows it.
     public static func defaultText(_ key: Key) -> String {
+        if let shown = key.shownDefault { return shown }
         let value = key.current(Settings())
         return value.isEmpty ? "none" : value
+    }
+
+    /// A byte count as the size settings are written: 8MiB, 64KiB, 1GiB, or bytes.
+    public static func formatSize(_ bytes: Int) -> String {
+        for (unit, scale) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes >= scale && bytes % scale == 0 {
+            return "\(bytes / scale)\(unit)"
+        }
+        return "\(bytes)"
     }
 
     /// Every `syncd.*` key, in the order the README lists them.
@@ -159,7 +171,7 @@ public struct Settings: Sendable, Equatable {
             name: "syncd.journalMaxSize", flag: "--journal-max-size", allowed: "a size from 64KiB to 1GiB, like 8MiB",
             help: "journal size before rotation",
             apply: { s, v in set(&s.journalMaxBytes, parseSize(v), within: 64 * 1024 ... 1 << 30) },
-            current: { String($0.journalMaxBytes) }),
+            current: { formatSize($0.journalMaxBytes) }),
         Key(
             name: "syncd.logLevel", flag: "--log-level", allowed: "debug, info, warning or error",
             help: "least severe log level written",
@@ -173,7 +185,7 @@ public struct Settings: Sendable, Equatable {
                 s.lockDir = v
                 return true
             },
-            current: { $0.lockDir }),
+            current: { $0.lockDir }, shownDefault: ".git/syncd"),
         Key(
             name: "syncd.writerLeaseCap", flag: "--writer-lease-cap", allowed: "a duration from 1s to 1h, like 5m",
             help: "longest writer pause lease syncd takes",
@@ -186,13 +198,13 @@ public struct Settings: Sendable, Equatable {
             current: { formatDuration($0.writerLockTimeout) }),
         Key(
             name: "syncd.remote", flag: "--remote", allowed: "the name of a configured remote (`git remote`), or `none` to never sync",
-            help: "remote to sync with (default: the branch's upstream remote, else origin)",
+            help: "remote to sync with",
             apply: { s, v in
                 guard !v.isEmpty, !v.contains(" "), !v.hasPrefix("-") else { return false }
                 s.remote = v
                 return true
             },
-            current: { $0.remote }),
+            current: { $0.remote }, shownDefault: "the branch's upstream remote, else origin, else none"),
         Key(
             name: "syncd.syncInterval", flag: "--sync-interval", allowed: "a duration from 1s to 24h, like 5m",
             help: "least time between two sync cycles",

@@ -93,10 +93,16 @@ struct Run: AsyncParsableCommand {
         var path: String?
         var overrides: [(name: String, value: String)] = []
         var index = 0
+        var flagsEnded = false
         while index < arguments.count {
             let argument = arguments[index]
             index += 1
-            guard argument.hasPrefix("--"), argument.count > 2 else {
+            // `--` ends the flags: what follows is the path, even one that starts with `--`.
+            if argument == "--", !flagsEnded {
+                flagsEnded = true
+                continue
+            }
+            guard !flagsEnded, argument.hasPrefix("--"), argument.count > 2 else {
                 guard path == nil else { throw ValidationError("unexpected argument \(argument): give one workspace path") }
                 path = argument
                 continue
