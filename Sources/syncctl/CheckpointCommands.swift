@@ -1,3 +1,4 @@
+import Glibc
 import ArgumentParser
 import FoundationEssentials
 import Logging
@@ -131,8 +132,15 @@ struct RewindCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (target == nil) != (time == nil) else { throw ValidationError("give a checkpoint or commit, or --to TIME (one of them)") }
-        if let time, JournalQuery.time(time, now: ControlFile.now()) == nil {
-            throw ValidationError("--to \(time): expected a duration like 30m or a time like 2026-12-03T10:00")
+        if let time {
+            let now = ControlFile.now()
+            guard let when = JournalQuery.time(time, now: now) else {
+                throw ValidationError("--to \(time): expected a duration like 30m or a time like 2026-12-03T10:00")
+            }
+            // A minute of slack for clocks and typing; beyond it the time is a mistake, not "now".
+            guard when <= now + 60 else {
+                throw ValidationError("--to \(time) is in the future (now is \(WallClock.rfc3339(seconds: now))); give a past time (UTC unless it says +HH:MM) or a duration like 30m")
+            }
         }
         _ = try parseTimeout(wait)
     }
@@ -154,7 +162,8 @@ struct RewindCommand: AsyncParsableCommand {
             guard let resolved = try await Checkpoints.commit(before: when, git: git) else { throw Failure("no commit of this branch is that old (\(time ?? ""))") }
             (label, commit) = ("\(time ?? "") ago (\(resolved.prefix(12)))", resolved)
         }
-        let selected = paths.map { RepoPath(bytes: Array($0.utf8)) }
+        let selected = try RewindPaths.resolve(paths, in: client.repository)
+        try await RewindPaths.checkKnown(selected, head: "HEAD", target: commit, label: label, git: git)
         // Writers that keep changing the paths are waited out until --wait, then reported.
         let deadline = ContinuousClock.now.advanced(by: limit)
         while ContinuousClock.now < deadline {
@@ -201,5 +210,63 @@ struct RewindCommand: AsyncParsableCommand {
             }
         }
         throw Failure("writers kept changing the paths to rewind for \(wait) (--wait); stop them for a moment (`syncctl pause` stops only syncd) and try again", code: ExitStatus.unavailable)
+    }
+}
+
+/// The paths after `rewind --`: relative to the top of the working tree (an absolute path inside
+/// it is taken too), each as the bytes the shell passed (names that are not UTF-8 included).
+enum RewindPaths {
+    static func resolve(_ arguments: [String], in repository: Repository) throws -> [RepoPath] {
+        let top = repository.workTree
+        return try arguments.map { argument in
+            var bytes = RawArguments.bytes(of: argument)
+            if bytes.first == UInt8(ascii: "/") {
+                let real = Syscall.realPath(bytes) ?? bytes
+                guard real == top || real.starts(with: top + [UInt8(ascii: "/")]) else {
+                    throw Failure("\(argument) is outside the working tree \(repository.workTreeDisplay): give paths inside it, relative to its top")
+                }
+                bytes = Array(real.dropFirst(top.count))
+            }
+            var components: [[UInt8]] = []
+            for component in bytes.split(separator: UInt8(ascii: "/")) where !component.elementsEqual(".".utf8) {
+                guard !component.elementsEqual("..".utf8) else {
+                    throw Failure("\(argument): `..` is not taken; paths are relative to the top of the working tree \(repository.workTreeDisplay)")
+                }
+                components.append(Array(component))
+            }
+            guard !components.isEmpty else {
+                throw Failure("\(argument) is the whole working tree: leave out the paths (`syncctl rewind TARGET`) to rewind everything")
+            }
+            return RepoPath(bytes: Array(components.joined(separator: [UInt8(ascii: "/")])))
+        }
+    }
+
+    /// A path in neither HEAD nor the target is a typo: said, instead of "nothing to do".
+    static func checkKnown(_ paths: [RepoPath], head: String, target: String, label: String, git: GitRunner) async throws {
+        for path in paths {
+            let spec = GitArgument(rawBytes: Array(":(top,literal)".utf8) + path.bytes)
+            var known = false
+            for commit in [head, target] where !known {
+                let listed = try await git.run(["ls-tree", "-r", "-z", "--name-only", GitArgument(commit), "--", spec], readOnly: true, acceptedExitCodes: [0, 128])
+                known = listed.exitCode == 0 && !listed.standardOutput.isEmpty
+            }
+            if !known {
+                throw Failure("\(path) is in neither the current commit nor \(label): check the path (relative to the top of the working tree; `git ls-tree -r --name-only \(target.prefix(12))` lists the target's files)")
+            }
+        }
+    }
+}
+
+/// The process's arguments as bytes. Swift decodes argv as UTF-8 and repairs what is not; a
+/// file name that is not UTF-8 is found again in the raw argv by its repaired spelling.
+enum RawArguments {
+    static func bytes(of argument: String) -> [UInt8] {
+        guard argument.unicodeScalars.contains("\u{FFFD}") else { return Array(argument.utf8) }
+        for index in 0..<Int(CommandLine.argc) {
+            guard let pointer = CommandLine.unsafeArgv[index] else { continue }
+            let raw = Array(UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: strlen(pointer)))
+            if String(decoding: raw, as: UTF8.self) == argument { return raw }
+        }
+        return Array(argument.utf8)
     }
 }
