@@ -91,6 +91,8 @@ struct StatusTests {
         let status = syncctlProcess(["status", "-C", fixture.path])
         #expect(try await status.exit() == .exited(2), "\(status.stdout)\(status.stderr)")
         #expect(status.stdout.contains("SETUP PROBLEM with origin"), "\(status.stdout)")
+        // Never "last synced 0 s ago" while nothing reaches the remote.
+        #expect(status.stdout.contains("not synced yet, never pushed by this syncd"), "\(status.stdout)")
         #expect(status.stdout.contains("does not appear to be a git repository"))
         #expect(status.stdout.contains("to fix: the URL of origin does not name a repository"))
         #expect(!status.stdout.contains("OFFLINE"))

@@ -87,8 +87,10 @@ struct Status: AsyncParsableCommand {
         if let lease { say("  writers asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)): \(lease.reason)") }
         if !state.remote.isEmpty {
             let remote = state.remote
-            let last = age(state.lastSyncAt).map { "last synced \($0)" } ?? "not synced yet"
-            say("  remote: \(remote), \(last), \(state.unpushedCommits) commit(s) not pushed")
+            // A fetch (and integration) can succeed while pushes fail: both are said.
+            let last = age(state.lastSyncAt).map { "last fetched \($0)" } ?? "not synced yet"
+            let pushed = age(state.lastPushAt).map { "last pushed \($0)" } ?? "never pushed by this syncd"
+            say("  remote: \(remote), \(last), \(pushed), \(state.unpushedCommits) commit(s) not pushed")
             if !state.offlineSince.isEmpty {
                 let since = state.offlineSince
                 let error = state.syncError
