@@ -17,17 +17,15 @@ public actor SyncService {
     public private(set) var settings: Settings
     /// Flag values given at start; a reload (SIGHUP) re-reads git config and applies them again.
     private let overrides: [(name: String, value: String)]
-    private let notifier = SystemdNotifier.fromEnvironment()
-    private var readySent = false
-    private var lastWatchdogPing: Instant?
-    private var lastStatusLine = ""
-    private var incidents = Incidents()
     public let stateDirectory: [UInt8]
     private let log: LogSink
     private let clock = ContinuousClock()
     private let watcher: Watcher
     private let committer: Committer
     private let journal: Journal
+    private let record: JournalRecorder
+    /// state.json, the metrics file, sd_notify, alerts.
+    private let reporter: StatusReporter
     private var processLock: ProcessLock
     /// When this service started (seconds since the epoch), for `GitDirectoryState`.
     private let serviceStarted: Int
@@ -35,12 +33,6 @@ public actor SyncService {
     private var stopError: SyncError?
     private var batcher: Batcher<Instant>
     private var breaker: CircuitBreaker<Instant>
-    private var status = StatusSnapshot()
-    /// state.json lags the pending count by at most `statusRefresh` (see `pendingChanged`).
-    private var statusDirty = false
-    private var lastStatusWrite: Instant?
-    private var statusFlush: Task<Void, Never>?
-    static let statusRefresh: Duration = .seconds(1)
 
     private var ready = false
     /// A commit was made: the unpushed count is recounted from the refs after the lock is released.
@@ -172,6 +164,8 @@ public actor SyncService {
         } catch {
             throw SyncError(.syscall, "cannot open the journal in \(Syscall.display(directory))", cause: error)
         }
+        record = JournalRecorder(journal: journal, log: log)
+        reporter = StatusReporter(stateDirectory: directory, workspace: repository.workTreeDisplay, settings: settings, log: log, record: record)
         lockDirectory = LockDirectory.resolve(repository, configured: settings.lockDir)
         try lockDirectory.prepare()
         gate = try SyncLockGate(lockDirectory: lockDirectory, leaseCap: settings.writerLeaseCap, reportAfter: settings.writerLockTimeout, log: log)
@@ -197,11 +191,11 @@ public actor SyncService {
         schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
         nextBatch = Journal.lastBatch(in: directory) + 1
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        status.pid = getpid()
-        status.workspace = repository.workTreeDisplay
-        status.started = WallClock.rfc3339()
-        status.lastBatch = nextBatch - 1
-        status.lockDirectory = lockDirectory.display
+        reporter.status.pid = getpid()
+        reporter.status.workspace = repository.workTreeDisplay
+        reporter.status.started = WallClock.rfc3339()
+        reporter.status.lastBatch = nextBatch - 1
+        reporter.status.lockDirectory = lockDirectory.display
     }
 
     /// Runs until cancelled (then commits what is pending and returns) or until watching fails.
@@ -213,7 +207,7 @@ public actor SyncService {
             line.add("quiet_period", Settings.formatDuration(settings.quietPeriod))
             line.add("max_latency", Settings.formatDuration(settings.maxLatency))
         }
-        writeStatus()
+        reporter.write()
         try await committer.prepare()
         // Before anything else: an integration interrupted by a crash is finished or rolled back
         // (and a stash left by an older syncd is restored).
@@ -226,13 +220,14 @@ public actor SyncService {
         await IntegrationInFlight.recover(repository: repository, directory: stateDirectory, log: found.sink)
         await StashInFlight.recover(git: repository.git, directory: stateDirectory, log: found.sink)
         for message in found.messages {
-            status.recoveries += 1
+            reporter.status.recoveries += 1
             record("recovery") { line in line.add("found", message) }
         }
         try await prepareSyncer()
         let watcher = watcher
         let wake = wake
         let gitActivity = gitActivity
+        let watchdogInterval = reporter.notifier.watchdogInterval
         var failure: (any Error)?
         var stoppedGracefully = false
         do {
@@ -259,7 +254,7 @@ public actor SyncService {
                 group.addTask {
                     for await _ in gitActivity { await self.gitActivityChanged() }
                 }
-                if let interval = self.notifier.watchdogInterval {
+                if let interval = watchdogInterval {
                     // Wakes the loop; the loop itself pings, so a wedged loop is caught.
                     group.addTask {
                         while !Task.isCancelled {
@@ -288,9 +283,9 @@ public actor SyncService {
             failure = error
         }
         if !stoppedGracefully { stopping() }
-        status.phase = .stopped
-        status.reason = failure.map { String(describing: $0) } ?? ""
-        writeStatus()
+        reporter.status.phase = .stopped
+        reporter.status.reason = failure.map { String(describing: $0) } ?? ""
+        reporter.write()
         record("stop") { line in
             if let failure { line.add("error", String(describing: failure)) }
         }
@@ -305,8 +300,7 @@ public actor SyncService {
     /// Stopping, either way: no more timers, and systemd is told.
     private func stopping() {
         timer?.cancel()
-        statusFlush?.cancel()
-        notifier.send("STOPPING=1\nSTATUS=stopping: committing what is pending, then a final push")
+        reporter.stopping()
     }
 
     /// A graceful stop (the first SIGTERM or SIGINT): the loop finishes the step it is in, then
@@ -326,16 +320,13 @@ public actor SyncService {
         for await _ in wakeups {
             try Task.checkCancellation()
             if stopRequested { return }
-            pingWatchdog()
+            reporter.pingWatchdog(now: clock.now)
             drainChanges()
             await step()
-            if ready && !readySent {
-                // After the initial reconcile: the crawl is done and the startup batch was tried.
-                readySent = true
-                notifier.send("READY=1\nSTATUS=\(statusLine())")
-            }
-            pingWatchdog()
-            checkIncidents()
+            // After the initial reconcile: the crawl is done and the startup batch was tried.
+            if ready { reporter.sendReady() }
+            reporter.pingWatchdog(now: clock.now)
+            reporter.checkIncidents(now: clock.now)
             if let stopError { throw stopError }
             if stopRequested { return }
         }
@@ -355,7 +346,7 @@ public actor SyncService {
                 switch try ProcessLock.acquire(lockPath) {
                 case .acquired(let lock):
                     processLock = lock
-                    status.recoveries += 1
+                    reporter.status.recoveries += 1
                     log(.error, "syncd's state directory \(directory) (or its instance lock) was deleted while syncd ran: "
                         + "recreated it and took the instance lock again, so no second syncd can start beside this one. "
                         + "What was in it (journal, backups, pause and stop files) is gone; do not delete it while syncd runs")
@@ -394,7 +385,7 @@ public actor SyncService {
         } catch {
             log(.error, "\(error)")
         }
-        if !Syscall.exists(stateDirectory + Array("/state.json".utf8)) { writeStatus() }
+        if !reporter.fileExists { reporter.write() }
     }
 
     /// Decides at `now`: commit a due batch, or wait for the next deadline.
@@ -403,20 +394,20 @@ public actor SyncService {
         let now = clock.now
         guard ready else { return }
         if let emergency {
-            setPhase(.emergencyStop, reason: "emergency stop since \(WallClock.rfc3339(seconds: emergency.since)) by \(emergency.by): \(emergency.reason)", code: "emergency-stop")
+            reporter.setPhase(.emergencyStop, reason: "emergency stop since \(WallClock.rfc3339(seconds: emergency.since)) by \(emergency.by): \(emergency.reason)", code: "emergency-stop")
             return
         }
         if let pause {
             if let until = pause.until, ControlFile.now() >= until {
                 resumeAfterExpiry(pause)
             } else {
-                setPhase(.paused, reason: "paused by \(pause.by): \(pause.reason)", code: "paused")
+                reporter.setPhase(.paused, reason: "paused by \(pause.by): \(pause.reason)", code: "paused")
                 if let until = pause.until { schedule(now.advanced(by: .milliseconds(Int64((until - ControlFile.now()) * 1000) + 10))) }
                 return
             }
         }
         if breaker.isOpen(at: now), let until = breaker.openUntil {
-            setPhase(.breakerOpen, reason: status.reason, code: "circuit-breaker")
+            reporter.setPhase(.breakerOpen, reason: reporter.status.reason, code: "circuit-breaker")
             schedule(until)
             return
         }
@@ -425,20 +416,20 @@ public actor SyncService {
         }
         if unpushedStale, let syncer, let branch = GitDirectoryState.currentBranch(repository) {
             unpushedStale = false
-            status.unpushedCommits = await syncer.unpushed(branch: branch)
-            writeStatus()
+            reporter.status.unpushedCommits = await syncer.unpushed(branch: branch)
+            reporter.write()
         }
-        if status.phase == .committing || status.phase == .paused || status.phase == .emergencyStop
-            || (status.phase == .breakerOpen && !breaker.isOpen(at: clock.now))
+        if reporter.status.phase == .committing || reporter.status.phase == .paused || reporter.status.phase == .emergencyStop
+            || (reporter.status.phase == .breakerOpen && !breaker.isOpen(at: clock.now))
         {
-            setPhase(batcher.hasPending ? .pending : .idle)
+            reporter.setPhase(batcher.hasPending ? .pending : .idle)
         }
         if syncer != nil, currentBatch == nil, batcher.due(at: clock.now) == nil {
             switch network == nil ? schedule.due(at: clock.now) : nil {
             case .integrate: await integrateRemote()
             case .fetch: startNetworkRound(fetch: true)
             // In a conflict only a fetch round can move things (it refreshes the conflict branch).
-            case .push: startNetworkRound(fetch: !status.conflictBranch.isEmpty)
+            case .push: startNetworkRound(fetch: !reporter.status.conflictBranch.isEmpty)
             case nil: break
             }
         }
@@ -458,7 +449,7 @@ public actor SyncService {
         if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
         if let due = reconcileDue { wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100)))) }
         // A failure that must last `alertAfter` before its alert needs a wake-up then.
-        if let check = incidents.nextCheck(now: clock.now, alertAfter: settings.alertAfter) { wakeAt.append(check) }
+        if let check = reporter.nextIncidentCheck(now: clock.now) { wakeAt.append(check) }
         if let earliest = wakeAt.min() { schedule(earliest) }
     }
 
@@ -497,14 +488,14 @@ public actor SyncService {
             reconcileLearned = true
         }
         let missed = dirty.filter { path in !reconcileSeen.contains(path) && !isPending(path) }.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
-        status.lastReconcileAt = WallClock.rfc3339()
+        reporter.status.lastReconcileAt = WallClock.rfc3339()
         guard !first else { return }
-        status.lastReconcileFound = missed.count
+        reporter.status.lastReconcileFound = missed.count
         guard !missed.isEmpty else {
-            writeStatus()
+            reporter.write()
             return
         }
-        status.reconcileFound += missed.count
+        reporter.status.reconcileFound += missed.count
         let named = missed.prefix(10).map(\.description).joined(separator: ", ") + (missed.count > 10 ? ", …" : "")
         log(.warning, "periodic reconcile: \(missed.count) changed path(s) that no inotify event reported: \(named); committing them now. "
             + "If this repeats, part of the tree does not deliver events (a network or bind mount, writes through mmap)")
@@ -514,9 +505,9 @@ public actor SyncService {
         }
         pending.formUnion(missed)
         batcher.changed(pendingPaths: pending.count, at: clock.now)
-        status.pendingPaths = pending.count
-        if status.phase == .idle { setPhase(.pending) }
-        writeStatus()
+        reporter.status.pendingPaths = pending.count
+        if reporter.status.phase == .idle { reporter.setPhase(.pending) }
+        reporter.write()
     }
 
     /// `path` or one of its directories is pending already.
@@ -563,7 +554,7 @@ public actor SyncService {
             // The watcher already said so (once, with the reason); here only the consequence.
             log(.debug, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
         }
-        let before = (status.pendingPaths, status.pendingScan)
+        let before = (reporter.status.pendingPaths, reporter.status.pendingScan)
         var relevant = 0
         for change in taken.changes {
             if let lockInsideTree, change.path.isWithin(lockInsideTree) { continue }
@@ -578,39 +569,30 @@ public actor SyncService {
         }
         if relevant > 0 || !taken.rescanReasons.isEmpty {
             batcher.changed(pendingPaths: fullScan ? max(pending.count, 1) : pending.count, at: now)
-            status.pendingPaths = max(pending.count, scannedPending)
-            if status.phase == .idle { setPhase(.pending) }
+            reporter.status.pendingPaths = max(pending.count, scannedPending)
+            if reporter.status.phase == .idle { reporter.setPhase(.pending) }
         }
-        status.pendingScan = fullScan
-        let coverageChanged = status.apply(watcher.statistics)
+        reporter.status.pendingScan = fullScan
+        let coverageChanged = reporter.status.apply(watcher.statistics)
         // Paused, deferred, failing: no change of phase writes state.json, yet the count must be
         // true there too (it once stayed 0 for as long as a pause lasted). So must the unwatched
         // count (it once lagged after the watch limit was raised).
-        if (status.pendingPaths, status.pendingScan) != before || coverageChanged { pendingChanged() }
+        if (reporter.status.pendingPaths, reporter.status.pendingScan) != before || coverageChanged { pendingChanged() }
     }
 
-    /// The pending count changed without a change of phase: state.json follows within
-    /// `statusRefresh`, at most once per `statusRefresh` (a burst of events is not a burst of
-    /// fsyncs). The flush runs in its own task, so the service loop's one timer is untouched.
+    /// The pending count changed without a change of phase: state.json follows (see
+    /// `StatusReporter.changed(now:)`), flushed in a task of its own.
     private func pendingChanged() {
-        statusDirty = true
-        let now = clock.now
-        guard let last = lastStatusWrite, now - last < Self.statusRefresh else {
-            writeStatus()
-            return
-        }
-        guard statusFlush == nil else { return }
-        let at = last.advanced(by: Self.statusRefresh)
+        guard let at = reporter.changed(now: clock.now) else { return }
         let clock = clock
-        statusFlush = Task {
+        reporter.flush = Task {
             try? await clock.sleep(until: at)
             await self.flushStatus()
         }
     }
 
     private func flushStatus() async {
-        statusFlush = nil
-        if statusDirty { writeStatus() }
+        reporter.flushed()
     }
 
     /// The batch being committed: the one in flight (a retry), else a new one, journaled before
@@ -620,7 +602,7 @@ public actor SyncService {
         let batch = nextBatch
         currentBatch = batch
         nextBatch += 1
-        status.lastBatch = batch
+        reporter.status.lastBatch = batch
         record("batch") { line in
             line.add("batch", batch)
             line.add("trigger", trigger)
@@ -664,24 +646,24 @@ public actor SyncService {
             paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger,
             writer: writers.isEmpty ? nil : writers.joined(separator: ", "),
             snapshotTaken: releaseAtSnapshot ? releaseAtSnapshotHook : nil)
-        setPhase(.committing)
+        reporter.setPhase(.committing)
         let started = clock.now
         do {
             let outcome = try await committer.commit(request)
             for repair in await committer.takeRecoveries() {
-                status.recoveries += 1
+                reporter.status.recoveries += 1
                 record("recovery") { line in line.add("found", repair) }
             }
             // Files git could not read, nested repositories: in status until they are committed.
-            if status.apply(await committer.findings) { pendingChanged() }
+            if reporter.status.apply(await committer.findings) { pendingChanged() }
             switch outcome {
             case .committed(let summary):
                 finishBatch()
                 let now = clock.now
-                status.commits += 1
-                status.lastCommit = summary.commit
-                status.lastCommitAt = WallClock.rfc3339()
-                status.lastCommitBatch = batch
+                reporter.status.commits += 1
+                reporter.status.lastCommit = summary.commit
+                reporter.status.lastCommitAt = WallClock.rfc3339()
+                reporter.status.lastCommitBatch = batch
                 let writer = request.writer
                 writers = []
                 record("commit") { line in
@@ -695,7 +677,7 @@ public actor SyncService {
                 log(.info, "batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(Self.milliseconds(now - started)) ms")
                 await committedLocally()
                 if breaker.recordCommit(at: now) {
-                    status.breakerTrips = breaker.trips
+                    reporter.status.breakerTrips = breaker.trips
                     let message = "circuit breaker open: more than \(breaker.maxCommits) commits within \(Settings.formatDuration(breaker.window)) "
                         + "in \(repository.workTreeDisplay), which looks like a loop (a program rewriting files after each commit?); "
                         + "committing stops for \(Settings.formatDuration(breaker.window)) while changes keep being collected. "
@@ -705,20 +687,20 @@ public actor SyncService {
                         line.add("batch", batch)
                         line.add("reopens_in", Settings.formatDuration(breaker.window))
                     }
-                    setPhase(.breakerOpen, reason: message, code: "circuit-breaker")
+                    reporter.setPhase(.breakerOpen, reason: message, code: "circuit-breaker")
                 }
             case .unchanged:
                 finishBatch()
-                status.unchangedBatches += 1
+                reporter.status.unchangedBatches += 1
                 writers = []
                 record("unchanged") { line in line.add("batch", batch) }
                 log(.debug, "batch \(batch) (\(trigger)): nothing changed")
             case .deferred(let deferral):
                 batcher.hold(until: clock.now.advanced(by: Self.deferRetry))
-                status.deferrals += 1
+                reporter.status.deferrals += 1
                 if let counted = deferral.pendingPaths, counted != scannedPending {
                     scannedPending = counted
-                    status.pendingPaths = max(pending.count, counted)
+                    reporter.status.pendingPaths = max(pending.count, counted)
                     pendingChanged()
                 }
                 if deferral != lastDeferral {
@@ -730,7 +712,7 @@ public actor SyncService {
                         line.add("message", deferral.message)
                     }
                 }
-                setPhase(.deferred, reason: deferral.message, code: deferral.code.rawValue)
+                reporter.setPhase(.deferred, reason: deferral.message, code: deferral.code.rawValue)
                 return false
             }
         } catch {
@@ -748,9 +730,9 @@ public actor SyncService {
                 syncWaiters.insert(serial)
                 schedule.fetchNow(at: clock.now)
             } else {
-                status.syncSerialDone = serial
-                status.syncOutcome = "done"
-                writeStatus()
+                reporter.status.syncSerialDone = serial
+                reporter.status.syncOutcome = "done"
+                reporter.write()
             }
         }
         startupBatch = false
@@ -763,10 +745,10 @@ public actor SyncService {
         failureBackoff = .zero
         lastFailure = nil
         batcher.batchTaken()
-        status.pendingPaths = 0
-        status.pendingScan = false
-        status.reason = ""
-        status.reasonCode = ""
+        reporter.status.pendingPaths = 0
+        reporter.status.pendingScan = false
+        reporter.status.reason = ""
+        reporter.status.reasonCode = ""
     }
 
     /// A batch failed (disk full, git error): keep everything pending, back off, say so without a storm.
@@ -781,9 +763,9 @@ public actor SyncService {
             : ""
         let text = "batch \(batch) failed: \(advice)\(message); nothing is lost (the changes stay in the working tree)"
             + (stopRequested ? "" : ", retrying in \(Settings.formatDuration(failureBackoff))")
-        status.failures += 1
-        status.lastError = advice + ((error as? SyncError)?.description ?? String(describing: error))
-        status.lastErrorAt = WallClock.rfc3339()
+        reporter.status.failures += 1
+        reporter.status.lastError = advice + ((error as? SyncError)?.description ?? String(describing: error))
+        reporter.status.lastErrorAt = WallClock.rfc3339()
         if let previous = lastFailure, previous.message == message, now - previous.loggedAt < .seconds(300) {
             lastFailure?.repeats += 1
         } else {
@@ -791,12 +773,12 @@ public actor SyncService {
             log(.error, text + repeats)
             record("failed") { line in
                 line.add("batch", batch)
-                line.add("error", status.lastError)
+                line.add("error", reporter.status.lastError)
                 line.add("disk_full", diskFull)
             }
             lastFailure = (message, now, 0)
         }
-        setPhase(.failing, reason: status.lastError, code: (error as? SyncError)?.code.rawValue ?? "error")
+        reporter.setPhase(.failing, reason: reporter.status.lastError, code: (error as? SyncError)?.code.rawValue ?? "error")
     }
 
     /// Commits what is pending when syncd stops (SIGTERM, SIGINT), within `syncd.stopTimeout` of
@@ -812,10 +794,10 @@ public actor SyncService {
             let deadline = clock.now.advanced(by: min(settings.stopTimeout, .seconds(30)))
             while true {
                 await commitBatch(trigger: "shutdown")
-                guard batcher.hasPending, status.reasonCode == "writers-active", clock.now < deadline else { break }
+                guard batcher.hasPending, reporter.status.reasonCode == "writers-active", clock.now < deadline else { break }
                 try? await clock.sleep(for: .milliseconds(100))
             }
-            if batcher.hasPending, status.reasonCode == "writers-active" {
+            if batcher.hasPending, reporter.status.reasonCode == "writers-active" {
                 log(.warning, "stopping with \(pending.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); "
                     + "nothing is lost, they are committed at the next start")
             }
@@ -832,15 +814,8 @@ public actor SyncService {
                 + "the working tree and are committed at the next start")
     }
 
-    /// A git call became slow, or a slow one ended: state.json says so at once (the loop may be
-    /// waiting on that very call).
     private func gitActivityChanged() {
-        let slow = gitMonitor.slowCalls.first
-        status.slowGit = slow?.command ?? ""
-        status.slowGitSince = slow?.startedAt ?? ""
-        status.slowGitPath = slow?.path ?? ""
-        writeStatus()
-        sendStatus()
+        reporter.slowGit(gitMonitor.slowCalls.first)
     }
 
     // MARK: - remote sync
@@ -868,7 +843,7 @@ public actor SyncService {
         options.networkTimeout = settings.networkTimeout
         options.backupKeep = settings.backupKeep
         options.offsiteDirectory = settings.backupDir.isEmpty ? nil : Array(settings.backupDir.utf8)
-        status.backupDir = settings.backupDir
+        reporter.status.backupDir = settings.backupDir
         options.squash = settings.squash > .zero ? settings.squash : nil
         options.squashKeep = settings.squashKeep
         options.backupMaxAge = settings.backupMaxAge
@@ -877,9 +852,9 @@ public actor SyncService {
         options.sshCommand = await Self.sshCommand(repository)
         options.strategyOption = settings.strategyOption
         syncer = Syncer(repository: repository, options: options, log: log)
-        status.remote = name
+        reporter.status.remote = name
         schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
-        if let branch, let syncer { status.unpushedCommits = await syncer.unpushed(branch: branch) }
+        if let branch, let syncer { reporter.status.unpushedCommits = await syncer.unpushed(branch: branch) }
         log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)), and \(Settings.formatDuration(settings.pushDelay)) after each commit")
     }
 
@@ -964,8 +939,8 @@ public actor SyncService {
         let now = clock.now
         guard let syncer else { return }
         // A cancelled round's task cannot run git any more: its count would be wrong.
-        if case .cancelled = result {} else { status.unpushedCommits = await syncer.unpushed(branch: branch) }
-        status.backupOffsiteError = await syncer.offsiteProblem ?? ""
+        if case .cancelled = result {} else { reporter.status.unpushedCommits = await syncer.unpushed(branch: branch) }
+        reporter.status.backupOffsiteError = await syncer.offsiteProblem ?? ""
         switch result {
         case .cancelled:
             schedule.cancelled(at: now)
@@ -982,7 +957,7 @@ public actor SyncService {
             // syncd.squash: the branch gets its one commit when the window closes.
             schedule.succeeded(at: now)
             schedule.committed(at: now.advanced(by: .milliseconds(Int64(max(0, until - ControlFile.now()) * 1000))))
-            status.lastSyncAt = WallClock.rfc3339()
+            reporter.status.lastSyncAt = WallClock.rfc3339()
             record("sync-done") { line in
                 line.add("pushed", false)
                 line.add("held_until", WallClock.rfc3339(seconds: until))
@@ -991,16 +966,16 @@ public actor SyncService {
             schedule.succeeded(at: now)
             let pushed: Bool
             if case .pushed = outcome { pushed = true } else { pushed = false }
-            status.lastSyncAt = WallClock.rfc3339()
-            if pushed { status.lastPushAt = status.lastSyncAt }
-            if !status.offlineSince.isEmpty { log(.info, "\(syncer.options.remote) is reachable again; synced") }
-            if !status.conflictBranch.isEmpty { log(.info, "the conflict with \(syncer.options.remote) is resolved; syncing again") }
-            status.offlineSince = ""
-            status.syncError = ""
-            status.syncProblemKind = ""
-            status.syncFix = ""
-            status.conflictBranch = ""
-            status.conflictFiles = []
+            reporter.status.lastSyncAt = WallClock.rfc3339()
+            if pushed { reporter.status.lastPushAt = reporter.status.lastSyncAt }
+            if !reporter.status.offlineSince.isEmpty { log(.info, "\(syncer.options.remote) is reachable again; synced") }
+            if !reporter.status.conflictBranch.isEmpty { log(.info, "the conflict with \(syncer.options.remote) is resolved; syncing again") }
+            reporter.status.offlineSince = ""
+            reporter.status.syncError = ""
+            reporter.status.syncProblemKind = ""
+            reporter.status.syncFix = ""
+            reporter.status.conflictBranch = ""
+            reporter.status.conflictFiles = []
             lastSyncProblem = nil
             record("sync-done") { line in
                 line.add("pushed", pushed)
@@ -1011,9 +986,9 @@ public actor SyncService {
                 log(.warning, "could not push the conflict branch \(side): \(problem); it exists locally")
             }
             schedule.conflictRoundEnded(at: now)
-            completeSyncRequests(covering, outcome: "committed; not pushed: conflict with \(syncer.options.remote) in \(status.conflictFiles.joined(separator: ", ")), local side on \(side)")
+            completeSyncRequests(covering, outcome: "committed; not pushed: conflict with \(syncer.options.remote) in \(reporter.status.conflictFiles.joined(separator: ", ")), local side on \(side)")
         }
-        writeStatus()
+        reporter.write()
         wake.yield()
     }
 
@@ -1039,7 +1014,7 @@ public actor SyncService {
         let started = clock.now
         do {
             let outcome = try await syncer.integrate(branch: branch)
-            status.unpushedCommits = await syncer.unpushed(branch: branch)
+            reporter.status.unpushedCommits = await syncer.unpushed(branch: branch)
             switch outcome {
             case .upToDate:
                 schedule.integrated(at: clock.now)
@@ -1050,11 +1025,11 @@ public actor SyncService {
                     line.add("commit", commit)
                     line.add("how", how)
                 }
-                status.lastSyncAt = WallClock.rfc3339()
+                reporter.status.lastSyncAt = WallClock.rfc3339()
             case .conflict(let files):
                 schedule.conflicted()
                 let side = await syncer.currentConflictBranch() ?? "syncd/conflict"
-                if status.conflictBranch != side {
+                if reporter.status.conflictBranch != side {
                     log(.error, "CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; "
                         + "the local side is pushed to \(side). Resolve it by hand (`git merge \(syncer.options.remote)/\(Syncer.shortName(branch))`, "
                         + "fix the files, commit); syncd keeps committing locally and syncs again once the histories merge")
@@ -1063,9 +1038,9 @@ public actor SyncService {
                         line.add("files", files)
                     }
                 }
-                status.conflictBranch = side
-                status.conflictFiles = files
-                status.lastSyncAt = WallClock.rfc3339()
+                reporter.status.conflictBranch = side
+                reporter.status.conflictFiles = files
+                reporter.status.lastSyncAt = WallClock.rfc3339()
                 startNetworkRound(fetch: false, conflictSide: side)
             case .blocked(let paths):
                 if schedule.refusals == 0 {
@@ -1109,7 +1084,7 @@ public actor SyncService {
                 syncProblem(RemoteProblem(kind: .offline, message: text), covering: [])
             }
         }
-        writeStatus()
+        reporter.write()
     }
 
     private func completeSyncRequests(_ serials: Set<UInt64>, outcome: String) {
@@ -1117,8 +1092,8 @@ public actor SyncService {
         let done = syncWaiters.intersection(serials)
         guard let highest = done.max() else { return }
         syncWaiters.subtract(done)
-        status.syncSerialDone = max(status.syncSerialDone, highest)
-        status.syncOutcome = outcome
+        reporter.status.syncSerialDone = max(reporter.status.syncSerialDone, highest)
+        reporter.status.syncOutcome = outcome
     }
 
     /// The remote is unreachable or a step failed: back off (5 s doubling up to the interval,
@@ -1126,20 +1101,20 @@ public actor SyncService {
     /// (host key, credentials, URL) is named as such, with its fix, never as "offline".
     private func syncProblem(_ problem: RemoteProblem, covering: Set<UInt64>) {
         let now = clock.now
-        if status.offlineSince.isEmpty { status.offlineSince = WallClock.rfc3339() }
-        status.syncError = problem.description
-        status.syncProblemKind = problem.kind.rawValue
-        status.syncFix = problem.fix
+        if reporter.status.offlineSince.isEmpty { reporter.status.offlineSince = WallClock.rfc3339() }
+        reporter.status.syncError = problem.description
+        reporter.status.syncProblemKind = problem.kind.rawValue
+        reporter.status.syncFix = problem.fix
         schedule.failed(setup: problem.kind == .setup, at: now) { backoff in
             .milliseconds(Int64.random(in: 0...max(1, Self.milliseconds(backoff) / 5)))
         }
         let message = problem.description
         if lastSyncProblem == nil || lastSyncProblem!.message != message || now - lastSyncProblem!.loggedAt >= .seconds(600) {
             if problem.kind == .setup {
-                log(.error, "cannot sync with \(status.remote): SETUP PROBLEM: \(problem.message). To fix: \(problem.fix); "
-                    + "commits go on locally (\(status.unpushedCommits) not pushed)")
+                log(.error, "cannot sync with \(reporter.status.remote): SETUP PROBLEM: \(problem.message). To fix: \(problem.fix); "
+                    + "commits go on locally (\(reporter.status.unpushedCommits) not pushed)")
             } else {
-                log(.warning, "cannot sync with \(status.remote): \(problem.message); commits go on locally (\(status.unpushedCommits) not pushed), retrying with backoff")
+                log(.warning, "cannot sync with \(reporter.status.remote): \(problem.message); commits go on locally (\(reporter.status.unpushedCommits) not pushed), retrying with backoff")
             }
             record("sync-failed") { line in
                 line.add("error", message)
@@ -1148,7 +1123,7 @@ public actor SyncService {
             lastSyncProblem = (message, now)
         }
         completeSyncRequests(covering.union(syncWaiters), outcome: "committed; not pushed: \(message)")
-        writeStatus()
+        reporter.write()
     }
 
     /// At shutdown: the round in flight gets a short grace (a push almost done finishes), then is
@@ -1168,17 +1143,17 @@ public actor SyncService {
                 return first
             }
             if !finished {
-                if let branch = GitDirectoryState.currentBranch(repository) { status.unpushedCommits = await syncer.unpushed(branch: branch) }
+                if let branch = GitDirectoryState.currentBranch(repository) { reporter.status.unpushedCommits = await syncer.unpushed(branch: branch) }
                 log(.warning, "stopping: the sync with \(syncer.options.remote) in flight did not finish within \(Settings.formatDuration(Self.shutdownGrace)); "
-                    + "cancelled, and no push is tried at this stop (\(status.unpushedCommits) commit(s) not pushed; the next start pushes them)")
+                    + "cancelled, and no push is tried at this stop (\(reporter.status.unpushedCommits) commit(s) not pushed; the next start pushes them)")
                 return
             }
         }
-        guard let branch = GitDirectoryState.currentBranch(repository), status.conflictBranch.isEmpty else { return }
-        status.unpushedCommits = await syncer.unpushed(branch: branch)
-        guard status.unpushedCommits > 0 else { return }
+        guard let branch = GitDirectoryState.currentBranch(repository), reporter.status.conflictBranch.isEmpty else { return }
+        reporter.status.unpushedCommits = await syncer.unpushed(branch: branch)
+        guard reporter.status.unpushedCommits > 0 else { return }
         let limit = min(settings.networkTimeout, Self.shutdownPushLimit)
-        log(.info, "stopping: pushing \(status.unpushedCommits) commit(s) first (at most \(Settings.formatDuration(limit)))")
+        log(.info, "stopping: pushing \(reporter.status.unpushedCommits) commit(s) first (at most \(Settings.formatDuration(limit)))")
         let result: RoundResult?
         do {
             result = .pushed(try await syncer.push(branch: branch, timeout: limit, squashNow: true))
@@ -1229,20 +1204,20 @@ public actor SyncService {
             pause = DaemonPause(reason: "unreadable pause file", by: "unknown", since: ControlFile.now(), until: nil, serial: 0)
         }
         if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.controlRequest) {
-            status.controlSerial = max(status.controlSerial, request.serial)
+            reporter.status.controlSerial = max(reporter.status.controlSerial, request.serial)
         }
         if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.syncRequest),
-            request.serial > status.syncSerialDone, request.serial != syncSerialPending, !syncWaiters.contains(request.serial)
+            request.serial > reporter.status.syncSerialDone, request.serial != syncSerialPending, !syncWaiters.contains(request.serial)
         {
-            status.controlSerial = max(status.controlSerial, request.serial)
+            reporter.status.controlSerial = max(reporter.status.controlSerial, request.serial)
             if request.serial < startSerial {
                 // Left by a request to an earlier syncd: never replayed (the startup batch commits
                 // everything pending anyway).
-                status.syncSerialDone = request.serial
-                status.syncOutcome = "superseded: syncd restarted; run `syncctl sync` again"
+                reporter.status.syncSerialDone = request.serial
+                reporter.status.syncOutcome = "superseded: syncd restarted; run `syncctl sync` again"
             } else if emergency != nil || pause != nil {
-                status.syncSerialDone = request.serial
-                status.syncOutcome = emergency != nil ? "refused: emergency stop" : "refused: paused"
+                reporter.status.syncSerialDone = request.serial
+                reporter.status.syncOutcome = emergency != nil ? "refused: emergency stop" : "refused: paused"
             } else {
                 syncSerialPending = request.serial
                 // `commit` (checkpoint, rewind): commit what is pending, no push to wait for.
@@ -1258,50 +1233,50 @@ public actor SyncService {
             for problem in problems { log(.error, problem) }
             controlProblems = problems
         }
-        let wasPaused = status.paused
-        let wasStopped = status.emergencyStop
-        status.paused = pause != nil
-        status.pausedReason = pause?.reason ?? ""
-        status.pausedBy = pause?.by ?? ""
-        status.pausedUntil = pause?.until.map { WallClock.rfc3339(seconds: $0) } ?? ""
-        status.emergencyStop = emergency != nil
-        status.emergencyReason = emergency?.reason ?? ""
-        status.emergencySince = emergency.map { WallClock.rfc3339(seconds: $0.since) } ?? ""
-        if status.emergencyStop != wasStopped {
-            log(status.emergencyStop ? .error : .info, status.emergencyStop
+        let wasPaused = reporter.status.paused
+        let wasStopped = reporter.status.emergencyStop
+        reporter.status.paused = pause != nil
+        reporter.status.pausedReason = pause?.reason ?? ""
+        reporter.status.pausedBy = pause?.by ?? ""
+        reporter.status.pausedUntil = pause?.until.map { WallClock.rfc3339(seconds: $0) } ?? ""
+        reporter.status.emergencyStop = emergency != nil
+        reporter.status.emergencyReason = emergency?.reason ?? ""
+        reporter.status.emergencySince = emergency.map { WallClock.rfc3339(seconds: $0.since) } ?? ""
+        if reporter.status.emergencyStop != wasStopped {
+            log(reporter.status.emergencyStop ? .error : .info, reporter.status.emergencyStop
                 ? "EMERGENCY STOP by \(emergency?.by ?? "?"): \(emergency?.reason ?? ""); no git activity until `syncctl resume --clear-emergency`"
                 : "emergency stop cleared; committing resumes")
-            record(status.emergencyStop ? "emergency-stop" : "emergency-cleared") { line in line.add("reason", status.emergencyReason) }
+            record(reporter.status.emergencyStop ? "emergency-stop" : "emergency-cleared") { line in line.add("reason", reporter.status.emergencyReason) }
         }
-        if status.paused != wasPaused {
-            log(.info, status.paused
-                ? "paused by \(pause?.by ?? "?")\(status.pausedUntil.isEmpty ? "" : " until \(status.pausedUntil)"): \(pause?.reason ?? ""); changes are collected and committed as one batch on resume"
+        if reporter.status.paused != wasPaused {
+            log(.info, reporter.status.paused
+                ? "paused by \(pause?.by ?? "?")\(reporter.status.pausedUntil.isEmpty ? "" : " until \(reporter.status.pausedUntil)"): \(pause?.reason ?? ""); changes are collected and committed as one batch on resume"
                 : "resumed: committing what was collected")
-            record(status.paused ? "pause" : "resume") { line in line.add("reason", status.pausedReason) }
-            if !status.paused, !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
+            record(reporter.status.paused ? "pause" : "resume") { line in line.add("reason", reporter.status.pausedReason) }
+            if !reporter.status.paused, !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
         }
-        if !status.paused && !status.emergencyStop && (status.phase == .paused || status.phase == .emergencyStop) {
-            setPhase(batcher.hasPending ? .pending : .idle)
+        if !reporter.status.paused && !reporter.status.emergencyStop && (reporter.status.phase == .paused || reporter.status.phase == .emergencyStop) {
+            reporter.setPhase(batcher.hasPending ? .pending : .idle)
         }
-        writeStatus()
+        reporter.write()
     }
 
     private func resumeAfterExpiry(_ expired: DaemonPause) {
         try? ControlFile.remove(lockDirectory.daemonPause)
         pause = nil
-        status.paused = false
-        status.pausedReason = ""
-        status.pausedBy = ""
-        status.pausedUntil = ""
+        reporter.status.paused = false
+        reporter.status.pausedReason = ""
+        reporter.status.pausedBy = ""
+        reporter.status.pausedUntil = ""
         log(.info, "the pause by \(expired.by) expired; committing what was collected")
         record("resume") { line in line.add("reason", "expired") }
         if !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
-        setPhase(batcher.hasPending ? .pending : .idle)
+        reporter.setPhase(batcher.hasPending ? .pending : .idle)
     }
 
     /// Takes the sync lock exclusively without waiting (the coordinator, `SyncLockGate`).
     private func acquireSyncLock(purpose: String, leaseAfter: Duration) throws -> Bool {
-        defer { status.writersBlockingSince = gate.blockingSinceText }
+        defer { reporter.status.writersBlockingSince = gate.blockingSinceText }
         return try gate.tryAcquire(purpose: purpose, leaseAfter: leaseAfter, now: clock.now)
     }
 
@@ -1314,13 +1289,13 @@ public actor SyncService {
             return false
         }
         batcher.hold(until: clock.now.advanced(by: .milliseconds(100)))
-        setPhase(.deferred, reason: "writers hold the sync lock", code: "writers-active")
+        reporter.setPhase(.deferred, reason: "writers hold the sync lock", code: "writers-active")
         return false
     }
 
     private func releaseSyncLock() {
         gate.release()
-        status.writersBlockingSince = ""
+        reporter.status.writersBlockingSince = ""
     }
 
     private func schedule(_ deadline: Instant) {
@@ -1335,53 +1310,6 @@ public actor SyncService {
         }
     }
 
-    private func setPhase(_ phase: StatusSnapshot.Phase, reason: String = "", code: String = "") {
-        guard phase != status.phase || reason != status.reason else { return }
-        status.phase = phase
-        status.reason = reason
-        status.reasonCode = code
-        writeStatus()
-        sendStatus()
-    }
-
-    // MARK: - systemd
-
-    private func pingWatchdog() {
-        guard let interval = notifier.watchdogInterval else { return }
-        let now = clock.now
-        if lastWatchdogPing.map({ now - $0 >= interval / 4 }) ?? true {
-            lastWatchdogPing = now
-            notifier.send("WATCHDOG=1")
-        }
-    }
-
-    /// One line for systemctl status: the phase and why, the watch, the last commit, the remote.
-    func statusLine() -> String {
-        var parts = [status.phase.rawValue + (status.reason.isEmpty ? "" : ": " + String(status.reason.prefix(120)))]
-        parts.append("watching \(status.watchedDirectories) directories")
-        if !status.lastCommit.isEmpty { parts.append("last commit \(status.lastCommit.prefix(8)) at \(status.lastCommitAt)") }
-        if status.pendingPaths > 0 { parts.append("\(status.pendingPaths) pending") }
-        if !status.slowGit.isEmpty { parts.append("SLOW GIT since \(status.slowGitSince): \(status.slowGit)") }
-        if !status.remote.isEmpty {
-            if status.offlineSince.isEmpty {
-                parts.append("\(status.unpushedCommits) unpushed")
-            } else if status.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
-                parts.append("SETUP PROBLEM with \(status.remote) since \(status.offlineSince) (see syncctl status)")
-            } else {
-                parts.append("offline since \(status.offlineSince)")
-            }
-        }
-        return parts.joined(separator: "; ")
-    }
-
-    private func sendStatus() {
-        guard notifier.isActive else { return }
-        let line = statusLine()
-        guard line != lastStatusLine else { return }
-        lastStatusLine = line
-        notifier.send("STATUS=\(line)")
-    }
-
     /// SIGHUP: re-read `syncd.*` from git config (flags given at start still win). A bad value
     /// keeps the running settings and says why.
     private func reloadSettings() async {
@@ -1390,6 +1318,7 @@ public actor SyncService {
             for warning in warnings { log(.warning, warning) }
             try OwnPaths.checkMetricsFile(fresh.metricsFile, repository: repository)
             settings = fresh
+            reporter.adopt(fresh)
             gate.leaseCap = fresh.writerLeaseCap
             gate.reportAfter = fresh.writerLockTimeout
             batcher.quietPeriod = fresh.quietPeriod
@@ -1403,53 +1332,6 @@ public actor SyncService {
             wake.yield()
         } catch {
             log(.error, "settings not reloaded, the running ones stay: \((error as? SyncError)?.description ?? "\(error)")")
-        }
-    }
-
-    private func writeStatus() {
-        statusDirty = false
-        lastStatusWrite = clock.now
-        do {
-            try status.write(to: stateDirectory + Array("/state.json".utf8))
-        } catch {
-            let path = stateDirectory + Array("/state.json".utf8)
-            if error.errno == Errno(EISDIR) || error.errno == Errno(ENOTEMPTY) {
-                log(.error, "cannot write the status file: " + ControlFile.notAFile(path, error) + "; until then syncctl cannot see what syncd does")
-            } else {
-                log(.warning, "cannot write \(Syscall.display(path)): \(error)")
-            }
-        }
-        if !settings.metricsFile.isEmpty {
-            do {
-                try AtomicFile.write(Array(settings.metricsFile.utf8), Array(Metrics.text(status).utf8))
-            } catch {
-                log(.warning, "cannot write the metrics file \(settings.metricsFile): \(error)")
-            }
-        }
-    }
-
-    /// Runs the alert command for incidents that just became alert-worthy, once each.
-    private func checkIncidents() {
-        let fired = incidents.update(status, now: clock.now, alertAfter: settings.alertAfter)
-        for incident in fired {
-            log(.error, "ALERT \(incident.name): \(incident.message)")
-            record("alert") { line in
-                line.add("incident", incident.name)
-                line.add("message", incident.message)
-            }
-            guard !settings.alertCommand.isEmpty else { continue }
-            let command = settings.alertCommand
-            let workspace = repository.workTreeDisplay
-            let log = log
-            Task { await AlertHook.run(command, incident: incident, workspace: workspace, log: log) }
-        }
-    }
-
-    private func record(_ event: String, _ fill: (inout JSONLine) -> Void) {
-        do {
-            try journal.append(event, fill)
-        } catch {
-            log(.warning, "cannot append to the journal \(Syscall.display(journal.path)): \(error)")
         }
     }
 
