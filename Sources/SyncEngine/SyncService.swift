@@ -48,9 +48,6 @@ public actor SyncService {
     private var lastReconcile: Instant?
     private var reconcileSeen: Set<RepoPath> = []
     private var reconcileLearned = false
-    /// The pending `sync-request.json` asks for a commit only (`syncctl checkpoint`, `rewind`).
-    private var syncCommitOnly = false
-    private var squashRequest: (serial: UInt64, message: String, since: String?)?
     /// Named writers (`as-writer --name`) whose sessions the next commit holds.
     private var writers: [String] = []
     private var nextBatch: Int
@@ -72,12 +69,8 @@ public actor SyncService {
     public let lockDirectory: LockDirectory
     private var gate: SyncLockGate
     private let lockInsideTree: RepoPath?
-    private var controlDirty = true
-    private var pause: DaemonPause?
-    private var emergency: EmergencyStop?
-    private var controlProblems: [String] = []
-    private var syncSerialPending: UInt64?
-    private let stopFlag = StopFlag()
+    /// Pause, emergency stop and requests from syncctl.
+    private let inbox: ControlInbox
 
     // Remote sync. The network runs in its own task, never on the commit path; the loop does only
     // the local integration, under the lock (milliseconds).
@@ -89,8 +82,6 @@ public actor SyncService {
     private var lastSyncProblem: (message: String, loggedAt: Instant)?
     /// `syncctl sync` requests whose commit is made and that wait for the push.
     private var syncWaiters: Set<UInt64> = []
-    /// Requests older than this process were answered by an earlier one, or by the startup batch.
-    private let startSerial = ControlFile.newSerial()
 
     /// Retry interval while a foreign git operation runs.
     static let deferRetry: Duration = .seconds(1)
@@ -167,6 +158,8 @@ public actor SyncService {
         record = JournalRecorder(journal: journal, log: log)
         reporter = StatusReporter(stateDirectory: directory, workspace: repository.workTreeDisplay, settings: settings, log: log, record: record)
         lockDirectory = LockDirectory.resolve(repository, configured: settings.lockDir)
+        let stopFlag = StopFlag()
+        inbox = ControlInbox(lockDirectory: lockDirectory, stopFlag: stopFlag, reporter: reporter, log: log, record: record)
         try lockDirectory.prepare()
         gate = try SyncLockGate(lockDirectory: lockDirectory, leaseCap: settings.writerLeaseCap, reportAfter: settings.writerLockTimeout, log: log)
         lockInsideTree = lockDirectory.inside(repository)
@@ -390,16 +383,17 @@ public actor SyncService {
 
     /// Decides at `now`: commit a due batch, or wait for the next deadline.
     private func step() async {
-        if controlDirty { reloadControl() }
+        if inbox.dirty { reloadControl() }
         let now = clock.now
         guard ready else { return }
-        if let emergency {
+        if let emergency = inbox.emergency {
             reporter.setPhase(.emergencyStop, reason: "emergency stop since \(WallClock.rfc3339(seconds: emergency.since)) by \(emergency.by): \(emergency.reason)", code: "emergency-stop")
             return
         }
-        if let pause {
-            if let until = pause.until, ControlFile.now() >= until {
-                resumeAfterExpiry(pause)
+        if let pause = inbox.pause {
+            if inbox.endPauseIfExpired(now: ControlFile.now()) {
+                if !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
+                reporter.setPhase(batcher.hasPending ? .pending : .idle)
             } else {
                 reporter.setPhase(.paused, reason: "paused by \(pause.by): \(pause.reason)", code: "paused")
                 if let until = pause.until { schedule(now.advanced(by: .milliseconds(Int64((until - ControlFile.now()) * 1000) + 10))) }
@@ -723,9 +717,8 @@ public actor SyncService {
     }
 
     private func finishBatch() {
-        if let serial = syncSerialPending {
-            syncSerialPending = nil
-            if syncer != nil, !syncCommitOnly, emergency == nil, pause == nil {
+        if let (serial, commitOnly) = inbox.takeSyncRequest() {
+            if syncer != nil, !commitOnly, !inbox.halted {
                 // `syncctl sync` returns once the commit is on the remote (or says why not).
                 syncWaiters.insert(serial)
                 schedule.fetchNow(at: clock.now)
@@ -787,7 +780,7 @@ public actor SyncService {
     private func finalBatch() async -> SyncError? {
         defer { gitMonitor.stopCalls(at: nil) }
         drainChanges()
-        if ready, batcher.hasPending, !breaker.isOpen(at: clock.now), emergency == nil, pause == nil, !gitMonitor.deadlinePassed {
+        if ready, batcher.hasPending, !breaker.isOpen(at: clock.now), !inbox.halted, !gitMonitor.deadlinePassed {
             log(.info, "stopping: committing \(pending.count) pending path(s) first")
             // Writers holding the sync lock are waited for (they finish their update), within
             // the stop's bound; then what is left is said, and committed at the next start.
@@ -888,7 +881,7 @@ public actor SyncService {
     /// Starts a fetch round (backup, fetch, then a push when nothing needs integrating) or a push
     /// round in a task of its own: committing goes on while it waits on the network.
     private func startNetworkRound(fetch: Bool, conflictSide: String? = nil) {
-        guard let syncer, network == nil, emergency == nil, pause == nil else { return }
+        guard let syncer, network == nil, !inbox.halted else { return }
         let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log, serviceStart: serviceStarted)
         guard let branch = state.branch() else {
             schedule.retryFetch(at: clock.now, after: .seconds(5))
@@ -897,7 +890,7 @@ public actor SyncService {
         schedule.roundStarted(fetch: fetch)
         let covering = syncWaiters
         // Until its request completes (a round that integrates first is followed by the push).
-        let squash = squashRequest.flatMap { covering.contains($0.serial) ? $0 : nil }
+        let squash = inbox.squashRequest.flatMap { covering.contains($0.serial) ? $0 : nil }
         record("sync-start") { line in
             line.add("remote", syncer.options.remote)
             line.add("fetch", fetch)
@@ -1088,7 +1081,7 @@ public actor SyncService {
     }
 
     private func completeSyncRequests(_ serials: Set<UInt64>, outcome: String) {
-        if let request = squashRequest, serials.contains(request.serial) { squashRequest = nil }
+        if let request = inbox.squashRequest, serials.contains(request.serial) { inbox.squashRequest = nil }
         let done = syncWaiters.intersection(serials)
         guard let highest = done.max() else { return }
         syncWaiters.subtract(done)
@@ -1130,7 +1123,7 @@ public actor SyncService {
     /// cancelled (git gets SIGTERM, never SIGKILL); then one push of what is not pushed yet, bounded
     /// so the whole stop stays well inside the unit's TimeoutStopSec.
     private func finalSync() async {
-        guard let syncer, ready, emergency == nil, pause == nil, currentBatch == nil else { return }
+        guard let syncer, ready, !inbox.halted, currentBatch == nil else { return }
         if let network {
             // Task.value does not return on cancellation: race it with a timer, and cancel the
             // round itself when the timer wins (its git child then ends and `value` returns).
@@ -1171,107 +1164,21 @@ public actor SyncService {
 
     // MARK: - coordination
 
+    /// SIGUSR1: the inbox is read at the loop's next turn; an emergency stop also stops the
+    /// fetch or push in flight (git gets SIGTERM and removes its own locks).
     private func controlChanged() {
-        controlDirty = true
-        // Runs even while a commit is awaited (actors are reentrant): the committer sees the stop
-        // at its next step.
-        if Syscall.exists(lockDirectory.emergencyStop) {
-            stopFlag.set(true)
-            // A fetch or push in flight stops too (git gets SIGTERM and removes its own locks).
-            network?.cancel()
-        }
+        if inbox.signalled() { network?.cancel() }
         wake.yield()
     }
 
-    /// Re-reads the control files (at start and on SIGUSR1 from syncctl). Broken files get a loud
-    /// log line and the safe reading: a broken emergency stop stops, a broken pause pauses.
     private func reloadControl() {
-        controlDirty = false
-        var problems: [String] = []
-        defer { stopFlag.set(emergency != nil) }
-        switch ControlFile.read(EmergencyStop.self, at: lockDirectory.emergencyStop) {
-        case .absent: emergency = nil
-        case .value(let value): emergency = value
-        case .broken(let message):
-            problems.append(message + "; syncd treats it as an emergency stop: `syncctl resume --clear-emergency` clears it")
-            emergency = EmergencyStop(reason: "unreadable emergency-stop file", by: "unknown", since: ControlFile.now(), serial: 0)
-        }
-        switch ControlFile.read(DaemonPause.self, at: lockDirectory.daemonPause) {
-        case .absent: pause = nil
-        case .value(let value): pause = value
-        case .broken(let message):
-            problems.append(message + "; syncd treats it as a pause: `syncctl resume` clears it")
-            pause = DaemonPause(reason: "unreadable pause file", by: "unknown", since: ControlFile.now(), until: nil, serial: 0)
-        }
-        if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.controlRequest) {
-            reporter.status.controlSerial = max(reporter.status.controlSerial, request.serial)
-        }
-        if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.syncRequest),
-            request.serial > reporter.status.syncSerialDone, request.serial != syncSerialPending, !syncWaiters.contains(request.serial)
-        {
-            reporter.status.controlSerial = max(reporter.status.controlSerial, request.serial)
-            if request.serial < startSerial {
-                // Left by a request to an earlier syncd: never replayed (the startup batch commits
-                // everything pending anyway).
-                reporter.status.syncSerialDone = request.serial
-                reporter.status.syncOutcome = "superseded: syncd restarted; run `syncctl sync` again"
-            } else if emergency != nil || pause != nil {
-                reporter.status.syncSerialDone = request.serial
-                reporter.status.syncOutcome = emergency != nil ? "refused: emergency stop" : "refused: paused"
-            } else {
-                syncSerialPending = request.serial
-                // `commit` (checkpoint, rewind): commit what is pending, no push to wait for.
-                syncCommitOnly = request.command == "commit"
-                // `squash` (syncctl squash): commit, then fold syncd's unpushed commits with the
-                // person's message and push.
-                squashRequest = request.command == "squash" ? (request.serial, request.message ?? "squashed with syncctl", request.since) : nil
-                batcher.request(at: clock.now)
-                log(.info, "\(syncCommitOnly ? "commit" : "sync") requested by \(request.by): committing now" + (syncer == nil || syncCommitOnly ? "" : ", then pushing"))
-            }
-        }
-        if problems != controlProblems {
-            for problem in problems { log(.error, problem) }
-            controlProblems = problems
-        }
-        let wasPaused = reporter.status.paused
-        let wasStopped = reporter.status.emergencyStop
-        reporter.status.paused = pause != nil
-        reporter.status.pausedReason = pause?.reason ?? ""
-        reporter.status.pausedBy = pause?.by ?? ""
-        reporter.status.pausedUntil = pause?.until.map { WallClock.rfc3339(seconds: $0) } ?? ""
-        reporter.status.emergencyStop = emergency != nil
-        reporter.status.emergencyReason = emergency?.reason ?? ""
-        reporter.status.emergencySince = emergency.map { WallClock.rfc3339(seconds: $0.since) } ?? ""
-        if reporter.status.emergencyStop != wasStopped {
-            log(reporter.status.emergencyStop ? .error : .info, reporter.status.emergencyStop
-                ? "EMERGENCY STOP by \(emergency?.by ?? "?"): \(emergency?.reason ?? ""); no git activity until `syncctl resume --clear-emergency`"
-                : "emergency stop cleared; committing resumes")
-            record(reporter.status.emergencyStop ? "emergency-stop" : "emergency-cleared") { line in line.add("reason", reporter.status.emergencyReason) }
-        }
-        if reporter.status.paused != wasPaused {
-            log(.info, reporter.status.paused
-                ? "paused by \(pause?.by ?? "?")\(reporter.status.pausedUntil.isEmpty ? "" : " until \(reporter.status.pausedUntil)"): \(pause?.reason ?? ""); changes are collected and committed as one batch on resume"
-                : "resumed: committing what was collected")
-            record(reporter.status.paused ? "pause" : "resume") { line in line.add("reason", reporter.status.pausedReason) }
-            if !reporter.status.paused, !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
-        }
-        if !reporter.status.paused && !reporter.status.emergencyStop && (reporter.status.phase == .paused || reporter.status.phase == .emergencyStop) {
+        let asked = inbox.reload(waiting: syncWaiters, syncing: syncer != nil)
+        if asked.commitRequested || (asked.resumed && (!pending.isEmpty || fullScan)) { batcher.request(at: clock.now) }
+        let status = reporter.status
+        if !status.paused && !status.emergencyStop && (status.phase == .paused || status.phase == .emergencyStop) {
             reporter.setPhase(batcher.hasPending ? .pending : .idle)
         }
         reporter.write()
-    }
-
-    private func resumeAfterExpiry(_ expired: DaemonPause) {
-        try? ControlFile.remove(lockDirectory.daemonPause)
-        pause = nil
-        reporter.status.paused = false
-        reporter.status.pausedReason = ""
-        reporter.status.pausedBy = ""
-        reporter.status.pausedUntil = ""
-        log(.info, "the pause by \(expired.by) expired; committing what was collected")
-        record("resume") { line in line.add("reason", "expired") }
-        if !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
-        reporter.setPhase(batcher.hasPending ? .pending : .idle)
     }
 
     /// Takes the sync lock exclusively without waiting (the coordinator, `SyncLockGate`).
