@@ -35,8 +35,6 @@ public actor SyncService {
     private var breaker: CircuitBreaker<Instant>
 
     private var ready = false
-    /// A commit was made: the unpushed count is recounted from the refs after the lock is released.
-    private var unpushedStale = false
     private var stopRequested = false
     /// The first batch commits what changed while syncd was not running.
     private var startupBatch = true
@@ -72,16 +70,9 @@ public actor SyncService {
     /// Pause, emergency stop and requests from syncctl.
     private let inbox: ControlInbox
 
-    // Remote sync. The network runs in its own task, never on the commit path; the loop does only
-    // the local integration, under the lock (milliseconds).
-    private var syncer: Syncer?
-    /// When to fetch, push and integrate (pure, injected instants).
-    private var schedule: RemoteSchedule<Instant>
-    /// The round in flight (fetch or push), if any.
-    private var network: Task<Void, Never>?
-    private var lastSyncProblem: (message: String, loggedAt: Instant)?
-    /// `syncctl sync` requests whose commit is made and that wait for the push.
-    private var syncWaiters: Set<UInt64> = []
+    /// Remote sync: the network runs in its own task, never on the commit path; the loop does
+    /// only the local integration, under the lock (milliseconds).
+    private let remote: RemoteSync
 
     /// Retry interval while a foreign git operation runs.
     static let deferRetry: Duration = .seconds(1)
@@ -181,9 +172,11 @@ public actor SyncService {
         committer = Committer(repository: repository, stateDirectory: directory, options: committerOptions, log: log)
         batcher = Batcher(quietPeriod: settings.quietPeriod, maxLatency: settings.maxLatency, maxPaths: settings.maxBatchPaths)
         breaker = CircuitBreaker(maxCommits: settings.breakerMaxCommits, window: settings.breakerWindow)
-        schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
         nextBatch = Journal.lastBatch(in: directory) + 1
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        remote = RemoteSync(
+            repository: repository, settings: settings, stateDirectory: directory, serviceStarted: serviceStarted, now: clock.now,
+            inbox: inbox, reporter: reporter, wake: wake, log: log, record: record)
         reporter.status.pid = getpid()
         reporter.status.workspace = repository.workTreeDisplay
         reporter.status.started = WallClock.rfc3339()
@@ -216,7 +209,7 @@ public actor SyncService {
             reporter.status.recoveries += 1
             record("recovery") { line in line.add("found", message) }
         }
-        try await prepareSyncer()
+        try await remote.prepare()
         let watcher = watcher
         let wake = wake
         let gitActivity = gitActivity
@@ -408,18 +401,14 @@ public actor SyncService {
         if let trigger = batcher.due(at: now) {
             await commitBatch(trigger: startupBatch && trigger == .requested ? "startup" : trigger.rawValue)
         }
-        if unpushedStale, let syncer, let branch = GitDirectoryState.currentBranch(repository) {
-            unpushedStale = false
-            reporter.status.unpushedCommits = await syncer.unpushed(branch: branch)
-            reporter.write()
-        }
+        await remote.refreshUnpushed()
         if reporter.status.phase == .committing || reporter.status.phase == .paused || reporter.status.phase == .emergencyStop
             || (reporter.status.phase == .breakerOpen && !breaker.isOpen(at: clock.now))
         {
             reporter.setPhase(batcher.hasPending ? .pending : .idle)
         }
-        if syncer != nil, currentBatch == nil, batcher.due(at: clock.now) == nil {
-            switch network == nil ? schedule.due(at: clock.now) : nil {
+        if currentBatch == nil, batcher.due(at: clock.now) == nil {
+            switch remote.due(at: clock.now) {
             case .integrate: await integrateRemote()
             case .fetch: startNetworkRound(fetch: true)
             // In a conflict only a fetch round can move things (it refreshes the conflict branch).
@@ -436,7 +425,7 @@ public actor SyncService {
         // during a long sync cycle was never committed).
         var wakeAt: [Instant] = []
         if let deadline = batcher.deadline { wakeAt.append(deadline) }
-        if syncer != nil, currentBatch == nil, network == nil, let due = schedule.deadline(now: clock.now) {
+        if currentBatch == nil, let due = remote.deadline(now: clock.now) {
             // Something due now that could not run (the lock busy, a person's git operation): 100 ms.
             wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100))))
         }
@@ -669,7 +658,7 @@ public actor SyncService {
                     if let writer { line.add("writer", writer) }
                 }
                 log(.info, "batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(Self.milliseconds(now - started)) ms")
-                await committedLocally()
+                remote.committedLocally(at: clock.now)
                 if breaker.recordCommit(at: now) {
                     reporter.status.breakerTrips = breaker.trips
                     let message = "circuit breaker open: more than \(breaker.maxCommits) commits within \(Settings.formatDuration(breaker.window)) "
@@ -718,15 +707,7 @@ public actor SyncService {
 
     private func finishBatch() {
         if let (serial, commitOnly) = inbox.takeSyncRequest() {
-            if syncer != nil, !commitOnly, !inbox.halted {
-                // `syncctl sync` returns once the commit is on the remote (or says why not).
-                syncWaiters.insert(serial)
-                schedule.fetchNow(at: clock.now)
-            } else {
-                reporter.status.syncSerialDone = serial
-                reporter.status.syncOutcome = "done"
-                reporter.write()
-            }
+            remote.requestCommitted(serial: serial, commitOnly: commitOnly, at: clock.now)
         }
         startupBatch = false
         pending = []
@@ -813,176 +794,20 @@ public actor SyncService {
 
     // MARK: - remote sync
 
-    private func prepareSyncer() async throws {
-        guard settings.remote != "none" else {
-            log(.info, "syncd.remote is none: committing locally only")
-            return
-        }
-        let branch = GitDirectoryState.currentBranch(repository)
-        guard let name = await Syncer.remote(for: settings.remote, repository, branch: branch) else {
-            log(.info, "no remote configured: committing locally only (add one with `git remote add origin URL`)")
-            return
-        }
-        if !settings.remote.isEmpty {
-            let known = try await repository.git.run(["remote", "get-url", GitArgument(name)], readOnly: true, acceptedExitCodes: [0, 2, 128])
-            guard known.exitCode == 0 else {
-                throw SyncError(
-                    .invalidSetting,
-                    "syncd.remote is \"\(name)\", which is not a remote of \(repository.workTreeDisplay) (`git remote -v` lists them): "
-                        + "add it, or set syncd.remote to an existing remote or to none")
-            }
-        }
-        var options = Syncer.Options(remote: name, backupDirectory: stateDirectory + Array("/backups".utf8), stateDirectory: stateDirectory)
-        options.networkTimeout = settings.networkTimeout
-        options.backupKeep = settings.backupKeep
-        options.offsiteDirectory = settings.backupDir.isEmpty ? nil : Array(settings.backupDir.utf8)
-        reporter.status.backupDir = settings.backupDir
-        options.squash = settings.squash > .zero ? settings.squash : nil
-        options.squashKeep = settings.squashKeep
-        options.backupMaxAge = settings.backupMaxAge
-        options.fsync = settings.fsync
-        options.integrate = settings.integrate
-        options.sshCommand = await Self.sshCommand(repository)
-        options.strategyOption = settings.strategyOption
-        syncer = Syncer(repository: repository, options: options, log: log)
-        reporter.status.remote = name
-        schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
-        if let branch, let syncer { reporter.status.unpushedCommits = await syncer.unpushed(branch: branch) }
-        log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)), and \(Settings.formatDuration(settings.pushDelay)) after each commit")
-    }
-
-    /// The ssh command git would use: `GIT_SSH_COMMAND`, else `core.sshCommand`, else `ssh`.
-    static func sshCommand(_ repository: Repository) async -> String {
-        if let command = getenv("GIT_SSH_COMMAND").map({ String(cString: $0) }), !command.isEmpty { return command }
-        let configured = (try? await repository.git.run(["config", "--get", "core.sshCommand"], readOnly: true, acceptedExitCodes: [0, 1]))?.text ?? ""
-        return configured.isEmpty ? "ssh" : configured
-    }
-
-    /// After a local commit: the count of unpushed commits from the refs, and a push soon.
-    private func committedLocally() async {
-        guard syncer != nil else { return }
-        // Counted once the lock is released (the step goes on after the commit), not under it.
-        unpushedStale = true
-        schedule.committed(at: clock.now)
-    }
-
-    /// What one network round found.
-    enum RoundResult: Sendable {
-        /// The remote has commits the branch lacks: integrate them (locally, under the lock).
-        case behind
-        case pushed(Syncer.PushOutcome)
-        /// The conflict branch was pushed (or could not be: the problem).
-        case conflictPushed(side: String, problem: RemoteProblem?)
-        case failed(RemoteProblem)
-        /// Cancelled (an emergency stop, a stop): nothing to report; tried again when allowed.
-        case cancelled
-    }
-
-    /// Starts a fetch round (backup, fetch, then a push when nothing needs integrating) or a push
-    /// round in a task of its own: committing goes on while it waits on the network.
     private func startNetworkRound(fetch: Bool, conflictSide: String? = nil) {
-        guard let syncer, network == nil, !inbox.halted else { return }
-        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log, serviceStart: serviceStarted)
-        guard let branch = state.branch() else {
-            schedule.retryFetch(at: clock.now, after: .seconds(5))
-            return
-        }
-        schedule.roundStarted(fetch: fetch)
-        let covering = syncWaiters
-        // Until its request completes (a round that integrates first is followed by the push).
-        let squash = inbox.squashRequest.flatMap { covering.contains($0.serial) ? $0 : nil }
-        record("sync-start") { line in
-            line.add("remote", syncer.options.remote)
-            line.add("fetch", fetch)
-        }
-        network = Task {
-            // A person waiting on `syncctl sync` gets the commits on the branch now, squashed or not.
-            let result = await Self.networkRound(
-                syncer: syncer, branch: branch, fetch: fetch, conflictSide: conflictSide, squashNow: !covering.isEmpty,
-                squashMessage: squash?.message, squashSince: squash?.since)
+        remote.startRound(fetch: fetch, conflictSide: conflictSide, now: clock.now) { result, covering, branch in
             await self.networkFinished(result, covering: covering, branch: branch)
         }
     }
 
-    static func networkRound(
-        syncer: Syncer, branch: String, fetch: Bool, conflictSide: String?, squashNow: Bool = false, squashMessage: String? = nil, squashSince: String? = nil
-    ) async -> RoundResult {
-        do {
-            if let side = conflictSide {
-                return .conflictPushed(side: side, problem: try await syncer.pushConflict(side: side))
-            }
-            if fetch {
-                switch try await syncer.fetch(branch: branch) {
-                case .failed(let problem): return .failed(problem)
-                case .fetched(let behind, _) where behind > 0: return .behind
-                case .fetched: break
-                }
-            }
-            return .pushed(try await syncer.push(branch: branch, squashNow: squashNow, message: squashMessage, since: squashSince))
-        } catch is CancellationError {
-            return .cancelled
-        } catch {
-            if Task.isCancelled { return .cancelled }
-            return .failed(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")))
-        }
+    /// At shutdown, after the final batch: the round in flight, then one bounded push.
+    private func finalSync() async {
+        guard ready, currentBatch == nil else { return }
+        await remote.finalSync()
     }
 
-    private func networkFinished(_ result: RoundResult, covering: Set<UInt64>, branch: String) async {
-        network = nil
-        let now = clock.now
-        guard let syncer else { return }
-        // A cancelled round's task cannot run git any more: its count would be wrong.
-        if case .cancelled = result {} else { reporter.status.unpushedCommits = await syncer.unpushed(branch: branch) }
-        reporter.status.backupOffsiteError = await syncer.offsiteProblem ?? ""
-        switch result {
-        case .cancelled:
-            schedule.cancelled(at: now)
-        case .behind:
-            schedule.behind()
-        case .pushed(.rejected):
-            // The remote moved since the fetch: fetch and integrate again, a few times, then back off.
-            if !schedule.rejected(at: now) {
-                syncProblem(RemoteProblem(kind: .offline, message: "the remote kept moving during \(RemoteSchedule<Instant>.maxRejections) pushes"), covering: covering)
-            }
-        case .pushed(.failed(let problem)), .failed(let problem):
-            syncProblem(problem, covering: covering)
-        case .pushed(.held(let until)):
-            // syncd.squash: the branch gets its one commit when the window closes.
-            schedule.succeeded(at: now)
-            schedule.committed(at: now.advanced(by: .milliseconds(Int64(max(0, until - ControlFile.now()) * 1000))))
-            reporter.status.lastSyncAt = WallClock.rfc3339()
-            record("sync-done") { line in
-                line.add("pushed", false)
-                line.add("held_until", WallClock.rfc3339(seconds: until))
-            }
-        case .pushed(let outcome):
-            schedule.succeeded(at: now)
-            let pushed: Bool
-            if case .pushed = outcome { pushed = true } else { pushed = false }
-            reporter.status.lastSyncAt = WallClock.rfc3339()
-            if pushed { reporter.status.lastPushAt = reporter.status.lastSyncAt }
-            if !reporter.status.offlineSince.isEmpty { log(.info, "\(syncer.options.remote) is reachable again; synced") }
-            if !reporter.status.conflictBranch.isEmpty { log(.info, "the conflict with \(syncer.options.remote) is resolved; syncing again") }
-            reporter.status.offlineSince = ""
-            reporter.status.syncError = ""
-            reporter.status.syncProblemKind = ""
-            reporter.status.syncFix = ""
-            reporter.status.conflictBranch = ""
-            reporter.status.conflictFiles = []
-            lastSyncProblem = nil
-            record("sync-done") { line in
-                line.add("pushed", pushed)
-            }
-            completeSyncRequests(covering, outcome: pushed ? "pushed" : "synced")
-        case .conflictPushed(let side, let problem):
-            if let problem {
-                log(.warning, "could not push the conflict branch \(side): \(problem); it exists locally")
-            }
-            schedule.conflictRoundEnded(at: now)
-            completeSyncRequests(covering, outcome: "committed; not pushed: conflict with \(syncer.options.remote) in \(reporter.status.conflictFiles.joined(separator: ", ")), local side on \(side)")
-        }
-        reporter.write()
-        wake.yield()
+    private func networkFinished(_ result: RemoteSync.RoundResult, covering: Set<UInt64>, branch: String) async {
+        await remote.finished(result, covering: covering, branch: branch, now: clock.now)
     }
 
     /// The remote's commits, integrated at the loop's turn: commit what is pending first, then
@@ -990,13 +815,8 @@ public actor SyncService {
     /// changed. Held: the writer lease and the exclusive sync lock, for milliseconds; never
     /// across a network call.
     private func integrateRemote() async {
-        guard let syncer else { return }
-        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log, serviceStart: serviceStarted)
-        guard let branch = state.branch(), state.foreignOperation() == nil else {
-            // A person's rebase, merge or commit in progress goes first.
-            return
-        }
-        guard (try? acquireSyncLock(purpose: "syncd is integrating \(syncer.options.remote)", leaseAfter: .zero)) == true else { return }
+        guard let branch = remote.integrationBranch() else { return }
+        guard (try? acquireSyncLock(purpose: "syncd is integrating \(remote.name)", leaseAfter: .zero)) == true else { return }
         defer { releaseSyncLock() }
         await Failpoint.hit("before-integration-commit", log: log)
         await fenceChanges()
@@ -1004,175 +824,27 @@ public actor SyncService {
             let batch = openBatch(trigger: "before-integration")
             guard await commitHeld(batch: batch, trigger: "before-integration") else { return }
         }
-        let started = clock.now
-        do {
-            let outcome = try await syncer.integrate(branch: branch)
-            reporter.status.unpushedCommits = await syncer.unpushed(branch: branch)
-            switch outcome {
-            case .upToDate:
-                schedule.integrated(at: clock.now)
-            case .integrated(let commit, let how):
-                schedule.integrated(at: clock.now)
-                log(.info, "\(how) → \(commit.prefix(12)) in \(Self.milliseconds(clock.now - started)) ms")
-                record("integrated") { line in
-                    line.add("commit", commit)
-                    line.add("how", how)
-                }
-                reporter.status.lastSyncAt = WallClock.rfc3339()
-            case .conflict(let files):
-                schedule.conflicted()
-                let side = await syncer.currentConflictBranch() ?? "syncd/conflict"
-                if reporter.status.conflictBranch != side {
-                    log(.error, "CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; "
-                        + "the local side is pushed to \(side). Resolve it by hand (`git merge \(syncer.options.remote)/\(Syncer.shortName(branch))`, "
-                        + "fix the files, commit); syncd keeps committing locally and syncs again once the histories merge")
-                    record("sync-conflict") { line in
-                        line.add("branch", side)
-                        line.add("files", files)
-                    }
-                }
-                reporter.status.conflictBranch = side
-                reporter.status.conflictFiles = files
-                reporter.status.lastSyncAt = WallClock.rfc3339()
-                startNetworkRound(fetch: false, conflictSide: side)
-            case .blocked(let paths):
-                if schedule.refusals == 0 {
-                    // Maybe a file created after the commit above: commit again, then retry once.
-                    _ = schedule.refused()
-                    fullScan = true
-                    batcher.request(at: clock.now)
-                } else {
-                    schedule.integrationFailed()
-                    syncProblem(RemoteProblem(
-                        kind: .setup,
-                        message: "\(syncer.options.remote) now tracks \(paths), which exist here untracked (ignored, or a nested repository): "
-                            + "syncd never overwrites them, so the remote's commits wait",
-                        fix: "move them aside (for example `mv PATH PATH.local`) or delete them if the remote's version is the one to keep; syncd then integrates by itself"),
-                        covering: [])
-                }
-            case .refused(let paths):
-                // A writer changed a path the remote changes after the commit above: commit it and
-                // try again (the next turn), a few times; nothing was changed meanwhile.
-                fullScan = true
-                batcher.request(at: clock.now)
-                if !schedule.refused() {
-                    syncProblem(RemoteProblem(
-                        kind: .offline,
-                        message: "cannot integrate \(syncer.options.remote) yet: git refused (\(paths)) after \(RemoteSchedule<Instant>.maxRefusals) commits; nothing was changed, syncd retries"),
-                        covering: [])
-                } else {
-                    log(.info, "integrating \(syncer.options.remote) waits: \(paths) changed after the last commit; committing them first")
-                }
-            }
-        } catch {
-            schedule.integrationFailed()
-            let text = RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")
-            if text.contains("unrelated histories") {
-                syncProblem(RemoteProblem(
-                    kind: .setup, message: "\(syncer.options.remote)/\(Syncer.shortName(branch)) has a history unrelated to \(Syncer.shortName(branch)) here",
-                    fix: "check that the remote is the right one (`git remote -v`); to join the two histories, merge by hand once: "
-                        + "`git merge --allow-unrelated-histories \(syncer.options.remote)/\(Syncer.shortName(branch))`"),
-                    covering: [])
-            } else {
-                syncProblem(RemoteProblem(kind: .offline, message: text), covering: [])
-            }
+        switch await remote.integrate(branch: branch) {
+        case .none: break
+        case .commitAgain:
+            fullScan = true
+            batcher.request(at: clock.now)
+        case .pushConflictBranch(let side):
+            startNetworkRound(fetch: false, conflictSide: side)
         }
-        reporter.write()
     }
-
-    private func completeSyncRequests(_ serials: Set<UInt64>, outcome: String) {
-        if let request = inbox.squashRequest, serials.contains(request.serial) { inbox.squashRequest = nil }
-        let done = syncWaiters.intersection(serials)
-        guard let highest = done.max() else { return }
-        syncWaiters.subtract(done)
-        reporter.status.syncSerialDone = max(reporter.status.syncSerialDone, highest)
-        reporter.status.syncOutcome = outcome
-    }
-
-    /// The remote is unreachable or a step failed: back off (5 s doubling up to the interval,
-    /// with jitter) and log the first failure, then at most every 10 minutes. A setup problem
-    /// (host key, credentials, URL) is named as such, with its fix, never as "offline".
-    private func syncProblem(_ problem: RemoteProblem, covering: Set<UInt64>) {
-        let now = clock.now
-        if reporter.status.offlineSince.isEmpty { reporter.status.offlineSince = WallClock.rfc3339() }
-        reporter.status.syncError = problem.description
-        reporter.status.syncProblemKind = problem.kind.rawValue
-        reporter.status.syncFix = problem.fix
-        schedule.failed(setup: problem.kind == .setup, at: now) { backoff in
-            .milliseconds(Int64.random(in: 0...max(1, Self.milliseconds(backoff) / 5)))
-        }
-        let message = problem.description
-        if lastSyncProblem == nil || lastSyncProblem!.message != message || now - lastSyncProblem!.loggedAt >= .seconds(600) {
-            if problem.kind == .setup {
-                log(.error, "cannot sync with \(reporter.status.remote): SETUP PROBLEM: \(problem.message). To fix: \(problem.fix); "
-                    + "commits go on locally (\(reporter.status.unpushedCommits) not pushed)")
-            } else {
-                log(.warning, "cannot sync with \(reporter.status.remote): \(problem.message); commits go on locally (\(reporter.status.unpushedCommits) not pushed), retrying with backoff")
-            }
-            record("sync-failed") { line in
-                line.add("error", message)
-                line.add("kind", problem.kind.rawValue)
-            }
-            lastSyncProblem = (message, now)
-        }
-        completeSyncRequests(covering.union(syncWaiters), outcome: "committed; not pushed: \(message)")
-        reporter.write()
-    }
-
-    /// At shutdown: the round in flight gets a short grace (a push almost done finishes), then is
-    /// cancelled (git gets SIGTERM, never SIGKILL); then one push of what is not pushed yet, bounded
-    /// so the whole stop stays well inside the unit's TimeoutStopSec.
-    private func finalSync() async {
-        guard let syncer, ready, !inbox.halted, currentBatch == nil else { return }
-        if let network {
-            // Task.value does not return on cancellation: race it with a timer, and cancel the
-            // round itself when the timer wins (its git child then ends and `value` returns).
-            let finished = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { await network.value; return true }
-                group.addTask { (try? await Task.sleep(for: Self.shutdownGrace)) != nil ? false : true }
-                let first = await group.next() ?? true
-                if !first { network.cancel() }
-                group.cancelAll()
-                return first
-            }
-            if !finished {
-                if let branch = GitDirectoryState.currentBranch(repository) { reporter.status.unpushedCommits = await syncer.unpushed(branch: branch) }
-                log(.warning, "stopping: the sync with \(syncer.options.remote) in flight did not finish within \(Settings.formatDuration(Self.shutdownGrace)); "
-                    + "cancelled, and no push is tried at this stop (\(reporter.status.unpushedCommits) commit(s) not pushed; the next start pushes them)")
-                return
-            }
-        }
-        guard let branch = GitDirectoryState.currentBranch(repository), reporter.status.conflictBranch.isEmpty else { return }
-        reporter.status.unpushedCommits = await syncer.unpushed(branch: branch)
-        guard reporter.status.unpushedCommits > 0 else { return }
-        let limit = min(settings.networkTimeout, Self.shutdownPushLimit)
-        log(.info, "stopping: pushing \(reporter.status.unpushedCommits) commit(s) first (at most \(Settings.formatDuration(limit)))")
-        let result: RoundResult?
-        do {
-            result = .pushed(try await syncer.push(branch: branch, timeout: limit, squashNow: true))
-        } catch {
-            result = .failed(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")))
-        }
-        await networkFinished(result ?? .failed(RemoteProblem(kind: .offline, message: "the push at shutdown timed out")), covering: syncWaiters, branch: branch)
-    }
-
-    /// How long a sync round in flight may go on once a stop is asked for.
-    static let shutdownGrace: Duration = .seconds(10)
-    /// The longest push at shutdown (the unit's TimeoutStopSec is 180 s; grace + push + commit
-    /// stay well inside it).
-    static let shutdownPushLimit: Duration = .seconds(30)
 
     // MARK: - coordination
 
     /// SIGUSR1: the inbox is read at the loop's next turn; an emergency stop also stops the
     /// fetch or push in flight (git gets SIGTERM and removes its own locks).
     private func controlChanged() {
-        if inbox.signalled() { network?.cancel() }
+        if inbox.signalled() { remote.cancelRound() }
         wake.yield()
     }
 
     private func reloadControl() {
-        let asked = inbox.reload(waiting: syncWaiters, syncing: syncer != nil)
+        let asked = inbox.reload(waiting: remote.syncWaiters, syncing: remote.syncer != nil)
         if asked.commitRequested || (asked.resumed && (!pending.isEmpty || fullScan)) { batcher.request(at: clock.now) }
         let status = reporter.status
         if !status.paused && !status.emergencyStop && (status.phase == .paused || status.phase == .emergencyStop) {
@@ -1231,8 +903,7 @@ public actor SyncService {
             batcher.quietPeriod = fresh.quietPeriod
             batcher.maxLatency = fresh.maxLatency
             batcher.maxPaths = fresh.maxBatchPaths
-            // A new interval takes effect now, not after the old one runs out.
-            schedule.reload(syncInterval: fresh.syncInterval, pushDelay: fresh.pushDelay, at: clock.now)
+            remote.reload(fresh, at: clock.now)
             log(.info, "settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), "
                 + "syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote, fsync, backupDir, squash, integrate and strategyOption apply at the next start)")
             record("reload") { _ in }
