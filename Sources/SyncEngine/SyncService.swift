@@ -38,14 +38,10 @@ public actor SyncService {
     private var stopRequested = false
     /// The first batch commits what changed while syncd was not running.
     private var startupBatch = true
-    private var pending: Set<RepoPath> = []
-    private var directoryHints: Set<RepoPath> = []
-    private var fullScan = false
-    /// The last periodic reconcile (or the start), and the dirty paths it saw: a path that stays
-    /// dirty (a nested repository, an unreadable file) is reported once, not every hour.
-    private var lastReconcile: Instant?
-    private var reconcileSeen: Set<RepoPath> = []
-    private var reconcileLearned = false
+    /// What changed and is not committed yet.
+    private var pending: PendingChanges
+    /// `git status` every `reconcileInterval`: what no event reported.
+    private let reconciler: PeriodicReconcile
     /// Named writers (`as-writer --name`) whose sessions the next commit holds.
     private var writers: [String] = []
     private var nextBatch: Int
@@ -60,8 +56,6 @@ public actor SyncService {
     /// Every git call of this service: slow ones are reported (log, state.json), a stop bounds them.
     private let gitMonitor: GitMonitor
     private let gitActivity: AsyncStream<Void>
-    /// Paths a waiting full scan found changed (`git status`), so pending is never 0 while they wait.
-    private var scannedPending = 0
 
     // Coordination (docs/PROTOCOL.md).
     public let lockDirectory: LockDirectory
@@ -76,8 +70,6 @@ public actor SyncService {
 
     /// Retry interval while a foreign git operation runs.
     static let deferRetry: Duration = .seconds(1)
-    /// Most pending paths kept one by one; past it the next batch asks git for everything instead.
-    static let pendingCapacity = WatcherOptions().pendingCapacity
 
     /// The instance lock in a state directory; it holds the running syncd's pid.
     public static func instanceLock(_ stateDirectory: [UInt8]) -> [UInt8] {
@@ -154,6 +146,9 @@ public actor SyncService {
         try lockDirectory.prepare()
         gate = try SyncLockGate(lockDirectory: lockDirectory, leaseCap: settings.writerLeaseCap, reportAfter: settings.writerLockTimeout, log: log)
         lockInsideTree = lockDirectory.inside(repository)
+        pending = PendingChanges(capacity: WatcherOptions().pendingCapacity, excluded: lockInsideTree)
+        reconciler = PeriodicReconcile(
+            interval: settings.reconcileInterval, repository: repository, excluded: lockInsideTree, reporter: reporter, log: log, record: record)
         do {
             try OwnPaths.excludeLockDirectory(lockDirectory, repository: repository)
         } catch {
@@ -385,7 +380,7 @@ public actor SyncService {
         }
         if let pause = inbox.pause {
             if inbox.endPauseIfExpired(now: ControlFile.now()) {
-                if !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
+                if !pending.isEmpty || pending.fullScan { batcher.request(at: clock.now) }
                 reporter.setPhase(batcher.hasPending ? .pending : .idle)
             } else {
                 reporter.setPhase(.paused, reason: "paused by \(pause.by): \(pause.reason)", code: "paused")
@@ -416,7 +411,7 @@ public actor SyncService {
             case nil: break
             }
         }
-        if let due = reconcileDue, due <= clock.now, currentBatch == nil, batcher.due(at: clock.now) == nil {
+        if let due = reconciler.due(ready: ready, now: clock.now), due <= clock.now, currentBatch == nil, batcher.due(at: clock.now) == nil {
             await reconcile()
         }
         // One timer for the earliest thing to do: the batch, the next sync cycle (only when it
@@ -430,79 +425,27 @@ public actor SyncService {
             wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100))))
         }
         if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
-        if let due = reconcileDue { wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100)))) }
+        if let due = reconciler.due(ready: ready, now: clock.now) { wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100)))) }
         // A failure that must last `alertAfter` before its alert needs a wake-up then.
         if let check = reporter.nextIncidentCheck(now: clock.now) { wakeAt.append(check) }
         if let earliest = wakeAt.min() { schedule(earliest) }
     }
 
-    /// When the next periodic reconcile is due (nil: off, or not started yet).
-    private var reconcileDue: Instant? {
-        guard settings.reconcileInterval > .zero, ready else { return nil }
-        guard let last = lastReconcile else { return clock.now }
-        return last.advanced(by: settings.reconcileInterval)
-    }
-
-    /// The layer behind the watcher: `git status` over the whole tree, compared with what events
-    /// reported. Events up to the start and up to the end of the status run are fenced in first,
-    /// so a change that is merely in flight is never counted. A path no event reported is
-    /// committed like any change, counted (`reconcile_found`, a metric, an alert) and named in
-    /// the log and the journal: the count should always be 0. The first run after the start only
-    /// learns what stays dirty (the startup batch just committed the rest).
+    /// The periodic reconcile (`PeriodicReconcile`): events up to the start and up to the end of
+    /// the status run are fenced in first; what no event reported is committed.
     private func reconcile() async {
-        let first = !reconcileLearned
-        lastReconcile = clock.now
+        reconciler.started(at: clock.now)
         await fenceChanges()
         // A full scan is due anyway: it commits everything, and nothing can be told apart.
-        guard !fullScan else { return }
-        let entries: [StatusEntry]
-        do {
-            entries = try await GitStatus.dirtyPaths(repository.git)
-        } catch {
-            log(.warning, "periodic reconcile: git status failed (\((error as? SyncError)?.description ?? "\(error)")); trying again in \(Settings.formatDuration(settings.reconcileInterval))")
-            return
-        }
+        guard !pending.fullScan, let dirty = await reconciler.dirtyPaths() else { return }
         await fenceChanges()
-        let dirty = Set(entries.filter { !$0.isNestedRepository }.map(\.path).filter { path in
-            !(lockInsideTree.map { path.isWithin($0) } ?? false)
-        })
-        defer {
-            reconcileSeen = dirty
-            reconcileLearned = true
-        }
-        let missed = dirty.filter { path in !reconcileSeen.contains(path) && !isPending(path) }.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
-        reporter.status.lastReconcileAt = WallClock.rfc3339()
-        guard !first else { return }
-        reporter.status.lastReconcileFound = missed.count
-        guard !missed.isEmpty else {
-            reporter.write()
-            return
-        }
-        reporter.status.reconcileFound += missed.count
-        let named = missed.prefix(10).map(\.description).joined(separator: ", ") + (missed.count > 10 ? ", …" : "")
-        log(.warning, "periodic reconcile: \(missed.count) changed path(s) that no inotify event reported: \(named); committing them now. "
-            + "If this repeats, part of the tree does not deliver events (a network or bind mount, writes through mmap)")
-        record("reconcile") { line in
-            line.add("found", missed.count)
-            line.add("paths", missed.prefix(100).map(\.description))
-        }
-        pending.formUnion(missed)
+        let missed = reconciler.missed(in: dirty, pending: pending)
+        guard !missed.isEmpty else { return }
+        pending.add(missed)
         batcher.changed(pendingPaths: pending.count, at: clock.now)
         reporter.status.pendingPaths = pending.count
         if reporter.status.phase == .idle { reporter.setPhase(.pending) }
         reporter.write()
-    }
-
-    /// `path` or one of its directories is pending already.
-    private func isPending(_ path: RepoPath) -> Bool {
-        if pending.contains(path) { return true }
-        var bytes = path.bytes
-        while let slash = bytes.lastIndex(of: UInt8(ascii: "/")) {
-            bytes = Array(bytes[..<slash])
-            let parent = RepoPath(bytes: bytes)
-            if pending.contains(parent) || directoryHints.contains(parent) { return true }
-        }
-        return false
     }
 
     /// Under the exclusive lock: every change made before it was taken, into the pending set.
@@ -512,7 +455,7 @@ public actor SyncService {
             // writer's last writes may still be queued, and a batch of only the paths handed over
             // could hold half of its update. The batch asks git for every change instead.
             log(.info, "the watcher did not pass a fence within 2 s; this batch asks git for every change")
-            fullScan = true
+            pending.fullScan = true
         }
         drainChanges()
     }
@@ -521,41 +464,25 @@ public actor SyncService {
     private func drainChanges() {
         let taken = watcher.changes.take()
         let now = clock.now
-        for notice in taken.notices {
-            switch notice {
-            case .ready(let watched, let ignored, let unwatched):
-                ready = true
-                fullScan = true
-                batcher.request(at: now)
-                log(.info, "watching \(repository.workTreeDisplay): \(watched) directories (\(ignored) ignored, \(unwatched) unwatched); committing what changed while syncd was not running")
-            case .degraded, .recovered:
-                break  // the watcher logged it (once)
-            }
+        // .degraded, .recovered: the watcher logged it (once).
+        for case .ready(let watched, let ignored, let unwatched) in taken.notices {
+            ready = true
+            pending.fullScan = true
+            batcher.request(at: now)
+            log(.info, "watching \(repository.workTreeDisplay): \(watched) directories (\(ignored) ignored, \(unwatched) unwatched); committing what changed while syncd was not running")
         }
         if !taken.rescanReasons.isEmpty {
-            fullScan = true
+            pending.fullScan = true
             // The watcher already said so (once, with the reason); here only the consequence.
             log(.debug, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
         }
         let before = (reporter.status.pendingPaths, reporter.status.pendingScan)
-        var relevant = 0
-        for change in taken.changes {
-            if let lockInsideTree, change.path.isWithin(lockInsideTree) { continue }
-            relevant += 1
-            pending.insert(change.path)
-            if change.isDirectory { directoryHints.insert(change.path) }
-        }
-        if pending.count > Self.pendingCapacity {
-            pending = []
-            directoryHints = []
-            fullScan = true
-        }
-        if relevant > 0 || !taken.rescanReasons.isEmpty {
-            batcher.changed(pendingPaths: fullScan ? max(pending.count, 1) : pending.count, at: now)
-            reporter.status.pendingPaths = max(pending.count, scannedPending)
+        if pending.take(taken.changes) > 0 || !taken.rescanReasons.isEmpty {
+            batcher.changed(pendingPaths: pending.batchCount, at: now)
+            reporter.status.pendingPaths = pending.shownCount
             if reporter.status.phase == .idle { reporter.setPhase(.pending) }
         }
-        reporter.status.pendingScan = fullScan
+        reporter.status.pendingScan = pending.fullScan
         let coverageChanged = reporter.status.apply(watcher.statistics)
         // Paused, deferred, failing: no change of phase writes state.json, yet the count must be
         // true there too (it once stayed 0 for as long as a pause lasted). So must the unwatched
@@ -590,7 +517,7 @@ public actor SyncService {
             line.add("batch", batch)
             line.add("trigger", trigger)
             line.add("paths", pending.count)
-            line.add("full_scan", fullScan)
+            line.add("full_scan", pending.fullScan)
         }
         return batch
     }
@@ -626,7 +553,7 @@ public actor SyncService {
         // The named writers that held the lock since the last snapshot (none holds it now).
         for name in WriterLog.take(from: lockDirectory) where !writers.contains(name) { writers.append(name) }
         let request = CommitRequest(
-            paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger,
+            paths: pending.paths, directoryHints: pending.directoryHints, fullScan: pending.fullScan, batch: batch, trigger: trigger,
             writer: writers.isEmpty ? nil : writers.joined(separator: ", "),
             snapshotTaken: releaseAtSnapshot ? releaseAtSnapshotHook : nil)
         reporter.setPhase(.committing)
@@ -681,9 +608,9 @@ public actor SyncService {
             case .deferred(let deferral):
                 batcher.hold(until: clock.now.advanced(by: Self.deferRetry))
                 reporter.status.deferrals += 1
-                if let counted = deferral.pendingPaths, counted != scannedPending {
-                    scannedPending = counted
-                    reporter.status.pendingPaths = max(pending.count, counted)
+                if let counted = deferral.pendingPaths, counted != pending.scanned {
+                    pending.scanned = counted
+                    reporter.status.pendingPaths = pending.shownCount
                     pendingChanged()
                 }
                 if deferral != lastDeferral {
@@ -710,10 +637,7 @@ public actor SyncService {
             remote.requestCommitted(serial: serial, commitOnly: commitOnly, at: clock.now)
         }
         startupBatch = false
-        pending = []
-        directoryHints = []
-        scannedPending = 0
-        fullScan = false
+        pending.clear()
         currentBatch = nil
         lastDeferral = nil
         failureBackoff = .zero
@@ -776,10 +700,10 @@ public actor SyncService {
                     + "nothing is lost, they are committed at the next start")
             }
         }
-        guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || currentBatch != nil || fullScan else { return nil }
-        let paths = pending.sorted()
+        guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || currentBatch != nil || pending.fullScan else { return nil }
+        let paths = pending.paths.sorted()
         let what = paths.isEmpty
-            ? "the changes since the last commit" + (fullScan ? " (a full scan was due)" : "")
+            ? "the changes since the last commit" + (pending.fullScan ? " (a full scan was due)" : "")
             : "\(paths.count) path(s) (\(paths.prefix(5).map(\.description).joined(separator: ", "))\(paths.count > 5 ? ", …" : ""))"
         return SyncError(
             .git,
@@ -820,14 +744,14 @@ public actor SyncService {
         defer { releaseSyncLock() }
         await Failpoint.hit("before-integration-commit", log: log)
         await fenceChanges()
-        if batcher.hasPending || fullScan {
+        if batcher.hasPending || pending.fullScan {
             let batch = openBatch(trigger: "before-integration")
             guard await commitHeld(batch: batch, trigger: "before-integration") else { return }
         }
         switch await remote.integrate(branch: branch) {
         case .none: break
         case .commitAgain:
-            fullScan = true
+            pending.fullScan = true
             batcher.request(at: clock.now)
         case .pushConflictBranch(let side):
             startNetworkRound(fetch: false, conflictSide: side)
@@ -845,7 +769,7 @@ public actor SyncService {
 
     private func reloadControl() {
         let asked = inbox.reload(waiting: remote.syncWaiters, syncing: remote.syncer != nil)
-        if asked.commitRequested || (asked.resumed && (!pending.isEmpty || fullScan)) { batcher.request(at: clock.now) }
+        if asked.commitRequested || (asked.resumed && (!pending.isEmpty || pending.fullScan)) { batcher.request(at: clock.now) }
         let status = reporter.status
         if !status.paused && !status.emergencyStop && (status.phase == .paused || status.phase == .emergencyStop) {
             reporter.setPhase(batcher.hasPending ? .pending : .idle)
@@ -898,6 +822,7 @@ public actor SyncService {
             try OwnPaths.checkMetricsFile(fresh.metricsFile, repository: repository)
             settings = fresh
             reporter.adopt(fresh)
+            reconciler.interval = fresh.reconcileInterval
             gate.leaseCap = fresh.writerLeaseCap
             gate.reportAfter = fresh.writerLockTimeout
             batcher.quietPeriod = fresh.quietPeriod
