@@ -21,7 +21,8 @@ public actor SyncService {
     private let log: LogSink
     private let clock = ContinuousClock()
     private let watcher: Watcher
-    private let committer: Committer
+    /// Batches into commits: numbering, the committer, deferrals, failure backoff, the circuit breaker.
+    private let commits: CommitStep
     private let journal: Journal
     private let record: JournalRecorder
     /// state.json, the metrics file, sd_notify, alerts.
@@ -32,23 +33,13 @@ public actor SyncService {
     /// Set when syncd must stop with an error found outside the loop (its instance lock lost).
     private var stopError: SyncError?
     private var batcher: Batcher<Instant>
-    private var breaker: CircuitBreaker<Instant>
 
     private var ready = false
     private var stopRequested = false
-    /// The first batch commits what changed while syncd was not running.
-    private var startupBatch = true
     /// What changed and is not committed yet.
     private var pending: PendingChanges
     /// `git status` every `reconcileInterval`: what no event reported.
     private let reconciler: PeriodicReconcile
-    /// Named writers (`as-writer --name`) whose sessions the next commit holds.
-    private var writers: [String] = []
-    private var nextBatch: Int
-    private var currentBatch: Int?
-    private var lastDeferral: Deferral?
-    private var failureBackoff: Duration = .zero
-    private var lastFailure: (message: String, loggedAt: Instant, repeats: Int)?
     private var timer: Task<Void, Never>?
     private var timerDeadline: Instant?
     private let wake: AsyncStream<Void>.Continuation
@@ -68,8 +59,6 @@ public actor SyncService {
     /// only the local integration, under the lock (milliseconds).
     private let remote: RemoteSync
 
-    /// Retry interval while a foreign git operation runs.
-    static let deferRetry: Duration = .seconds(1)
 
     /// The instance lock in a state directory; it holds the running syncd's pid.
     public static func instanceLock(_ stateDirectory: [UInt8]) -> [UInt8] {
@@ -157,17 +146,10 @@ public actor SyncService {
         var watcherOptions = WatcherOptions()
         watcherOptions.degradedRescanInterval = settings.rescanInterval
         watcher = Watcher(repository: repository, options: watcherOptions, log: log)
-        var committerOptions = Committer.Options()
-        committerOptions.fsync = settings.fsync
-        committerOptions.splitIndex = settings.splitIndex
-        committerOptions.staleLockAge = settings.staleLockAge
-        committerOptions.serviceStarted = serviceStarted
-        if let inside = lockDirectory.inside(repository) { committerOptions.excluded = [inside] }
-        committerOptions.stop = stopFlag
-        committer = Committer(repository: repository, stateDirectory: directory, options: committerOptions, log: log)
+        commits = CommitStep(
+            repository: repository, stateDirectory: directory, settings: settings, serviceStarted: serviceStarted, lockDirectory: lockDirectory,
+            stopFlag: stopFlag, reporter: reporter, log: log, record: record)
         batcher = Batcher(quietPeriod: settings.quietPeriod, maxLatency: settings.maxLatency, maxPaths: settings.maxBatchPaths)
-        breaker = CircuitBreaker(maxCommits: settings.breakerMaxCommits, window: settings.breakerWindow)
-        nextBatch = Journal.lastBatch(in: directory) + 1
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         remote = RemoteSync(
             repository: repository, settings: settings, stateDirectory: directory, serviceStarted: serviceStarted, now: clock.now,
@@ -175,7 +157,6 @@ public actor SyncService {
         reporter.status.pid = getpid()
         reporter.status.workspace = repository.workTreeDisplay
         reporter.status.started = WallClock.rfc3339()
-        reporter.status.lastBatch = nextBatch - 1
         reporter.status.lockDirectory = lockDirectory.display
     }
 
@@ -189,7 +170,7 @@ public actor SyncService {
             line.add("max_latency", Settings.formatDuration(settings.maxLatency))
         }
         reporter.write()
-        try await committer.prepare()
+        try await commits.committer.prepare()
         // Before anything else: an integration interrupted by a crash is finished or rolled back
         // (and a stash left by an older syncd is restored).
         // What the last run left behind is repaired here; each repair is one `recovery` record.
@@ -388,21 +369,21 @@ public actor SyncService {
                 return
             }
         }
-        if breaker.isOpen(at: now), let until = breaker.openUntil {
+        if let until = commits.breakerOpenUntil(at: now) {
             reporter.setPhase(.breakerOpen, reason: reporter.status.reason, code: "circuit-breaker")
             schedule(until)
             return
         }
         if let trigger = batcher.due(at: now) {
-            await commitBatch(trigger: startupBatch && trigger == .requested ? "startup" : trigger.rawValue)
+            await commitBatch(trigger: commits.isStartup && trigger == .requested ? "startup" : trigger.rawValue)
         }
         await remote.refreshUnpushed()
         if reporter.status.phase == .committing || reporter.status.phase == .paused || reporter.status.phase == .emergencyStop
-            || (reporter.status.phase == .breakerOpen && !breaker.isOpen(at: clock.now))
+            || (reporter.status.phase == .breakerOpen && commits.breakerOpenUntil(at: clock.now) == nil)
         {
             reporter.setPhase(batcher.hasPending ? .pending : .idle)
         }
-        if currentBatch == nil, batcher.due(at: clock.now) == nil {
+        if commits.currentBatch == nil, batcher.due(at: clock.now) == nil {
             switch remote.due(at: clock.now) {
             case .integrate: await integrateRemote()
             case .fetch: startNetworkRound(fetch: true)
@@ -411,7 +392,7 @@ public actor SyncService {
             case nil: break
             }
         }
-        if let due = reconciler.due(ready: ready, now: clock.now), due <= clock.now, currentBatch == nil, batcher.due(at: clock.now) == nil {
+        if let due = reconciler.due(ready: ready, now: clock.now), due <= clock.now, commits.currentBatch == nil, batcher.due(at: clock.now) == nil {
             await reconcile()
         }
         // One timer for the earliest thing to do: the batch, the next sync cycle (only when it
@@ -420,11 +401,11 @@ public actor SyncService {
         // during a long sync cycle was never committed).
         var wakeAt: [Instant] = []
         if let deadline = batcher.deadline { wakeAt.append(deadline) }
-        if currentBatch == nil, let due = remote.deadline(now: clock.now) {
+        if commits.currentBatch == nil, let due = remote.deadline(now: clock.now) {
             // Something due now that could not run (the lock busy, a person's git operation): 100 ms.
             wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100))))
         }
-        if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
+        if let until = commits.breakerOpenUntil(at: clock.now) { wakeAt.append(until) }
         if let due = reconciler.due(ready: ready, now: clock.now) { wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100)))) }
         // A failure that must last `alertAfter` before its alert needs a wake-up then.
         if let check = reporter.nextIncidentCheck(now: clock.now) { wakeAt.append(check) }
@@ -505,25 +486,8 @@ public actor SyncService {
         reporter.flushed()
     }
 
-    /// The batch being committed: the one in flight (a retry), else a new one, journaled before
-    /// it is attempted.
-    private func openBatch(trigger: String) -> Int {
-        if let currentBatch { return currentBatch }
-        let batch = nextBatch
-        currentBatch = batch
-        nextBatch += 1
-        reporter.status.lastBatch = batch
-        record("batch") { line in
-            line.add("batch", batch)
-            line.add("trigger", trigger)
-            line.add("paths", pending.count)
-            line.add("full_scan", pending.fullScan)
-        }
-        return batch
-    }
-
     private func commitBatch(trigger: String) async {
-        let batch = openBatch(trigger: trigger)
+        let batch = commits.open(trigger: trigger, pending: pending)
         // Writers hold the sync lock shared while they write; syncd snapshots only under the
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }
@@ -543,90 +507,40 @@ public actor SyncService {
         if gate.held { releaseSyncLock() }
     }
 
-    /// Commits the pending batch; the caller holds the exclusive sync lock. True when nothing is
-    /// left pending (committed, or nothing had changed).
-    @discardableResult
+    /// Commits the pending batch (`CommitStep`); the caller holds the exclusive sync lock. True
+    /// when nothing is left pending (committed, or nothing had changed).
     /// `releaseAtSnapshot`: the sync lock is released as soon as the tree is written, before the
     /// commit object and the branch move (writers wait only for the snapshot); not when an
     /// integration follows under the same lock.
+    @discardableResult
     private func commitHeld(batch: Int, trigger: String, releaseAtSnapshot: Bool = false) async -> Bool {
-        // The named writers that held the lock since the last snapshot (none holds it now).
-        for name in WriterLog.take(from: lockDirectory) where !writers.contains(name) { writers.append(name) }
-        let request = CommitRequest(
-            paths: pending.paths, directoryHints: pending.directoryHints, fullScan: pending.fullScan, batch: batch, trigger: trigger,
-            writer: writers.isEmpty ? nil : writers.joined(separator: ", "),
-            snapshotTaken: releaseAtSnapshot ? releaseAtSnapshotHook : nil)
-        reporter.setPhase(.committing)
-        let started = clock.now
+        let outcome: CommitOutcome
         do {
-            let outcome = try await committer.commit(request)
-            for repair in await committer.takeRecoveries() {
-                reporter.status.recoveries += 1
-                record("recovery") { line in line.add("found", repair) }
-            }
-            // Files git could not read, nested repositories: in status until they are committed.
-            if reporter.status.apply(await committer.findings) { pendingChanged() }
-            switch outcome {
-            case .committed(let summary):
-                finishBatch()
-                let now = clock.now
-                reporter.status.commits += 1
-                reporter.status.lastCommit = summary.commit
-                reporter.status.lastCommitAt = WallClock.rfc3339()
-                reporter.status.lastCommitBatch = batch
-                let writer = request.writer
-                writers = []
-                record("commit") { line in
-                    line.add("batch", batch)
-                    line.add("commit", summary.commit)
-                    line.add("files", summary.files.count)
-                    line.add("attempts", summary.attempts)
-                    line.add("trigger", trigger)
-                    if let writer { line.add("writer", writer) }
-                }
-                log(.info, "batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(Self.milliseconds(now - started)) ms")
-                remote.committedLocally(at: clock.now)
-                if breaker.recordCommit(at: now) {
-                    reporter.status.breakerTrips = breaker.trips
-                    let message = "circuit breaker open: more than \(breaker.maxCommits) commits within \(Settings.formatDuration(breaker.window)) "
-                        + "in \(repository.workTreeDisplay), which looks like a loop (a program rewriting files after each commit?); "
-                        + "committing stops for \(Settings.formatDuration(breaker.window)) while changes keep being collected. "
-                        + "Find the writer, or raise syncd.breakerMaxCommits if this rate is expected"
-                    log(.error, message)
-                    record("breaker-open") { line in
-                        line.add("batch", batch)
-                        line.add("reopens_in", Settings.formatDuration(breaker.window))
-                    }
-                    reporter.setPhase(.breakerOpen, reason: message, code: "circuit-breaker")
-                }
-            case .unchanged:
-                finishBatch()
-                reporter.status.unchangedBatches += 1
-                writers = []
-                record("unchanged") { line in line.add("batch", batch) }
-                log(.debug, "batch \(batch) (\(trigger)): nothing changed")
-            case .deferred(let deferral):
-                batcher.hold(until: clock.now.advanced(by: Self.deferRetry))
-                reporter.status.deferrals += 1
-                if let counted = deferral.pendingPaths, counted != pending.scanned {
-                    pending.scanned = counted
-                    reporter.status.pendingPaths = pending.shownCount
-                    pendingChanged()
-                }
-                if deferral != lastDeferral {
-                    lastDeferral = deferral
-                    log(.info, "batch \(batch) waits: \(deferral.message)")
-                    record("deferred") { line in
-                        line.add("batch", batch)
-                        line.add("reason", deferral.code.rawValue)
-                        line.add("message", deferral.message)
-                    }
-                }
-                reporter.setPhase(.deferred, reason: deferral.message, code: deferral.code.rawValue)
-                return false
-            }
+            let result = try await commits.commit(
+                batch: batch, trigger: trigger, pending: pending, snapshotTaken: releaseAtSnapshot ? releaseAtSnapshotHook : nil)
+            if result.findingsChanged { pendingChanged() }
+            outcome = result.outcome
         } catch {
             failed(batch: batch, error: error)
+            return false
+        }
+        switch outcome {
+        case .committed(let summary):
+            finishBatch()
+            commits.committed(summary, batch: batch, trigger: trigger)
+            remote.committedLocally(at: clock.now)
+        case .unchanged:
+            finishBatch()
+            commits.unchanged(batch: batch, trigger: trigger)
+        case .deferred(let deferral):
+            batcher.hold(until: clock.now.advanced(by: CommitStep.deferRetry))
+            reporter.status.deferrals += 1
+            if let counted = deferral.pendingPaths, counted != pending.scanned {
+                pending.scanned = counted
+                reporter.status.pendingPaths = pending.shownCount
+                pendingChanged()
+            }
+            commits.deferred(deferral, batch: batch)
             return false
         }
         return true
@@ -636,47 +550,13 @@ public actor SyncService {
         if let (serial, commitOnly) = inbox.takeSyncRequest() {
             remote.requestCommitted(serial: serial, commitOnly: commitOnly, at: clock.now)
         }
-        startupBatch = false
         pending.clear()
-        currentBatch = nil
-        lastDeferral = nil
-        failureBackoff = .zero
-        lastFailure = nil
+        commits.finished()
         batcher.batchTaken()
-        reporter.status.pendingPaths = 0
-        reporter.status.pendingScan = false
-        reporter.status.reason = ""
-        reporter.status.reasonCode = ""
     }
 
-    /// A batch failed (disk full, git error): keep everything pending, back off, say so without a storm.
     private func failed(batch: Int, error: any Error) {
-        let now = clock.now
-        failureBackoff = min(max(failureBackoff * 2, .seconds(2)), .seconds(60))
-        batcher.hold(until: now.advanced(by: failureBackoff))
-        let message = (error as? SyncError)?.detailedDescription ?? String(describing: error)
-        let diskFull = (error as? SyncError)?.code == .diskFull
-        let advice = diskFull
-            ? "the disk is full: free space on the filesystem of \(repository.workTreeDisplay); "
-            : ""
-        let text = "batch \(batch) failed: \(advice)\(message); nothing is lost (the changes stay in the working tree)"
-            + (stopRequested ? "" : ", retrying in \(Settings.formatDuration(failureBackoff))")
-        reporter.status.failures += 1
-        reporter.status.lastError = advice + ((error as? SyncError)?.description ?? String(describing: error))
-        reporter.status.lastErrorAt = WallClock.rfc3339()
-        if let previous = lastFailure, previous.message == message, now - previous.loggedAt < .seconds(300) {
-            lastFailure?.repeats += 1
-        } else {
-            let repeats = lastFailure.map { $0.message == message ? " (failed \($0.repeats + 1) times since the last report)" : "" } ?? ""
-            log(.error, text + repeats)
-            record("failed") { line in
-                line.add("batch", batch)
-                line.add("error", reporter.status.lastError)
-                line.add("disk_full", diskFull)
-            }
-            lastFailure = (message, now, 0)
-        }
-        reporter.setPhase(.failing, reason: reporter.status.lastError, code: (error as? SyncError)?.code.rawValue ?? "error")
+        batcher.hold(until: commits.failed(batch: batch, error: error, stopping: stopRequested))
     }
 
     /// Commits what is pending when syncd stops (SIGTERM, SIGINT), within `syncd.stopTimeout` of
@@ -685,7 +565,7 @@ public actor SyncService {
     private func finalBatch() async -> SyncError? {
         defer { gitMonitor.stopCalls(at: nil) }
         drainChanges()
-        if ready, batcher.hasPending, !breaker.isOpen(at: clock.now), !inbox.halted, !gitMonitor.deadlinePassed {
+        if ready, batcher.hasPending, commits.breakerOpenUntil(at: clock.now) == nil, !inbox.halted, !gitMonitor.deadlinePassed {
             log(.info, "stopping: committing \(pending.count) pending path(s) first")
             // Writers holding the sync lock are waited for (they finish their update), within
             // the stop's bound; then what is left is said, and committed at the next start.
@@ -700,7 +580,7 @@ public actor SyncService {
                     + "nothing is lost, they are committed at the next start")
             }
         }
-        guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || currentBatch != nil || pending.fullScan else { return nil }
+        guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || commits.currentBatch != nil || pending.fullScan else { return nil }
         let paths = pending.paths.sorted()
         let what = paths.isEmpty
             ? "the changes since the last commit" + (pending.fullScan ? " (a full scan was due)" : "")
@@ -726,7 +606,7 @@ public actor SyncService {
 
     /// At shutdown, after the final batch: the round in flight, then one bounded push.
     private func finalSync() async {
-        guard ready, currentBatch == nil else { return }
+        guard ready, commits.currentBatch == nil else { return }
         await remote.finalSync()
     }
 
@@ -745,7 +625,7 @@ public actor SyncService {
         await Failpoint.hit("before-integration-commit", log: log)
         await fenceChanges()
         if batcher.hasPending || pending.fullScan {
-            let batch = openBatch(trigger: "before-integration")
+            let batch = commits.open(trigger: "before-integration", pending: pending)
             guard await commitHeld(batch: batch, trigger: "before-integration") else { return }
         }
         switch await remote.integrate(branch: branch) {
