@@ -23,11 +23,11 @@ public actor SyncService {
     private let watcher: Watcher
     /// Batches into commits: numbering, the committer, deferrals, failure backoff, the circuit breaker.
     private let commits: CommitStep
-    private let journal: Journal
+    /// The instance lock and the journal, put back when deleted.
+    private let own: StateDirectory
     private let record: JournalRecorder
     /// state.json, the metrics file, sd_notify, alerts.
     private let reporter: StatusReporter
-    private var processLock: ProcessLock
     /// When this service started (seconds since the epoch), for `GitDirectoryState`.
     private let serviceStarted: Int
     /// Set when syncd must stop with an error found outside the loop (its instance lock lost).
@@ -91,43 +91,11 @@ public actor SyncService {
         self.repository = repository
         self.settings = settings
         self.log = log
-        let directory = Self.stateDirectory(of: repository)
-        self.stateDirectory = directory
-        do {
-            try Syscall.makeDirectory(directory)
-        } catch {
-            throw SyncError(.syscall, "cannot create syncd's state directory \(Syscall.display(directory)): check its permissions", cause: error)
-        }
-        // core.hooksPath of syncd's git calls: an empty directory, so no hook runs (git finds none
-        // there even when it is missing; made so a person sees where the setting points).
-        try? Syscall.makeDirectory(Repository.noHooksDirectory(gitDir: repository.gitDir))
-        let lockPath = Self.instanceLock(directory)
-        let outcome: ProcessLock.Outcome
-        do {
-            outcome = try ProcessLock.acquire(lockPath)
-        } catch {
-            throw SyncError(
-                .syscall,
-                "cannot open the instance lock \(Syscall.display(lockPath))"
-                    + (error.errno == Errno(ELOOP) ? ": it is a symlink; remove it (syncd never follows one there)" : ""),
-                cause: error)
-        }
-        switch outcome {
-        case .acquired(let lock):
-            processLock = lock
-        case .heldBy(let pid):
-            let who = pid.map { pid in "pid \(pid)" + (ProcessTable.commandLine(of: pid).map { ": \($0)" } ?? "") } ?? "pid unknown"
-            throw SyncError(
-                .alreadyRunning,
-                "syncd is already running for \(repository.workTreeDisplay) (\(who)); one instance per workspace: "
-                    + "stop that one first (for example `kill \(pid.map(String.init) ?? "PID")` or `systemctl stop` its unit)")
-        }
-        do {
-            journal = try Journal(directory: directory, maxBytes: settings.journalMaxBytes)
-        } catch {
-            throw SyncError(.syscall, "cannot open the journal in \(Syscall.display(directory))", cause: error)
-        }
-        record = JournalRecorder(journal: journal, log: log)
+        let own = try StateDirectory(repository: repository, journalMaxBytes: settings.journalMaxBytes, log: log)
+        self.own = own
+        let directory = own.path
+        stateDirectory = directory
+        record = JournalRecorder(journal: own.journal, log: log)
         reporter = StatusReporter(stateDirectory: directory, workspace: repository.workTreeDisplay, settings: settings, log: log, record: record)
         lockDirectory = LockDirectory.resolve(repository, configured: settings.lockDir)
         let stopFlag = StopFlag()
@@ -171,17 +139,8 @@ public actor SyncService {
         }
         reporter.write()
         try await commits.committer.prepare()
-        // Before anything else: an integration interrupted by a crash is finished or rolled back
-        // (and a stash left by an older syncd is restored).
         // What the last run left behind is repaired here; each repair is one `recovery` record.
-        let found = RecoveryNotes(log)
-        if let ending {
-            found.note(.warning, "the previous run ended without a clean stop (killed, crashed or power lost)"
-                + (ending.openBatch.map { "; its batch \($0) was not committed, and the startup batch commits what it held" } ?? ""))
-        }
-        await IntegrationInFlight.recover(repository: repository, directory: stateDirectory, log: found.sink)
-        await StashInFlight.recover(git: repository.git, directory: stateDirectory, log: found.sink)
-        for message in found.messages {
+        for message in await own.recoverPreviousRun(ending: ending) {
             reporter.status.recoveries += 1
             record("recovery") { line in line.add("found", message) }
         }
@@ -295,59 +254,12 @@ public actor SyncService {
         throw CancellationError()
     }
 
-    /// Puts back syncd's state directory, instance lock, journal and sync lock when they were
-    /// deleted or replaced while it runs. The instance lock is what keeps a second syncd out; if
-    /// another syncd took it meanwhile, this one stops.
+    /// syncd's own files deleted or replaced under it are put back (`StateDirectory.repair`); if
+    /// the instance lock cannot be retaken, this syncd stops.
     private func checkOwnFiles() {
         guard stopError == nil else { return }
-        let directory = Syscall.display(stateDirectory)
-        if !processLock.isIntact {
-            let lockPath = Self.instanceLock(stateDirectory)
-            do {
-                try Syscall.makeDirectory(stateDirectory)
-                switch try ProcessLock.acquire(lockPath) {
-                case .acquired(let lock):
-                    processLock = lock
-                    reporter.status.recoveries += 1
-                    log(.error, "syncd's state directory \(directory) (or its instance lock) was deleted while syncd ran: "
-                        + "recreated it and took the instance lock again, so no second syncd can start beside this one. "
-                        + "What was in it (journal, backups, pause and stop files) is gone; do not delete it while syncd runs")
-                case .heldBy(let pid):
-                    stopError = SyncError(
-                        .alreadyRunning,
-                        "syncd's state directory \(directory) was deleted while syncd ran, and another syncd (pid \(pid.map(String.init) ?? "unknown")) "
-                            + "has taken the workspace since: this one stops so that only one commits")
-                }
-            } catch {
-                stopError = SyncError(
-                    .syscall, "syncd's state directory \(directory) was deleted while syncd ran and cannot be recreated: stopping, "
-                        + "since the instance lock can no longer keep a second syncd out; fix the permissions of \(Syscall.display(repository.gitDir)) and start again",
-                    cause: error)
-            }
-            if stopError != nil {
-                wake.yield()
-                return
-            }
-        }
-        do {
-            if try journal.reopenIfReplaced() {
-                record("recovery") { line in
-                    line.add("found", "\(directory) deleted while syncd ran")
-                    line.add("done", "recreated it, retook the instance lock, reopened the journal and the sync lock")
-                }
-            }
-        } catch {
-            log(.warning, "cannot reopen the journal in \(directory): \(error)")
-        }
-        do {
-            if try gate.reopenIfReplaced() {
-                log(.error, "the sync lock \(Syscall.display(lockDirectory.syncLock)) was deleted or replaced while syncd ran: locked the new file; "
-                    + "writers that used the old one meanwhile were not coordinated with syncd. Do not delete the lock directory while syncd runs")
-            }
-        } catch {
-            log(.error, "\(error)")
-        }
-        if !reporter.fileExists { reporter.write() }
+        stopError = own.repair(gate: &gate, lockDirectory: lockDirectory, reporter: reporter, record: record)
+        if stopError != nil { wake.yield() }
     }
 
     /// Decides at `now`: commit a due batch, or wait for the next deadline.
