@@ -205,4 +205,18 @@ final class CommitStep {
         reporter.setPhase(.failing, reason: reporter.status.lastError, code: (error as? SyncError)?.code.rawValue ?? "error")
         return now.advanced(by: failureBackoff)
     }
+
+    /// The error syncd exits with when a stop had to end git (`stopped`, after `stopTimeout`)
+    /// and `pending` stayed uncommitted.
+    static func uncommittedAtStop(_ pending: PendingChanges, stopped: GitMonitor.Call, stopTimeout: Duration) -> SyncError {
+        let paths = pending.paths.sorted()
+        let what = paths.isEmpty
+            ? "the changes since the last commit" + (pending.fullScan ? " (a full scan was due)" : "")
+            : "\(paths.count) path(s) (\(paths.prefix(5).map(\.description).joined(separator: ", "))\(paths.count > 5 ? ", …" : ""))"
+        return SyncError(
+            .git,
+            "stopped with \(what) not committed: \(stopped.description) did not finish within syncd.stopTimeout "
+                + "(\(Settings.formatDuration(stopTimeout))) and was stopped with SIGTERM; nothing is lost: the changes stay in "
+                + "the working tree and are committed at the next start")
+    }
 }

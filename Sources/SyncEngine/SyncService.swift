@@ -40,10 +40,8 @@ public actor SyncService {
     private var pending: PendingChanges
     /// `git status` every `reconcileInterval`: what no event reported.
     private let reconciler: PeriodicReconcile
-    private var timer: Task<Void, Never>?
-    private var timerDeadline: Instant?
-    private let wake: AsyncStream<Void>.Continuation
-    private let wakeups: AsyncStream<Void>
+    /// The loop's one wake-up stream and its single timer.
+    private let wakeups = Wakeups()
     /// Every git call of this service: slow ones are reported (log, state.json), a stop bounds them.
     private let gitMonitor: GitMonitor
     private let gitActivity: AsyncStream<Void>
@@ -58,7 +56,6 @@ public actor SyncService {
     /// Remote sync: the network runs in its own task, never on the commit path; the loop does
     /// only the local integration, under the lock (milliseconds).
     private let remote: RemoteSync
-
 
     /// The instance lock in a state directory; it holds the running syncd's pid.
     public static func instanceLock(_ stateDirectory: [UInt8]) -> [UInt8] {
@@ -118,10 +115,9 @@ public actor SyncService {
             repository: repository, stateDirectory: directory, settings: settings, serviceStarted: serviceStarted, lockDirectory: lockDirectory,
             stopFlag: stopFlag, reporter: reporter, log: log, record: record)
         batcher = Batcher(quietPeriod: settings.quietPeriod, maxLatency: settings.maxLatency, maxPaths: settings.maxBatchPaths)
-        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         remote = RemoteSync(
             repository: repository, settings: settings, stateDirectory: directory, serviceStarted: serviceStarted, now: clock.now,
-            inbox: inbox, reporter: reporter, wake: wake, log: log, record: record)
+            inbox: inbox, reporter: reporter, wake: wakeups.ring, log: log, record: record)
         reporter.status.pid = getpid()
         reporter.status.workspace = repository.workTreeDisplay
         reporter.status.started = WallClock.rfc3339()
@@ -146,7 +142,7 @@ public actor SyncService {
         }
         try await remote.prepare()
         let watcher = watcher
-        let wake = wake
+        let wake = wakeups.ring
         let gitActivity = gitActivity
         let watchdogInterval = reporter.notifier.watchdogInterval
         var failure: (any Error)?
@@ -220,7 +216,7 @@ public actor SyncService {
 
     /// Stopping, either way: no more timers, and systemd is told.
     private func stopping() {
-        timer?.cancel()
+        wakeups.cancelTimer()
         reporter.stopping()
     }
 
@@ -234,11 +230,11 @@ public actor SyncService {
             at: clock.now.advanced(by: settings.stopTimeout),
             reason: "syncd is stopping and waits at most \(Settings.formatDuration(settings.stopTimeout)) for git (syncd.stopTimeout)")
         log(.info, "stopping: finishing the current step, then committing what is pending and pushing (a second signal stops at once)")
-        wake.yield()
+        wakeups.ring.yield()
     }
 
     private func loop() async throws {
-        for await _ in wakeups {
+        for await _ in wakeups.stream {
             try Task.checkCancellation()
             if stopRequested { return }
             reporter.pingWatchdog(now: clock.now)
@@ -259,7 +255,7 @@ public actor SyncService {
     private func checkOwnFiles() {
         guard stopError == nil else { return }
         stopError = own.repair(gate: &gate, lockDirectory: lockDirectory, reporter: reporter, record: record)
-        if stopError != nil { wake.yield() }
+        if stopError != nil { wakeups.ring.yield() }
     }
 
     /// Decides at `now`: commit a due batch, or wait for the next deadline.
@@ -277,13 +273,13 @@ public actor SyncService {
                 reporter.setPhase(batcher.hasPending ? .pending : .idle)
             } else {
                 reporter.setPhase(.paused, reason: "paused by \(pause.by): \(pause.reason)", code: "paused")
-                if let until = pause.until { schedule(now.advanced(by: .milliseconds(Int64((until - ControlFile.now()) * 1000) + 10))) }
+                if let until = pause.until { wakeups.schedule(now.advanced(by: .milliseconds(Int64((until - ControlFile.now()) * 1000) + 10))) }
                 return
             }
         }
         if let until = commits.breakerOpenUntil(at: now) {
             reporter.setPhase(.breakerOpen, reason: reporter.status.reason, code: "circuit-breaker")
-            schedule(until)
+            wakeups.schedule(until)
             return
         }
         if let trigger = batcher.due(at: now) {
@@ -321,7 +317,7 @@ public actor SyncService {
         if let due = reconciler.due(ready: ready, now: clock.now) { wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100)))) }
         // A failure that must last `alertAfter` before its alert needs a wake-up then.
         if let check = reporter.nextIncidentCheck(now: clock.now) { wakeAt.append(check) }
-        if let earliest = wakeAt.min() { schedule(earliest) }
+        if let earliest = wakeAt.min() { wakeups.schedule(earliest) }
     }
 
     /// The periodic reconcile (`PeriodicReconcile`): events up to the start and up to the end of
@@ -493,15 +489,7 @@ public actor SyncService {
             }
         }
         guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || commits.currentBatch != nil || pending.fullScan else { return nil }
-        let paths = pending.paths.sorted()
-        let what = paths.isEmpty
-            ? "the changes since the last commit" + (pending.fullScan ? " (a full scan was due)" : "")
-            : "\(paths.count) path(s) (\(paths.prefix(5).map(\.description).joined(separator: ", "))\(paths.count > 5 ? ", …" : ""))"
-        return SyncError(
-            .git,
-            "stopped with \(what) not committed: \(stopped.description) did not finish within syncd.stopTimeout "
-                + "(\(Settings.formatDuration(settings.stopTimeout))) and was stopped with SIGTERM; nothing is lost: the changes stay in "
-                + "the working tree and are committed at the next start")
+        return CommitStep.uncommittedAtStop(pending, stopped: stopped, stopTimeout: settings.stopTimeout)
     }
 
     private func gitActivityChanged() {
@@ -556,7 +544,7 @@ public actor SyncService {
     /// fetch or push in flight (git gets SIGTERM and removes its own locks).
     private func controlChanged() {
         if inbox.signalled() { remote.cancelRound() }
-        wake.yield()
+        wakeups.ring.yield()
     }
 
     private func reloadControl() {
@@ -593,18 +581,6 @@ public actor SyncService {
         reporter.status.writersBlockingSince = ""
     }
 
-    private func schedule(_ deadline: Instant) {
-        if let timerDeadline, timerDeadline == deadline, timer != nil { return }
-        timer?.cancel()
-        timerDeadline = deadline
-        let wake = wake
-        let clock = clock
-        timer = Task {
-            try? await clock.sleep(until: deadline)
-            if !Task.isCancelled { wake.yield() }
-        }
-    }
-
     /// SIGHUP: re-read `syncd.*` from git config (flags given at start still win). A bad value
     /// keeps the running settings and says why.
     private func reloadSettings() async {
@@ -624,7 +600,7 @@ public actor SyncService {
             log(.info, "settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), "
                 + "syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote, fsync, backupDir, squash, integrate and strategyOption apply at the next start)")
             record("reload") { _ in }
-            wake.yield()
+            wakeups.ring.yield()
         } catch {
             log(.error, "settings not reloaded, the running ones stay: \((error as? SyncError)?.description ?? "\(error)")")
         }
