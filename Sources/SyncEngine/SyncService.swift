@@ -4,12 +4,17 @@ import SyncGit
 import SyncSystem
 import SyncWatcher
 
-/// `syncd run`: watcher → batcher → committer, one workspace, until cancelled.
+/// `syncd run`: watcher → batcher → committer → remote, one workspace, until stopped.
 ///
-/// Changes from the watcher collect in a pending set; the batcher (two clocks and a size cap)
-/// says when they become a batch; the committer turns the batch into one commit. The journal
-/// records every batch before it is attempted and how it ended; `state.json` says what syncd is
-/// doing now. One instance per workspace: a kernel lock in the state directory.
+/// The loop that wires the stages, each a type of its own: changes from the watcher collect in
+/// `PendingChanges`; the `Batcher` (two clocks and a size cap) says when they become a batch;
+/// `SyncLockGate` takes the sync lock from the writers; `CommitStep` turns the batch into one
+/// commit; `RemoteSync` fetches, integrates and pushes off the commit path; `ControlInbox` reads
+/// what syncctl asked for; `PeriodicReconcile` asks git what no event reported;
+/// `StatusReporter` tells `state.json`, systemd and the alert hook; `StateDirectory` holds the
+/// instance lock and the journal. The stages are plain classes and structs owned by this actor
+/// and used only from it; the actor's own state is what connects them (the pending set, the
+/// batcher, the lock) and the one wake-up stream its loop waits on.
 public actor SyncService {
     public typealias Instant = ContinuousClock.Instant
 
@@ -18,44 +23,45 @@ public actor SyncService {
     /// Flag values given at start; a reload (SIGHUP) re-reads git config and applies them again.
     private let overrides: [(name: String, value: String)]
     public let stateDirectory: [UInt8]
+    public let lockDirectory: LockDirectory
     private let log: LogSink
     private let clock = ContinuousClock()
-    private let watcher: Watcher
-    /// Batches into commits: numbering, the committer, deferrals, failure backoff, the circuit breaker.
-    private let commits: CommitStep
-    /// The instance lock and the journal, put back when deleted.
-    private let own: StateDirectory
-    private let record: JournalRecorder
-    /// state.json, the metrics file, sd_notify, alerts.
-    private let reporter: StatusReporter
     /// When this service started (seconds since the epoch), for `GitDirectoryState`.
     private let serviceStarted: Int
-    /// Set when syncd must stop with an error found outside the loop (its instance lock lost).
-    private var stopError: SyncError?
-    private var batcher: Batcher<Instant>
-
-    private var ready = false
-    private var stopRequested = false
-    /// What changed and is not committed yet.
-    private var pending: PendingChanges
-    /// `git status` every `reconcileInterval`: what no event reported.
-    private let reconciler: PeriodicReconcile
-    /// The loop's one wake-up stream and its single timer.
-    private let wakeups = Wakeups()
     /// Every git call of this service: slow ones are reported (log, state.json), a stop bounds them.
     private let gitMonitor: GitMonitor
     private let gitActivity: AsyncStream<Void>
 
-    // Coordination (docs/PROTOCOL.md).
-    public let lockDirectory: LockDirectory
+    // The stages.
+    private let watcher: Watcher
+    /// What changed and is not committed yet.
+    private var pending: PendingChanges
+    private var batcher: Batcher<Instant>
+    /// The coordinator: the sync lock, the writer lease, the writers named when they block (docs/PROTOCOL.md).
     private var gate: SyncLockGate
-    private let lockInsideTree: RepoPath?
-    /// Pause, emergency stop and requests from syncctl.
-    private let inbox: ControlInbox
-
+    /// Batches into commits: numbering, the committer, deferrals, failure backoff, the circuit breaker.
+    private let commits: CommitStep
     /// Remote sync: the network runs in its own task, never on the commit path; the loop does
     /// only the local integration, under the lock (milliseconds).
     private let remote: RemoteSync
+    /// Pause, emergency stop and requests from syncctl.
+    private let inbox: ControlInbox
+    /// `git status` every `reconcileInterval`: what no event reported.
+    private let reconciler: PeriodicReconcile
+    /// state.json, the metrics file, sd_notify, alerts.
+    private let reporter: StatusReporter
+    /// The instance lock and the journal, put back when deleted.
+    private let own: StateDirectory
+    private let record: JournalRecorder
+
+    // The loop.
+    /// The loop's one wake-up stream and its single timer.
+    private let wakeups = Wakeups()
+    /// The watcher's first crawl is done: batches may be committed.
+    private var ready = false
+    private var stopRequested = false
+    /// Set when syncd must stop with an error found outside the loop (its instance lock lost).
+    private var stopError: SyncError?
 
     /// The instance lock in a state directory; it holds the running syncd's pid.
     public static func instanceLock(_ stateDirectory: [UInt8]) -> [UInt8] {
@@ -99,7 +105,7 @@ public actor SyncService {
         inbox = ControlInbox(lockDirectory: lockDirectory, stopFlag: stopFlag, reporter: reporter, log: log, record: record)
         try lockDirectory.prepare()
         gate = try SyncLockGate(lockDirectory: lockDirectory, leaseCap: settings.writerLeaseCap, reportAfter: settings.writerLockTimeout, log: log)
-        lockInsideTree = lockDirectory.inside(repository)
+        let lockInsideTree = lockDirectory.inside(repository)
         pending = PendingChanges(capacity: WatcherOptions().pendingCapacity, excluded: lockInsideTree)
         reconciler = PeriodicReconcile(
             interval: settings.reconcileInterval, repository: repository, excluded: lockInsideTree, reporter: reporter, log: log, record: record)
