@@ -13,7 +13,7 @@ import SyncWatcher
 final class RemoteSync {
     typealias Instant = ContinuousClock.Instant
 
-    private(set) var syncer: Syncer?
+    private var syncer: Syncer?
     /// When to fetch, push and integrate (pure, injected instants).
     private var schedule: RemoteSchedule<Instant>
     /// The round in flight (fetch or push), if any.
@@ -53,6 +53,9 @@ final class RemoteSync {
 
     /// The remote's name (`origin`), once prepared.
     var name: String { syncer?.options.remote ?? "" }
+
+    /// A remote is configured (`prepare` found one): commits are pushed.
+    var isConfigured: Bool { syncer != nil }
 
     /// Sets up the syncer from `syncd.remote` (none: committing locally only). Throws when
     /// `syncd.remote` names no remote of the repository.

@@ -554,7 +554,7 @@ public actor SyncService {
     }
 
     private func reloadControl() {
-        let asked = inbox.reload(waiting: remote.syncWaiters, syncing: remote.syncer != nil)
+        let asked = inbox.reload(waiting: remote.syncWaiters, syncing: remote.isConfigured)
         if asked.commitRequested || (asked.resumed && (!pending.isEmpty || pending.fullScan)) { batcher.request(at: clock.now) }
         let status = reporter.status
         if !status.paused && !status.emergencyStop && (status.phase == .paused || status.phase == .emergencyStop) {
