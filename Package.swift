@@ -7,6 +7,9 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+// swift-log's Logger: every target that logs takes one (issue 16).
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+
 let package = Package(
     name: "syncd",
     platforms: [.macOS(.v15)],
@@ -17,14 +20,20 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C names Glibc does not export to Swift (pipe2 and friends).
         .target(name: "CSyncShims"),
         // Pure values: errors, byte paths, change records, JSON lines. No syscalls.
         .target(name: "SyncCore", swiftSettings: strict),
-        // The one syscall layer: EINTR retry, errno kept, close-on-exec everywhere; inotify reader thread.
-        .target(name: "SyncSystem", dependencies: ["SyncCore", "CSyncShims"], swiftSettings: strict),
+        // The one syscall layer: EINTR retry, errno kept, close-on-exec everywhere; inotify reader thread;
+        // the log handler (stderr, journald priorities, repeat limiter).
+        .target(
+            name: "SyncSystem",
+            dependencies: ["SyncCore", "CSyncShims", logging],
+            swiftSettings: strict
+        ),
         // Every git child process goes through GitRunner.
         .target(
             name: "SyncGit",
@@ -32,35 +41,39 @@ let package = Package(
             swiftSettings: strict
         ),
         // Recursive watching: watch table, crawler, event processing, change queue.
-        .target(name: "SyncWatcher", dependencies: ["SyncCore", "SyncSystem", "SyncGit"], swiftSettings: strict),
+        .target(
+            name: "SyncWatcher",
+            dependencies: ["SyncCore", "SyncSystem", "SyncGit", logging],
+            swiftSettings: strict
+        ),
         // syncd run: batcher, committer, journal, state file, settings.
         .target(
             name: "SyncEngine",
             dependencies: [
                 "SyncCore", "SyncSystem", "SyncGit", "SyncWatcher",
-                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Subprocess", package: "swift-subprocess"), logging,
             ],
             swiftSettings: strict
         ),
         // Thin executables.
         .executableTarget(
             name: "syncd",
-            dependencies: ["SyncEngine", "SyncWatcher", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SyncEngine", "SyncWatcher", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging],
             // More than one source file (the demo): main.swift would be top-level code, which @main forbids.
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "syncctl",
             dependencies: [
-                "SyncEngine", "SyncGit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
+                "SyncEngine", "SyncGit", "SyncSystem", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Subprocess", package: "swift-subprocess"), logging,
             ],
             // More than one source file: main.swift would be top-level code, which @main forbids.
             swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "syncd-bench",
-            dependencies: ["SyncWatcher", "SyncEngine", "SyncTestKit"],
+            dependencies: ["SyncWatcher", "SyncEngine", "SyncTestKit", logging],
             swiftSettings: strict
         ),
         // Test support shared by unit tests, integration tests and benchmarks.
@@ -68,19 +81,19 @@ let package = Package(
             name: "SyncTestKit",
             dependencies: [
                 "SyncCore", "SyncSystem", "SyncGit", "SyncWatcher", "SyncEngine",
-                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Subprocess", package: "swift-subprocess"), logging,
             ],
             swiftSettings: strict
         ),
         .testTarget(name: "SyncCoreTests", dependencies: ["SyncCore"], swiftSettings: strict),
         .testTarget(
             name: "SyncWatcherTests",
-            dependencies: ["SyncWatcher", "SyncTestKit"],
+            dependencies: ["SyncWatcher", "SyncTestKit", logging],
             swiftSettings: strict
         ),
         .testTarget(
             name: "SyncEngineTests",
-            dependencies: ["SyncEngine", "SyncTestKit"],
+            dependencies: ["SyncEngine", "SyncTestKit", logging],
             swiftSettings: strict
         ),
         .testTarget(

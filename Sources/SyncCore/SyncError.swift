@@ -64,5 +64,4 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
 public struct UnderlyingError: Error, Sendable, CustomStringConvertible {
     public let description: String
     public init(_ error: any Error) { description = String(describing: error) }
-    public init(message: String) { description = message }
 }

@@ -29,4 +29,9 @@ extension Duration {
     public var wholeMilliseconds: Int64 {
         components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
+
+    /// In seconds, fractions kept: to add to or take from a time in seconds since the epoch.
+    public var inSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
 }

@@ -1,3 +1,4 @@
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -34,12 +35,12 @@ final class CommitStep {
     private let workspace: String
     private let clock = ContinuousClock()
     private let reporter: StatusReporter
-    private let log: LogSink
+    private let log: Logger
     private let record: JournalRecorder
 
     init(
         repository: Repository, stateDirectory: [UInt8], settings: Settings, serviceStarted: Int, lockDirectory: LockDirectory,
-        stopFlag: StopFlag, reporter: StatusReporter, log: @escaping LogSink, record: JournalRecorder
+        stopFlag: StopFlag, reporter: StatusReporter, log: Logger, record: JournalRecorder
     ) {
         var options = Committer.Options()
         options.fsync = settings.fsync
@@ -79,6 +80,12 @@ final class CommitStep {
             line.add("full_scan", pending.fullScan)
         }
         return batch
+    }
+
+    /// Before the sync lock: a large batch's blobs are written now, so writers wait only for
+    /// what changed since.
+    nonisolated(nonsending) func prestage(batch: Int, trigger: String, pending: PendingChanges) async {
+        await committer.prestage(CommitRequest(paths: pending.paths, directoryHints: pending.directoryHints, fullScan: pending.fullScan, batch: batch, trigger: trigger))
     }
 
     /// Commits `pending` as `batch`; the caller holds the exclusive sync lock. `snapshotTaken`

@@ -12,7 +12,7 @@ public struct CommitRequest: Sendable {
     public var trigger: String
     /// Who wrote the changes, when known.
     public var writer: String?
-    /// Called once the snapshot is taken (the tree is written from the index) and before the
+    /// Called once the snapshot is taken (the batch is staged in the index) and before the
     /// branch moves: the caller may let writers go on then (the sync lock). A compare-and-swap
     /// that fails after it is not redone here (the redo must snapshot again under the lock): the
     /// batch is deferred instead.

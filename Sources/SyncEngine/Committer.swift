@@ -1,8 +1,8 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
-import SyncWatcher
 
 /// Turns a batch of changed paths into one commit on the checked-out branch, in O(changed):
 ///
@@ -43,11 +43,13 @@ public actor Committer {
     private let repository: Repository
     private let git: GitRunner
     private let options: Options
-    private let log: LogSink
+    private let log: Logger
     private let gitState: GitDirectoryState
     private var identity: [String: String] = [:]
     private var writeConfiguration: [GitArgument] = []
-    private var knownIndex: IndexStamp?
+    /// Commits use a split index (`prepare`).
+    private var splitIndex = false
+    private var knownIndex: FileStamp?
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
     private let scratchIndex: [UInt8]
@@ -55,10 +57,20 @@ public actor Committer {
     /// Commits between two `git gc --auto` runs (git's automatic gc is off in syncd's calls).
     static let maintenanceEvery = 100
     /// More packs than this get a geometric repack at the next maintenance.
-    static let maxPacks = 8
+    package static let maxPacks = 8
     /// A path that never exists: git commands that need no index get it as GIT_INDEX_FILE.
     private let noIndex: [UInt8]
     private let repairs: RecoveryNotes
+
+    /// The files whose blobs `prestage` wrote, as they were then: under the lock, staging
+    /// re-hashes them but writes only what changed since (see `prestage`).
+    private var prestaged: [RepoPath: FileStamp] = [:]
+    /// The index `prestage` stages into: a copy of the real index (when it can take its place
+    /// under the lock, see `adoptPrestagedIndex`) or a throwaway one.
+    private let prestageIndex: [UInt8]
+    /// The real index as it was when `prestageIndex` was copied from it (`.some(nil)`: there was
+    /// none); nil when the prestaged index cannot replace the real one.
+    private var prestageBase: FileStamp??
 
     /// The repairs made since the last call (stale locks removed), for the journal.
     public func takeRecoveries() -> [String] { repairs.take() }
@@ -68,7 +80,7 @@ public actor Committer {
     /// Paths git could not read in the current attempt.
     private var unreadableThisAttempt: Set<RepoPath> = []
 
-    public init(repository: Repository, stateDirectory: [UInt8], options: Options, log: @escaping LogSink) {
+    public init(repository: Repository, stateDirectory: [UInt8], options: Options, log: Logger) {
         self.repository = repository
         self.git = repository.git
         self.options = options
@@ -77,9 +89,10 @@ public actor Committer {
         // make: each is also a `recovery` record (`takeRecoveries`).
         let repairs = RecoveryNotes(log)
         self.repairs = repairs
-        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.sink, serviceStart: options.serviceStarted)
+        self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.log, serviceStart: options.serviceStarted)
         self.scratchIndex = stateDirectory + Array("/index.next".utf8)
         self.noIndex = stateDirectory + Array("/no-index".utf8)
+        self.prestageIndex = stateDirectory + Array("/index.prestage".utf8)
     }
 
     /// One-time checks: the commit identity, the object format, and whether to split the index.
@@ -91,8 +104,10 @@ public actor Committer {
                 "GIT_AUTHOR_NAME": "syncd", "GIT_AUTHOR_EMAIL": email,
                 "GIT_COMMITTER_NAME": "syncd", "GIT_COMMITTER_EMAIL": email,
             ]
-            log(.warning, "no git identity (user.name/user.email) is configured for \(repository.workTreeDisplay); "
-                + "commits are made as \"syncd <\(email)>\" (set one with `git config user.name ...` and `git config user.email ...`)")
+            log.warning("""
+                no git identity (user.name/user.email) is configured for \(repository.workTreeDisplay); \
+                commits are made as "syncd <\(email)>" (set one with `git config user.name ...` and `git config user.email ...`)
+                """)
         }
         let tree = try await git.run(["hash-object", "-t", "tree", "--stdin"], input: [], readOnly: true)
         emptyTree = tree.text
@@ -103,7 +118,8 @@ public actor Committer {
         let indexSize = (try? Syscall.lstat(repository.gitDir + Array("/index".utf8)).st_size) ?? 0
         if options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024) {
             configuration += ["-c", "core.splitIndex=true"]
-            log(.info, "using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
+            splitIndex = true
+            log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
         }
         writeConfiguration = configuration
     }
@@ -111,6 +127,11 @@ public actor Committer {
     /// Commits the batch, or says why it has to wait. Throws on failures that need attention
     /// (disk full, git errors); nothing is lost then either: the changes stay in the working tree.
     public func commit(_ request: CommitRequest) async throws -> CommitOutcome {
+        defer {
+            prestaged = [:]
+            prestageBase = nil
+            try? Syscall.unlink(prestageIndex)
+        }
         let outcome: CommitOutcome
         do {
             outcome = try await attempt(request)
@@ -181,16 +202,19 @@ public actor Committer {
                 useScratch = false
             }
             let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
-            if try await !stage(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
-            if let stopped = stopCheck("writing the tree") { return stopped }
-            let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
-            // The snapshot is taken: writers may go on while the commit is written and the branch
-            // moves (their changes are the next batch's). Not with a scratch index: the real index
-            // is staged again from the working tree at the end, which must not see them.
+            if !useScratch, adoptPrestagedIndex() { adoptedPrestages += 1 }
+            if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
+            // The snapshot is taken: the index holds the batch, and nothing after this reads the
+            // working tree (write-tree reads the index). Writers may go on while the tree and the
+            // commit are written and the branch moves (their changes are the next batch's). Not
+            // with a scratch index: the real index is staged again from the working tree at the
+            // end, which must not see them.
             if !useScratch, !released, let snapshotTaken = request.snapshotTaken {
                 released = true
                 await snapshotTaken()
             }
+            if let stopped = stopCheck("writing the tree") { return stopped }
+            let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
             if tree == (head?.tree ?? emptyTree) {
                 if !useScratch { recordIndex() }
                 return .unchanged
@@ -223,10 +247,10 @@ public actor Committer {
                 if swap.standardError.contains("but expected") || swap.standardError.contains("already exists") {
                     if released {
                         // The redo must snapshot again under the sync lock, which is released.
-                        log(.info, "\(branch) moved while batch \(request.batch) was committed (a person's commit?); the batch is redone on top under the lock")
+                        log.info("\(branch) moved while batch \(request.batch) was committed (a person's commit?); the batch is redone on top under the lock", metadata: ["batch": "\(request.batch)"])
                         return .deferred(Deferral(code: .casContention, message: "\(branch) moved while the batch was committed; it is redone on top"))
                     }
-                    log(.info, "\(branch) moved while batch \(request.batch) was committed (a person's commit?); redoing the batch on top")
+                    log.info("\(branch) moved while batch \(request.batch) was committed (a person's commit?); redoing the batch on top", metadata: ["batch": "\(request.batch)"])
                     if attempts < 5 { continue }
                     return .deferred(Deferral(code: .casContention, message: "\(branch) keeps moving; the batch waits and is retried"))
                 }
@@ -255,17 +279,21 @@ public actor Committer {
                         + "check one out (`git switch BRANCH`) and it continues"))
             }
             if landed != branch {
-                log(.info, "HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now")
+                log.info("HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now", metadata: ["batch": "\(request.batch)"])
             }
             if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(landed) } }
             if useScratch {
                 // The real index takes the committed entries for the batch's paths; the person's
                 // staged changes to other paths stay staged.
-                _ = try await stage(staging, environment: [:], stoppable: false)
+                _ = try await stage(staging, environment: [:], pack: false, stoppable: false)
             }
             recordIndex()
             commitsSinceMaintenance += 1
-            if commitsSinceMaintenance >= Self.maintenanceEvery { await maintain() }
+            if commitsSinceMaintenance >= Self.maintenanceEvery {
+                await maintain()
+            } else if packRunsSinceRepack > Self.maxPacks {
+                await repackIfMany()
+            }
             return .committed(CommitSummary(commit: commit, branch: landed, files: files, attempts: attempts))
         }
     }
@@ -276,15 +304,152 @@ public actor Committer {
         commitsSinceMaintenance = 0
         do {
             _ = try await git.run(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"], userMaintenanceSettings: true)
-            // Bursts leave a pack each (bulk-checkin); a geometric repack rolls the small ones up
-            // (cheap: the big packs stay) so lookups, fetch and push do not slow down.
-            let packs = (try? DirectoryListing.list(repository.commonDir + Array("/objects/pack".utf8)))?
-                .filter { $0.name.count > 5 && $0.name.suffix(5).elementsEqual(".pack".utf8) }.count ?? 0
-            if packs > Self.maxPacks {
-                _ = try await git.run(["repack", "-d", "-q", "--geometric=2"], userMaintenanceSettings: true)
-            }
+            await repackIfMany()
         } catch {
-            log(.warning, "git gc --auto failed in \(repository.workTreeDisplay): \(error); syncd tries again after \(Self.maintenanceEvery) more commits")
+            log.warning("git gc --auto failed in \(repository.workTreeDisplay): \(error); syncd tries again after \(Self.maintenanceEvery) more commits")
+        }
+    }
+
+    /// Writes the blobs of a large batch before the caller takes the sync lock, so that writers
+    /// wait only for what changed since: the batch's files are staged into a throwaway index
+    /// (`index.prestage`, never the real one: a person's `git commit` meanwhile must not pick
+    /// them up) through the pack writer. Under the lock, `commit` stages into the real index as
+    /// always; git re-hashes each file but writes only objects it does not have, so the pack
+    /// write and its fsync are done by then. Best effort: a file git cannot read here, or any
+    /// failure, is left to the staging under the lock, which reports it.
+    public func prestage(_ request: CommitRequest) async {
+        prestaged = [:]
+        guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
+        prestageBase = nil
+        try? Syscall.unlink(prestageIndex)
+        guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
+        copyIndexForPrestage()
+        // A writer that keeps rewriting the batch's files makes the first pass stale at once:
+        // further passes write what changed during the one before, until too little is left
+        // for a pack (what then remains is written under the lock, loose).
+        var todo = paths
+        for _ in 0..<Self.prestagePasses {
+            await prestagePass(todo)
+            todo = paths.filter { path in
+                let now = FileStamp(repository.absolute(path))
+                return now != nil && now != prestaged[path]
+            }
+            if todo.count < options.packThreshold || options.stop.isSet { return }
+        }
+    }
+
+    /// Starts `prestageIndex` as a copy of the real index, so that under the lock it can take
+    /// the real one's place with the batch's entries (and their stat data) already in it: git
+    /// then neither re-hashes nor re-writes the files unchanged since. Not with a split index
+    /// (its shared part is named from inside it), nor when the copy fails: the prestage then
+    /// writes the blobs only.
+    private func copyIndexForPrestage() {
+        guard !splitIndex else { return }
+        let real = repository.gitDir + Array("/index".utf8)
+        let before = FileStamp(real)
+        do {
+            if before != nil { try AtomicFile.write(prestageIndex, try Syscall.readFile(real, limit: Int.max)) }
+        } catch {
+            try? Syscall.unlink(prestageIndex)
+            return
+        }
+        // Copied from one version of the index: the stamp did not change while it was read.
+        if before == FileStamp(real) { prestageBase = .some(before) }
+    }
+
+    /// Under the sync lock, before staging: the prestaged index replaces the real one when the
+    /// real one is exactly as it was copied. Done as git does it: `index.lock` is created
+    /// exclusively (a git command at work makes this give up), the real index is compared under
+    /// it, and the prepared file is renamed onto the lock and the lock onto the index. A person's
+    /// `git add` since the copy, or any doubt, keeps the real index (staging then re-hashes).
+    private func adoptPrestagedIndex() -> Bool {
+        guard let base = prestageBase, Syscall.exists(prestageIndex) else { return false }
+        prestageBase = nil
+        let real = repository.gitDir + Array("/index".utf8)
+        let lock = repository.gitDir + Array("/index.lock".utf8)
+        guard let fd = try? Syscall.open(lock, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644) else { return false }
+        Syscall.close(fd)
+        guard FileStamp(real) == base, (try? Syscall.rename(prestageIndex, to: lock)) != nil else {
+            try? Syscall.unlink(lock)
+            return false
+        }
+        do {
+            try Syscall.rename(lock, to: real)
+        } catch {
+            try? Syscall.unlink(lock)
+            return false
+        }
+        return true
+    }
+
+    /// At most this many prestage passes (see `prestage`).
+    static let prestagePasses = 3
+
+    /// Stages the regular files among `paths` into the throwaway index, each chunk through the
+    /// pack writer; a chunk that fails (a file gone or unreadable) ends the pass.
+    private func prestagePass(_ paths: [RepoPath]) async {
+        var stamps: [RepoPath: FileStamp] = [:]
+        for path in paths {
+            if let stamp = FileStamp(repository.absolute(path)) { stamps[path] = stamp }
+        }
+        let files = paths.filter { stamps[$0] != nil }
+        var start = 0
+        while start < files.count {
+            if options.stop.isSet { return }
+            let end = min(files.count, start + max(1, options.stagingChunk))
+            var input: [UInt8] = []
+            for path in files[start..<end] { input += path.bytes + [0] }
+            guard let result = try? await git.run(
+                writeConfiguration + Self.packWriter + ["update-index", "--add", "--replace", "-z", "--stdin"],
+                input: input, acceptedExitCodes: [0, 128], environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]),
+                result.exitCode == 0
+            else { return }
+            packRunsSinceRepack += 1
+            for path in files[start..<end] { prestaged[path] = stamps[path] }
+            start = end
+        }
+    }
+
+    /// Stages `paths` for the snapshot. After a prestage, the files unchanged since are staged
+    /// in a run of their own (git only re-hashes them: their blobs exist), and the rest through
+    /// the pack writer when there are `packThreshold` of them, loose otherwise.
+    private func stageSplit(_ paths: [RepoPath], environment: [String: String]) async throws -> Bool {
+        guard !prestaged.isEmpty else { return try await stage(paths, environment: environment, pack: paths.count >= options.packThreshold) }
+        var written: [RepoPath] = []
+        var unwritten: [RepoPath] = []
+        for path in paths {
+            if let stamp = prestaged[path], stamp == FileStamp(repository.absolute(path)) {
+                written.append(path)
+            } else {
+                unwritten.append(path)
+            }
+        }
+        if try await !stage(written, environment: environment, pack: false) { return false }
+        return try await stage(unwritten, environment: environment, pack: unwritten.count >= options.packThreshold)
+    }
+
+    /// How many times the prestaged index took the real one's place (for tests).
+    package private(set) var adoptedPrestages = 0
+
+    /// How many files the last `prestage` wrote (for tests).
+    package var prestagedCount: Int { prestaged.count }
+
+    /// Pack runs (staging chunks and prestage passes through the pack writer) since the last
+    /// repack check: a busy writer can leave a few packs per commit, so the check does not
+    /// wait for the next `maintenanceEvery`.
+    private var packRunsSinceRepack = 0
+
+    /// Bursts leave a pack each (bulk-checkin); past `maxPacks`, a geometric repack rolls the
+    /// small ones up (cheap: the big packs stay) so lookups, fetch and push do not slow down.
+    func repackIfMany() async {
+        packRunsSinceRepack = 0
+        let packs = (try? DirectoryListing.list(repository.commonDir + Array("/objects/pack".utf8)))?
+            .filter { $0.name.count > 5 && $0.name.suffix(5).elementsEqual(".pack".utf8) }.count ?? 0
+        guard packs > Self.maxPacks else { return }
+        do {
+            _ = try await git.run(["repack", "-d", "-q", "--geometric=2"], userMaintenanceSettings: true)
+        } catch {
+            log.warning("git repack --geometric=2 failed in \(repository.workTreeDisplay): \(error); syncd tries again after more packs are written")
         }
     }
 
@@ -368,9 +533,11 @@ public actor Committer {
     private func noteNested(_ root: RepoPath, _ nested: inout NestedRepositoryCache) {
         guard !root.isRoot, nested.root(containing: root.appending(Array("x".utf8))) == root else { return }
         guard findings.nestedRepositories.insert(root).inserted else { return }
-        log(.warning, "\(root)/ in \(repository.workTreeDisplay) is a separate git repository (a nested clone or a submodule): "
-            + "syncd does not commit the files inside it, they belong to that repository. Commit them there "
-            + "(syncd then commits a submodule's new commit), or move it out of the tree, or ignore it (.gitignore) to say so")
+        log.warning("""
+            \(root)/ in \(repository.workTreeDisplay) is a separate git repository (a nested clone or a submodule): \
+            syncd does not commit the files inside it, they belong to that repository. Commit them there \
+            (syncd then commits a submodule's new commit), or move it out of the tree, or ignore it (.gitignore) to say so
+            """)
     }
 
     /// Forgets nested repositories that are gone (their `.git` removed, or the directory).
@@ -415,12 +582,12 @@ public actor Committer {
             case S_IFREG, S_IFLNK: return .file
             case S_IFDIR: return .directory
             default:
-                log(.debug, "\(path) is neither a file, a symlink nor a directory; git cannot store it")
+                log.debug("\(path) is neither a file, a symlink nor a directory; git cannot store it")
                 return .unsupported
             }
         } catch {
             if error.errno == Errno(ENOENT) || error.errno == Errno(ENOTDIR) { return .missing }
-            log(.warning, "cannot check \(path): \(error); it is left for the next batch")
+            log.warning("cannot check \(path): \(error); it is left for the next batch")
             return .unsupported
         }
     }
@@ -441,7 +608,7 @@ public actor Committer {
     /// Entries someone else staged (index differs from HEAD) outside the batch. Checked only when
     /// the index changed since syncd last wrote it, so the common case costs one stat.
     private func stagedByOthers(head: Head?, batch: [RepoPath]) async throws -> OthersStaged {
-        if !othersStagedLastTime, let knownIndex, knownIndex == IndexStamp(repository: repository) {
+        if !othersStagedLastTime, let knownIndex, knownIndex == FileStamp(repository.gitDir + Array("/index".utf8)) {
             return .staged([])
         }
         let result = try await git.run(
@@ -465,7 +632,7 @@ public actor Committer {
         if !unmerged.isEmpty { return .unmerged(unmerged) }
         othersStagedLastTime = !staged.isEmpty
         if !staged.isEmpty {
-            log(.info, "\(staged.count) path(s) staged by someone else (\(staged.prefix(3).map(\.description).joined(separator: ", "))) stay staged and out of syncd's commit")
+            log.info("\(staged.count) path(s) staged by someone else (\(staged.prefix(3).map(\.description).joined(separator: ", "))) stay staged and out of syncd's commit")
         }
         return .staged(staged)
     }
@@ -515,9 +682,17 @@ public actor Committer {
     /// stay loose, so small commits do not each leave a pack behind.
     public static let packThreshold = 64
 
-    private func stage(_ paths: [RepoPath], environment: [String: String], stoppable: Bool = true) async throws -> Bool {
+    /// Every blob through git's bulk-checkin into one pack. Blobs of 0 or 1 byte still go loose,
+    /// and git 2.39 cannot mix the two under `core.fsyncMethod=batch`: the loose object's
+    /// temporary object directory is moved into place first, taking the unfinished pack with it
+    /// ("unable to rename temporary file to '.git/objects/pack/pack-….pack'"), and the batch
+    /// fails every time. So pack runs fsync each (rare) loose object on its own; the pack is
+    /// fsynced once either way.
+    static let packWriter: [GitArgument] = ["-c", "core.bigFileThreshold=1", "-c", "core.fsyncMethod=fsync"]
+
+    private func stage(_ paths: [RepoPath], environment: [String: String], pack: Bool, stoppable: Bool = true) async throws -> Bool {
+        if pack, !paths.isEmpty { packRunsSinceRepack += (paths.count + options.stagingChunk - 1) / max(1, options.stagingChunk) }
         var start = 0
-        let pack = paths.count >= options.packThreshold
         while start < paths.count {
             if stoppable, options.stop.isSet { return false }
             let end = min(paths.count, start + max(1, options.stagingChunk))
@@ -534,9 +709,20 @@ public actor Committer {
             var input: [UInt8] = []
             for path in remaining { input += path.bytes + [0] }
             let result = try await git.run(
-                writeConfiguration + (pack ? ["-c", "core.bigFileThreshold=1"] : []) + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
+                writeConfiguration + (pack ? Self.packWriter : []) + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: environment)
             if result.exitCode == 0 { return }
+            if let name = Self.changedWhileRead(result.standardError) {
+                // A writer outside the protocol shrank the file while git read it. The shrink came
+                // after git's fstat, so after this batch's fence: its event is queued for the next
+                // batch, which commits the file as it ends up. Not a failure, and not unreadable.
+                let before = remaining.count
+                remaining.removeAll { $0.description == name }
+                if remaining.count < before {
+                    log.debug("\(name) changed while git read it; it is committed with the next batch")
+                    continue
+                }
+            }
             guard let (name, why) = Self.unstageable(result.standardError) else {
                 let firstLine = result.standardError.split(separator: "\n").first.map(String.init) ?? "exit 128"
                 throw SyncError(
@@ -549,8 +735,10 @@ public actor Committer {
             for path in dropped {
                 unreadableThisAttempt.insert(path)
                 if findings.unreadable.updateValue(why, forKey: path) == nil {
-                    log(.warning, "git cannot stage \(name) (\(why)); it is left out of this batch and the other files are committed; "
-                        + "it is tried again when it changes (fix its permissions, or its clean filter)")
+                    log.warning("""
+                        git cannot stage \(name) (\(why)); it is left out of this batch and the other files are committed; \
+                        it is tried again when it changes (fix its permissions, or its clean filter)
+                        """)
                 }
             }
             if remaining.count == before { throw SyncError(.git, "git update-index failed on \(name) in \(repository.workTreeDisplay): \(why)") }
@@ -579,6 +767,18 @@ public actor Committer {
             return (path, "its clean filter \(filter) (git config filter.\(filter).clean) failed, and filter.\(filter).required is set"
                 + (firstLine.hasPrefix("error: ") ? ": \(firstLine.dropFirst("error: ".count))" : "")
                 + "; fix the filter, or the file, and it is committed with the next change")
+        }
+        return nil
+    }
+
+    /// The path git was reading when the file shrank under it: "failed to read N bytes from 'P'"
+    /// (the pack writer), or "short read while indexing P" (loose objects).
+    package static func changedWhileRead(_ standardError: String) -> String? {
+        for line in standardError.split(separator: "\n") {
+            if line.hasPrefix("fatal: failed to read "), let from = line.firstRange(of: " bytes from '"), line.hasSuffix("'") {
+                return String(line[from.upperBound...].dropLast())
+            }
+            if let range = line.firstRange(of: "short read while indexing ") { return String(line[range.upperBound...]) }
         }
         return nil
     }
@@ -626,25 +826,27 @@ public actor Committer {
     }
 
     private func recordIndex() {
-        knownIndex = IndexStamp(repository: repository)
+        knownIndex = FileStamp(repository.gitDir + Array("/index".utf8))
     }
 }
 
-/// Identity of the index file's current version (inode, size, modification and change times).
-struct IndexStamp: Equatable {
+/// Identity of a file's current version (inode, size, modification and change times): any write
+/// changes the change time.
+struct FileStamp: Equatable {
     var inode: UInt
     var size: Int
     var modified: Int
     var changed: Int
 
-    init?(repository: Repository) {
-        guard let info = try? Syscall.lstat(repository.gitDir + Array("/index".utf8)) else { return nil }
+    init?(_ path: [UInt8]) {
+        guard let info = try? Syscall.lstat(path), info.st_mode & S_IFMT == S_IFREG else { return nil }
         inode = UInt(info.st_ino)
         size = Int(info.st_size)
         modified = info.st_mtim.tv_sec * 1_000_000_000 + info.st_mtim.tv_nsec
         changed = info.st_ctim.tv_sec * 1_000_000_000 + info.st_ctim.tv_nsec
     }
 }
+
 
 
 /// Paths inside another repository nested in the working tree (a directory with its own `.git`,

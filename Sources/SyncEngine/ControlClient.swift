@@ -56,12 +56,10 @@ public struct ControlClient: Sendable {
         return ProcessTable.processesHolding(lock, among: [pid]).isEmpty ? nil : pid
     }
 
-    /// state.json as JSON.
-    public func state() -> [String: JSONValue]? {
-        guard let bytes = try? Syscall.readFile(stateDirectory + Array("/state.json".utf8), limit: 1 << 20),
-            let value = try? JSONDecoder().decode([String: JSONValue].self, from: Data(bytes))
-        else { return nil }
-        return value
+    /// state.json, as syncd wrote it; nil when there is none or it cannot be read.
+    public func state() -> StatusSnapshot? {
+        guard let bytes = try? Syscall.readFile(stateDirectory + Array("/state.json".utf8), limit: 1 << 20) else { return nil }
+        return try? JSONDecoder().decode(StatusSnapshot.self, from: Data(bytes))
     }
 
     /// Why state.json cannot be read although syncd runs: something else is in its place.
@@ -79,7 +77,7 @@ public struct ControlClient: Sendable {
     }
 
     /// Waits until `confirmed(state)` holds, up to `timeout`.
-    public func waitForState(timeout: Duration, _ confirmed: ([String: JSONValue]) -> Bool) async -> [String: JSONValue]? {
+    public func waitForState(timeout: Duration, _ confirmed: (StatusSnapshot) -> Bool) async -> StatusSnapshot? {
         let clock = ContinuousClock()
         let end = clock.now.advanced(by: timeout)
         while clock.now < end {
@@ -96,7 +94,7 @@ public struct ControlClient: Sendable {
     }
 }
 
-/// A JSON value, for reading state.json without a schema.
+/// A JSON value, for reading journal lines without a schema.
 public enum JSONValue: Codable, Sendable, Equatable, CustomStringConvertible {
     case string(String), number(Double), bool(Bool), null, array([JSONValue]), object([String: JSONValue])
 

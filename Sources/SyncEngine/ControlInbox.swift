@@ -1,3 +1,4 @@
+import Logging
 import SyncCore
 import SyncSystem
 import SyncWatcher
@@ -38,10 +39,10 @@ final class ControlInbox {
     let stopFlag: StopFlag
     private let lockDirectory: LockDirectory
     private let reporter: StatusReporter
-    private let log: LogSink
+    private let log: Logger
     private let record: JournalRecorder
 
-    init(lockDirectory: LockDirectory, stopFlag: StopFlag, reporter: StatusReporter, log: @escaping LogSink, record: JournalRecorder) {
+    init(lockDirectory: LockDirectory, stopFlag: StopFlag, reporter: StatusReporter, log: Logger, record: JournalRecorder) {
         self.lockDirectory = lockDirectory
         self.stopFlag = stopFlag
         self.reporter = reporter

@@ -8,7 +8,7 @@ extension ControlClient {
     /// How a request ended.
     public enum RequestOutcome: Sendable {
         /// syncd confirmed it; its state then.
-        case confirmed([String: JSONValue])
+        case confirmed(StatusSnapshot)
         /// No syncd runs for the workspace: the request is recorded and applies when one starts.
         case notRunning
         /// syncd did not confirm within the timeout.
@@ -20,7 +20,7 @@ extension ControlClient {
     public func pause(reason: String, until: Double?, timeout: Duration) async throws -> RequestOutcome {
         let pause = DaemonPause(reason: reason, by: Self.requester, since: ControlFile.now(), until: until, serial: ControlFile.newSerial())
         try ControlFile.write(pause, to: lockDirectory.daemonPause)
-        return try await request("pause", timeout: timeout) { state in state["paused"]?.bool == true }
+        return try await request("pause", timeout: timeout) { state in state.paused }
     }
 
     /// `syncctl resume [--clear-emergency]`. The caller refuses first when an emergency stop is set
@@ -29,7 +29,7 @@ extension ControlClient {
         try ControlFile.remove(lockDirectory.daemonPause)
         if clearEmergency { try ControlFile.remove(lockDirectory.emergencyStop) }
         return try await request("resume", timeout: timeout) { state in
-            state["paused"]?.bool == false && state["emergency_stop"]?.bool == false
+            !state.paused && !state.emergencyStop
         }
     }
 
@@ -38,7 +38,7 @@ extension ControlClient {
         let stop = EmergencyStop(reason: reason, by: Self.requester, since: ControlFile.now(), serial: ControlFile.newSerial())
         try ControlFile.write(stop, to: lockDirectory.emergencyStop)
         return try await request("emergency-stop", timeout: timeout) { state in
-            state["emergency_stop"]?.bool == true && state["phase"]?.string == "emergency-stop"
+            state.emergencyStop && state.phase == .emergencyStop
         }
     }
 
@@ -47,23 +47,20 @@ extension ControlClient {
     public func syncRequest(_ request: ControlRequest, timeout: Duration) async throws -> RequestOutcome {
         try ControlFile.write(request, to: lockDirectory.syncRequest)
         guard notify() else { return .notRunning }
-        let state = await waitForState(timeout: timeout) { state in
-            (state["sync_serial_done"]?.number).map { UInt64($0) >= request.serial } ?? false
-        }
+        let state = await waitForState(timeout: timeout) { state in state.syncSerialDone >= request.serial }
         return state.map { .confirmed($0) } ?? .notConfirmed
     }
 
     /// Writes the control request, signals syncd and waits until state.json has applied it (its
     /// `control_serial` reached the request's) and `confirmed` holds.
     public func request(
-        _ command: String, timeout: Duration, confirmed: @escaping ([String: JSONValue]) -> Bool
+        _ command: String, timeout: Duration, confirmed: @escaping (StatusSnapshot) -> Bool
     ) async throws -> RequestOutcome {
         let serial = ControlFile.newSerial()
         try ControlFile.write(ControlRequest(command: command, serial: serial, by: Self.requester), to: lockDirectory.controlRequest)
         guard notify() else { return .notRunning }
         let state = await waitForState(timeout: timeout) { state in
-            let applied = (state["control_serial"]?.number).map { UInt64($0) >= serial } ?? false
-            return applied && confirmed(state)
+            state.controlSerial >= serial && confirmed(state)
         }
         return state.map { .confirmed($0) } ?? .notConfirmed
     }

@@ -28,7 +28,7 @@ public enum Doctor {
         }
 
         // The repository: branch, operations in progress.
-        let state = GitDirectoryState(repository: repository, staleLockAge: .seconds(600), log: { _, _ in })
+        let state = GitDirectoryState(repository: repository, staleLockAge: .seconds(600), log: .discarding)
         let branch = GitDirectoryState.currentBranch(repository)
         if let deferral = state.foreignOperation() {
             checks.append(Check(level: .warn, name: "repository", detail: deferral.message))
@@ -66,9 +66,8 @@ public enum Doctor {
         }
 
         // inotify: directories that need a watch against the limit.
-        let needed = await watchedDirectoryCount(repository)
         let limits = InotifyLimits.read()
-        if let limit = limits.effectiveMaxWatches {
+        if let needed = await Crawler.directoriesToWatch(repository), let limit = limits.effectiveMaxWatches {
             if needed > limit {
                 checks.append(Check(level: .fail, name: "inotify", detail: "this workspace needs \(needed) watches and the limit is \(limit) (shared by all programs of this user). Fix: \(WatchLimitMessage.fix(limits: limits, needed: needed))"))
             } else if needed * 5 > limit * 4 {
@@ -76,8 +75,10 @@ public enum Doctor {
             } else {
                 checks.append(Check(level: .ok, name: "inotify", detail: "\(needed) directories to watch, limit \(limit)"))
             }
-        } else {
+        } else if limits.effectiveMaxWatches == nil {
             checks.append(Check(level: .warn, name: "inotify", detail: "cannot read the inotify limits from /proc"))
+        } else {
+            checks.append(Check(level: .warn, name: "inotify", detail: "cannot count the directories to watch: `git check-ignore` failed"))
         }
 
         // Disk space for backups and objects.
@@ -155,13 +156,11 @@ public enum Doctor {
         guard let state = client.state() else { return [] }
         let running = client.runningPid() != nil
         let when = running ? "" : " (as of syncd's last run)"
-        let remote = state["remote"]?.string ?? ""
+        let remote = state.remote
         var checks: [Check] = []
-        if let side = state["conflict_branch"]?.string, !side.isEmpty {
-            let files = state["conflict_files"].map { value -> String in
-                if case .array(let items) = value { return items.map(\.description).joined(separator: ", ") }
-                return value.description
-            } ?? ""
+        if !state.conflictBranch.isEmpty {
+            let side = state.conflictBranch
+            let files = state.conflictFiles.joined(separator: ", ")
             // Merged by hand already (the remote's branch is in the local one): pushed at the next sync.
             var merged = false
             if let branch, !remote.isEmpty {
@@ -178,11 +177,11 @@ public enum Doctor {
                     + "`syncctl conflicts` lists the conflict branches"))
             }
         }
-        if state["sync_problem"]?.string == RemoteProblem.Kind.setup.rawValue {
-            checks.append(Check(level: .fail, name: "sync", detail: "syncd cannot sync with \(remote)\(when), a setup problem: \(state["sync_error"]?.string ?? "")"))
+        if state.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
+            checks.append(Check(level: .fail, name: "sync", detail: "syncd cannot sync with \(remote)\(when), a setup problem: \(state.syncError)"))
         }
-        if running, state["phase"]?.string == StatusSnapshot.Phase.failing.rawValue {
-            checks.append(Check(level: .fail, name: "commits", detail: "commits are failing: \(state["last_error"]?.string ?? ""); see `syncctl status` and syncd's log"))
+        if running, state.phase == .failing {
+            checks.append(Check(level: .fail, name: "commits", detail: "commits are failing: \(state.lastError); see `syncctl status` and syncd's log"))
         }
         return checks
     }
@@ -262,25 +261,5 @@ public enum Doctor {
         if system == "active" { return "unit \(unit) is active" }
         let user = await run(["systemctl", "--user", "is-active", unit]) ?? "unknown"
         return user == "active" ? "user unit \(unit) is active" : "unit \(unit) is \(system)"
-    }
-
-    /// Directories syncd would watch: every directory that git does not ignore, `.git` excluded.
-    static func watchedDirectoryCount(_ repository: Repository) async -> Int {
-        let oracle = GitIgnoreOracle(git: repository.git)
-        var count = 1
-        var level: [RepoPath] = [.root]
-        while !level.isEmpty {
-            var next: [RepoPath] = []
-            for directory in level {
-                guard let entries = try? DirectoryListing.list(repository.absolute(directory)) else { continue }
-                for entry in entries where entry.type == .directory && !entry.name.elementsEqual(".git".utf8) {
-                    next.append(directory.appending(entry.name))
-                }
-            }
-            let ignored = (try? await oracle.ignored(next)) ?? []
-            level = next.filter { !ignored.contains($0) }
-            count += level.count
-        }
-        return count
     }
 }

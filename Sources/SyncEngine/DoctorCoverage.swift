@@ -20,10 +20,10 @@ extension Doctor {
             }
         }
         if let state = client.state() {
-            let directories = Int(state["unreadable_directories"]?.number ?? 0)
-            let files = Int(state["unreadable_files"]?.number ?? 0)
+            let directories = state.unreadableDirectories
+            let files = state.unreadableFiles
             if directories + files > 0 {
-                let paths: [String] = if case .array(let items) = state["unreadable_paths"] { items.compactMap(\.string) } else { [] }
+                let paths = state.unreadablePaths
                 let when = client.runningPid() != nil ? "" : " (as of syncd's last run)"
                 checks.append(Check(level: .warn, name: "readable", detail: "syncd cannot read \(directories) director\(directories == 1 ? "y" : "ies") "
                     + "and \(files) file\(files == 1 ? "" : "s")\(when): " + listed(paths, total: directories + files)

@@ -1,9 +1,9 @@
 import Glibc
+import Logging
 import Synchronization
 import SyncCore
 import SyncGit
 import SyncSystem
-import SyncWatcher
 
 /// Reads the git directory for operations syncd must not interfere with: a person's rebase, merge,
 /// cherry-pick, revert or bisect, and any git process holding `index.lock`. Plain file checks, no
@@ -11,12 +11,12 @@ import SyncWatcher
 public struct GitDirectoryState: Sendable {
     /// The branch HEAD points to in `repository`, nil when detached.
     public static func currentBranch(_ repository: Repository) -> String? {
-        GitDirectoryState(repository: repository, staleLockAge: Settings.defaultStaleLockAge, log: { _, _ in }).branch()
+        GitDirectoryState(repository: repository, staleLockAge: Settings.defaultStaleLockAge, log: .discarding).branch()
     }
 
     let repository: Repository
     let staleLockAge: Duration
-    let log: LogSink
+    let log: Logger
 
     /// When this syncd started (seconds since the epoch; 0 outside syncd run). An `index.lock`
     /// that no process holds and that was already there then is stale whatever its age: it was
@@ -77,11 +77,13 @@ public struct GitDirectoryState: Sendable {
         if holders.isEmpty && owners.isEmpty && (Duration.seconds(ageSeconds) > limit || predatesStart) {
             do {
                 try Syscall.unlink(lock)
-                log(.warning, "removed a stale \(Syscall.display(lock)): \(ageSeconds) s old, no process holds it open "
-                    + "and no git process that could have made it is running (a git command crashed earlier)")
+                log.warning("""
+                    removed a stale \(Syscall.display(lock)): \(ageSeconds) s old, no process holds it open \
+                    and no git process that could have made it is running (a git command crashed earlier)
+                    """)
                 return nil
             } catch {
-                log(.error, "cannot remove the stale \(Syscall.display(lock)): \(error); remove it by hand")
+                log.error("cannot remove the stale \(Syscall.display(lock)): \(error); remove it by hand")
             }
         }
         let who: String

@@ -1,8 +1,8 @@
 import Glibc
+import Logging
 import Subprocess
 import SyncCore
 import SyncSystem
-import SyncWatcher
 
 /// Incidents that deserve a person's attention, found in the status snapshot, and the alert
 /// command run once per incident (not in a storm): again only after the incident has cleared.
@@ -79,7 +79,7 @@ struct Incidents {
 enum AlertHook {
     /// Runs `command` with `/bin/sh -c`, the JSON description on stdin and in SYNCD_ALERT, and
     /// a 60 s limit. Never throws: an alert that fails is logged.
-    static func run(_ command: String, incident: Incidents.Incident, workspace: String, log: LogSink) async {
+    static func run(_ command: String, incident: Incidents.Incident, workspace: String, log: Logger) async {
         var line = JSONLine()
         line.add("incident", incident.name)
         line.add("message", incident.message)
@@ -97,10 +97,10 @@ enum AlertHook {
                 return -1
             }
             if result != 0 {
-                log(.warning, "the alert command for \(incident.name) " + (result == nil ? "timed out after 60 s" : "exited \(result!)"))
+                log.warning("the alert command for \(incident.name) \(result.map { "exited \($0)" } ?? "timed out after 60 s")")
             }
         } catch {
-            log(.warning, "cannot run the alert command for \(incident.name): \(error)")
+            log.warning("cannot run the alert command for \(incident.name): \(error)")
         }
     }
 }

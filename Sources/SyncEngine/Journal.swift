@@ -1,7 +1,6 @@
-import SyncWatcher
-import Synchronization
 import FoundationEssentials
 import Glibc
+import Logging
 import SyncCore
 import SyncSystem
 
@@ -126,29 +125,19 @@ final class Journal {
 }
 
 /// Messages of the start-up repairs, logged as they happen and kept for the journal's
-/// `recovery` records.
+/// `recovery` records: `log` records each message and hands it on to the logger given.
 final class RecoveryNotes: Sendable {
-    private let log: LogSink
-    private let store = Mutex<[String]>([])
+    private let recorder: LogRecorder
+    let log: Logger
 
-    init(_ log: @escaping LogSink) { self.log = log }
+    init(_ log: Logger) {
+        let recorder = LogRecorder()
+        self.recorder = recorder
+        self.log = recorder.logger(label: log.label, forwardingTo: log)
+    }
 
-    var messages: [String] { store.withLock { $0 } }
+    var messages: [String] { recorder.entries.map(\.message) }
 
     /// The messages so far, forgotten.
-    func take() -> [String] {
-        store.withLock { messages in
-            defer { messages = [] }
-            return messages
-        }
-    }
-
-    var sink: LogSink {
-        { [self] level, message in note(level, message) }
-    }
-
-    func note(_ level: LogLevel, _ message: String) {
-        log(level, message)
-        store.withLock { $0.append(message) }
-    }
+    func take() -> [String] { recorder.take().map(\.message) }
 }

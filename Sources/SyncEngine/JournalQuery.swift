@@ -135,7 +135,7 @@ public struct JournalQuery: Sendable {
     /// `2h`, `30m`, `7d` (that long ago), or a time: `2026-12-03`, `2026-12-03T10:00`, RFC 3339.
     public static func time(_ text: String, now: Double) -> Double? {
         if let duration = Settings.parseDuration(text) {
-            return now - Double(duration.components.seconds) - Double(duration.components.attoseconds) / 1e18
+            return now - duration.inSeconds
         }
         var candidate = text
         if candidate.count == 10 { candidate += "T00:00:00" }

@@ -1,3 +1,4 @@
+import Logging
 import SyncCore
 import SyncSystem
 import SyncWatcher
@@ -6,7 +7,7 @@ import SyncWatcher
 /// never thrown (the journal is the history, not the commit path).
 struct JournalRecorder {
     let journal: Journal
-    let log: LogSink
+    let log: Logger
 
     func callAsFunction(_ event: String, _ fill: (inout JSONLine) -> Void) {
         do {

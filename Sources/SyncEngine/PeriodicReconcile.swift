@@ -1,3 +1,4 @@
+import Logging
 import SyncCore
 import SyncSystem
 import SyncGit
@@ -25,10 +26,10 @@ final class PeriodicReconcile {
     /// syncd's lock directory when it is inside the tree: never a change.
     private let excluded: RepoPath?
     private let reporter: StatusReporter
-    private let log: LogSink
+    private let log: Logger
     private let record: JournalRecorder
 
-    init(interval: Duration, repository: Repository, excluded: RepoPath?, reporter: StatusReporter, log: @escaping LogSink, record: JournalRecorder) {
+    init(interval: Duration, repository: Repository, excluded: RepoPath?, reporter: StatusReporter, log: Logger, record: JournalRecorder) {
         self.interval = interval
         self.repository = repository
         self.excluded = excluded

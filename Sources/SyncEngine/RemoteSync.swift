@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -31,13 +32,13 @@ final class RemoteSync {
     private let inbox: ControlInbox
     private let reporter: StatusReporter
     private let wake: AsyncStream<Void>.Continuation
-    private let log: LogSink
+    private let log: Logger
     private let record: JournalRecorder
     private let clock = ContinuousClock()
 
     init(
         repository: Repository, settings: Settings, stateDirectory: [UInt8], serviceStarted: Int, now: Instant,
-        inbox: ControlInbox, reporter: StatusReporter, wake: AsyncStream<Void>.Continuation, log: @escaping LogSink, record: JournalRecorder
+        inbox: ControlInbox, reporter: StatusReporter, wake: AsyncStream<Void>.Continuation, log: Logger, record: JournalRecorder
     ) {
         self.repository = repository
         self.settings = settings

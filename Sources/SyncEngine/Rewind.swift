@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -79,10 +80,10 @@ public enum Rewind {
     }
 
     /// Applies `changes` to the working tree; the caller holds the sync lock shared.
-    public static func apply(_ changes: [Change], repository: Repository) async throws {
+    public static func apply(_ changes: [Change], repository: Repository, log: Logger) async throws {
         let top = repository.workTree
         for (index, change) in changes.enumerated() {
-            if index == 1 { Failpoint.hitBlocking("rewind-after-first-file", log: { _, message in try? Syscall.writeAll(2, Array("syncctl: \(message)\n".utf8)) }) }
+            if index == 1 { Failpoint.hitBlocking("rewind-after-first-file", log: log) }
             let path = top + [UInt8(ascii: "/")] + change.path.bytes
             switch change.kind {
             case .delete:

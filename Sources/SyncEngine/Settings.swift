@@ -1,3 +1,4 @@
+import Logging
 import SyncCore
 import SyncGit
 
@@ -32,7 +33,7 @@ public struct Settings: Sendable, Equatable {
     /// Journal size before it is rotated (three old journals are kept).
     public var journalMaxBytes = 8 * 1024 * 1024
     /// The least severe log level written.
-    public var logLevel: LogLevelSetting = .info
+    public var logLevel: Logger.Level = .info
     /// Where the lock files live (empty: syncd's state directory in the git directory).
     public var lockDir = ""
     /// Longest writer pause lease syncd takes.
@@ -78,9 +79,8 @@ public struct Settings: Sendable, Equatable {
         case auto, `true`, `false`
     }
 
-    public enum LogLevelSetting: String, Sendable, Equatable, CaseIterable {
-        case debug, info, warning, error
-    }
+    /// The levels `syncd.logLevel` accepts (swift-log has more: trace, notice, critical).
+    public static let logLevels: [Logger.Level] = [.debug, .info, .warning, .error]
 
     /// One setting: its git config key, the flag that overrides it, what it accepts and how to apply it.
     public struct Key: Sendable {
@@ -163,7 +163,7 @@ public struct Settings: Sendable, Equatable {
         Key(
             name: "syncd.logLevel", flag: "--log-level", allowed: "debug, info, warning or error",
             help: "least severe log level written",
-            apply: { s, v in set(&s.logLevel, LogLevelSetting(rawValue: v.lowercased())) },
+            apply: { s, v in set(&s.logLevel, logLevels.first { $0.rawValue == v.lowercased() }) },
             current: { $0.logLevel.rawValue }),
         Key(
             name: "syncd.lockDir", flag: "--lock-dir", allowed: "a directory path (relative to the top of the working tree, or absolute)",

@@ -1,3 +1,4 @@
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -51,7 +52,9 @@ public enum Squash {
     /// Folds `run` into one commit on its base and moves `branch` to it if it still points at the
     /// run's tip. Returns the new commit, or nil when the branch moved meanwhile (a commit, an
     /// integration): nothing changed then.
-    public static func fold(_ run: Run, git: GitRunner, branch: String, message: String?, host: String, keep: Duration) async throws -> String? {
+    public static func fold(
+        _ run: Run, git: GitRunner, branch: String, message: String?, host: String, keep: Duration, log: Logger
+    ) async throws -> String? {
         guard run.commits.count >= 2 || message != nil else { return nil }
         let tree = try await git.run(["rev-parse", GitArgument(run.tip + "^{tree}")], readOnly: true).text
         let diff = try await git.run(
@@ -80,7 +83,7 @@ public enum Squash {
         // The originals stay reachable before the branch moves.
         let keepRef = keepPrefix + Syncer.shortName(branch) + "/" + run.tip
         _ = try await git.run(["update-ref", GitArgument(keepRef), GitArgument(run.tip)])
-        await Failpoint.hit("squash-before-move", log: { _, message in try? Syscall.writeAll(2, Array("syncd: \(message)\n".utf8)) })
+        await Failpoint.hit("squash-before-move", log: log)
         let moved = try await git.run(
             ["update-ref", "-m", "syncd: squash", GitArgument(branch), GitArgument(folded), GitArgument(run.tip)], acceptedExitCodes: [0, 128])
         guard moved.exitCode == 0 else { return nil }

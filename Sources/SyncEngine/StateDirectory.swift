@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -14,11 +15,11 @@ final class StateDirectory {
     let journal: Journal
     private var instanceLock: ProcessLock
     private let repository: Repository
-    private let log: LogSink
+    private let log: Logger
 
     /// Creates the directory, takes the instance lock and opens the journal. Throws
     /// `.alreadyRunning` when another syncd has the lock.
-    init(repository: Repository, journalMaxBytes: Int, log: @escaping LogSink) throws {
+    init(repository: Repository, journalMaxBytes: Int, log: Logger) throws {
         let directory = SyncService.stateDirectory(of: repository)
         do {
             try Syscall.makeDirectory(directory)

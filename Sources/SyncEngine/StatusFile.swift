@@ -1,3 +1,4 @@
+import FoundationEssentials
 import SyncCore
 import SyncSystem
 import SyncWatcher
@@ -5,7 +6,7 @@ import SyncWatcher
 /// What syncd is doing, for `syncctl status` and for people: `state.json` in the state directory,
 /// replaced atomically (temp, fsync, rename, fsync of the directory) on every change of phase.
 public struct StatusSnapshot: Sendable, Equatable {
-    public enum Phase: String, Sendable {
+    public enum Phase: String, Sendable, Codable {
         case starting, idle, pending, committing, deferred, failing
         case breakerOpen = "breaker-open"
         case paused
@@ -93,70 +94,28 @@ public struct StatusSnapshot: Sendable, Equatable {
     public var slowGitSince = ""
     public var slowGitPath = ""
 
+    /// The format of state.json; a syncd that changes a key's meaning raises it.
+    public static let formatVersion = 1
+    public var version = StatusSnapshot.formatVersion
+    /// When the file was written (RFC 3339): `write(to:)` sets it.
+    public var updated = ""
+
     public init() {}
 
+    /// Everything pending: the paths waiting for a batch and the files git cannot read (the
+    /// file's `pending_paths`).
+    public var pendingPathsTotal: Int { pendingPaths + unreadableFiles }
+
+    /// The unreadable paths shown: directories (with a trailing slash) first, at most
+    /// `WatcherStatistics.pathsShown` (the file's `unreadable_paths`).
+    public var unreadablePaths: [String] {
+        Array((unreadableDirectoryPaths + unreadableFilePaths).prefix(WatcherStatistics.pathsShown))
+    }
+
+    /// state.json's text, one line, as written. (Strings, integers and booleans always encode:
+    /// only a non-finite floating-point number could fail, and there is none.)
     public var json: String {
-        var line = JSONLine()
-        line.add("version", 1)
-        line.add("pid", Int(pid))
-        line.add("workspace", workspace)
-        line.add("started", started)
-        line.add("updated", WallClock.rfc3339())
-        line.add("phase", phase.rawValue)
-        line.add("reason", reason)
-        line.add("reason_code", reasonCode)
-        line.add("pending_paths", pendingPaths + unreadableFiles)
-        line.add("pending_scan", pendingScan)
-        line.add("last_batch", lastBatch)
-        line.add("last_commit", lastCommit)
-        line.add("last_commit_at", lastCommitAt)
-        line.add("last_commit_batch", lastCommitBatch)
-        line.add("commits", commits)
-        line.add("unchanged_batches", unchangedBatches)
-        line.add("deferrals", deferrals)
-        line.add("failures", failures)
-        line.add("last_error", lastError)
-        line.add("last_error_at", lastErrorAt)
-        line.add("breaker_trips", breakerTrips)
-        line.add("watched_directories", watchedDirectories)
-        line.add("unwatched_directories", unwatchedDirectories)
-        line.add("unreadable_directories", unreadableDirectories)
-        line.add("unreadable_files", unreadableFiles)
-        // Directories end with a slash.
-        line.add("unreadable_paths", Array((unreadableDirectoryPaths + unreadableFilePaths).prefix(WatcherStatistics.pathsShown)))
-        line.add("nested_repositories", nestedRepositories)
-        line.add("paused", paused)
-        line.add("paused_reason", pausedReason)
-        line.add("paused_by", pausedBy)
-        line.add("paused_until", pausedUntil)
-        line.add("emergency_stop", emergencyStop)
-        line.add("emergency_reason", emergencyReason)
-        line.add("emergency_since", emergencySince)
-        line.add("control_serial", Int(truncatingIfNeeded: controlSerial))
-        line.add("sync_serial_done", Int(truncatingIfNeeded: syncSerialDone))
-        line.add("sync_outcome", syncOutcome)
-        line.add("writers_blocking_since", writersBlockingSince)
-        line.add("lock_directory", lockDirectory)
-        line.add("remote", remote)
-        line.add("last_sync_at", lastSyncAt)
-        line.add("last_push_at", lastPushAt)
-        line.add("unpushed_commits", unpushedCommits)
-        line.add("offline_since", offlineSince)
-        line.add("sync_error", syncError)
-        line.add("sync_problem", syncProblemKind)
-        line.add("sync_fix", syncFix)
-        line.add("conflict_branch", conflictBranch)
-        line.add("conflict_files", conflictFiles)
-        line.add("reconcile_found", reconcileFound)
-        line.add("last_reconcile_found", lastReconcileFound)
-        line.add("last_reconcile_at", lastReconcileAt)
-        line.add("backup_offsite_error", backupOffsiteError)
-        line.add("backup_dir", backupDir)
-        line.add("recoveries", recoveries)
-        line.add("slow_git", slowGit)
-        line.add("slow_git_since", slowGitSince)
-        line.add("slow_git_path", slowGitPath)
-        return line.text + "\n"
+        (try? String(decoding: Self.fileEncoder.encode(self), as: UTF8.self) + "\n") ?? "{}\n"
     }
 
     /// Takes the watcher's counts; true when they changed (state.json is then due).
@@ -197,6 +156,142 @@ public struct StatusSnapshot: Sendable, Equatable {
     }
 
     func write(to path: [UInt8]) throws(SyscallError) {
-        try AtomicFile.write(path, Array(json.utf8))
+        var stamped = self
+        stamped.updated = WallClock.rfc3339()
+        try AtomicFile.write(path, Array(stamped.json.utf8))
+    }
+}
+
+/// state.json is this type, encoded: syncd writes it, `syncctl` and `syncd demo` read it back.
+/// The keys are the file's (snake_case, docs and users' scripts read them), each named once in
+/// `fields`. A key an older syncd did not write keeps its default; a key of the wrong type is
+/// an error. Not in the file: the writer's bookkeeping of which unreadable files it has named.
+extension StatusSnapshot: Codable {
+    /// A key of state.json.
+    public struct Key: CodingKey, Hashable, Sendable, ExpressibleByStringLiteral {
+        public let stringValue: String
+        public var intValue: Int? { nil }
+        public init(stringValue: String) { self.stringValue = stringValue }
+        public init?(intValue: Int) { nil }
+        public init(stringLiteral value: String) { stringValue = value }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let container = try decoder.container(keyedBy: Key.self)
+        for field in Self.fields { try field.decode(&self, container) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try encodeFields(into: &container)
+    }
+
+    /// Every field into `container` but those in `omitting`: `syncctl status --json` adds its
+    /// own keys to the same object and says some differently (`pid` is null when none runs).
+    public func encodeFields(into container: inout KeyedEncodingContainer<Key>, omitting: Set<Key> = []) throws {
+        for field in Self.fields where !omitting.contains(field.key) { try field.encode(self, &container) }
+    }
+
+    /// Sorted keys: one text for one state. Slashes are not escaped (paths stay greppable).
+    static var fileEncoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    /// One key and its property.
+    private struct Field {
+        let key: Key
+        let encode: (StatusSnapshot, inout KeyedEncodingContainer<Key>) throws -> Void
+        let decode: (inout StatusSnapshot, KeyedDecodingContainer<Key>) throws -> Void
+
+        init<Value: Codable>(_ key: Key, _ path: WritableKeyPath<StatusSnapshot, Value>) {
+            self.key = key
+            encode = { status, container in try container.encode(status[keyPath: path], forKey: key) }
+            decode = { status, container in
+                if let value = try container.decodeIfPresent(Value.self, forKey: key) { status[keyPath: path] = value }
+            }
+        }
+    }
+
+    /// `pending_paths` counts the unreadable files too; decoded after `unreadable_files` (below).
+    private var pendingPathsInFile: Int {
+        get { pendingPathsTotal }
+        set { pendingPaths = max(0, newValue - unreadableFiles) }
+    }
+
+    /// `unreadable_paths`: the directories end with a slash, which tells them from the files.
+    private var unreadablePathsInFile: [String] {
+        get { unreadablePaths }
+        set {
+            unreadableDirectoryPaths = newValue.filter { $0.hasSuffix("/") }
+            unreadableFilePaths = newValue.filter { !$0.hasSuffix("/") }
+        }
+    }
+
+    /// The keys of state.json, in the order older versions wrote them (except `pending_paths`,
+    /// which needs `unreadable_files` decoded first).
+    private static var fields: [Field] {
+        [
+            Field("version", \.version),
+            Field("pid", \.pid),
+            Field("workspace", \.workspace),
+            Field("started", \.started),
+            Field("updated", \.updated),
+            Field("phase", \.phase),
+            Field("reason", \.reason),
+            Field("reason_code", \.reasonCode),
+            Field("unreadable_files", \.unreadableFiles),
+            Field("pending_paths", \.pendingPathsInFile),
+            Field("pending_scan", \.pendingScan),
+            Field("last_batch", \.lastBatch),
+            Field("last_commit", \.lastCommit),
+            Field("last_commit_at", \.lastCommitAt),
+            Field("last_commit_batch", \.lastCommitBatch),
+            Field("commits", \.commits),
+            Field("unchanged_batches", \.unchangedBatches),
+            Field("deferrals", \.deferrals),
+            Field("failures", \.failures),
+            Field("last_error", \.lastError),
+            Field("last_error_at", \.lastErrorAt),
+            Field("breaker_trips", \.breakerTrips),
+            Field("watched_directories", \.watchedDirectories),
+            Field("unwatched_directories", \.unwatchedDirectories),
+            Field("unreadable_directories", \.unreadableDirectories),
+            Field("unreadable_paths", \.unreadablePathsInFile),
+            Field("nested_repositories", \.nestedRepositories),
+            Field("paused", \.paused),
+            Field("paused_reason", \.pausedReason),
+            Field("paused_by", \.pausedBy),
+            Field("paused_until", \.pausedUntil),
+            Field("emergency_stop", \.emergencyStop),
+            Field("emergency_reason", \.emergencyReason),
+            Field("emergency_since", \.emergencySince),
+            Field("control_serial", \.controlSerial),
+            Field("sync_serial_done", \.syncSerialDone),
+            Field("sync_outcome", \.syncOutcome),
+            Field("writers_blocking_since", \.writersBlockingSince),
+            Field("lock_directory", \.lockDirectory),
+            Field("remote", \.remote),
+            Field("last_sync_at", \.lastSyncAt),
+            Field("last_push_at", \.lastPushAt),
+            Field("unpushed_commits", \.unpushedCommits),
+            Field("offline_since", \.offlineSince),
+            Field("sync_error", \.syncError),
+            Field("sync_problem", \.syncProblemKind),
+            Field("sync_fix", \.syncFix),
+            Field("conflict_branch", \.conflictBranch),
+            Field("conflict_files", \.conflictFiles),
+            Field("reconcile_found", \.reconcileFound),
+            Field("last_reconcile_found", \.lastReconcileFound),
+            Field("last_reconcile_at", \.lastReconcileAt),
+            Field("backup_offsite_error", \.backupOffsiteError),
+            Field("backup_dir", \.backupDir),
+            Field("recoveries", \.recoveries),
+            Field("slow_git", \.slowGit),
+            Field("slow_git_since", \.slowGitSince),
+            Field("slow_git_path", \.slowGitPath),
+        ]
     }
 }

@@ -40,33 +40,27 @@ public struct StatusHealth: Sendable, Equatable {
     ].map(\.rawValue))
 
     /// Judges `state` (state.json, with the control files applied when syncd is not running).
-    public static func judge(running: Bool, state: [String: JSONValue]) -> StatusHealth {
+    public static func judge(running: Bool, state: StatusSnapshot) -> StatusHealth {
         guard running else { return StatusHealth(level: .notRunning, reasons: []) }
         var failing: [String] = []
         var degraded: [String] = []
-        let phase = state["phase"]?.string ?? ""
-        if phase == StatusSnapshot.Phase.failing.rawValue { failing.append("commits failing") }
-        if phase == StatusSnapshot.Phase.breakerOpen.rawValue { failing.append("circuit breaker open") }
-        let offline = !(state["offline_since"]?.string ?? "").isEmpty
-        if state["sync_problem"]?.string == RemoteProblem.Kind.setup.rawValue {
+        if state.phase == .failing { failing.append("commits failing") }
+        if state.phase == .breakerOpen { failing.append("circuit breaker open") }
+        if state.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
             failing.append("setup problem with the remote")
-        } else if offline {
+        } else if !state.offlineSince.isEmpty {
             degraded.append("offline")
         }
-        if !(state["conflict_branch"]?.string ?? "").isEmpty { degraded.append("conflict") }
-        if state["emergency_stop"]?.bool == true || phase == StatusSnapshot.Phase.emergencyStop.rawValue {
-            degraded.append("emergency stop")
-        }
-        if state["paused"]?.bool == true || phase == StatusSnapshot.Phase.paused.rawValue { degraded.append("paused") }
-        let unreadableDirectories = state["unreadable_directories"]?.number ?? 0
-        if (state["unwatched_directories"]?.number ?? 0) > unreadableDirectories { degraded.append("directories not watched") }
-        if unreadableDirectories + (state["unreadable_files"]?.number ?? 0) > 0 { degraded.append("paths not readable") }
-        if !(state["slow_git"]?.string ?? "").isEmpty { degraded.append("slow git call") }
-        if !(state["backup_offsite_error"]?.string ?? "").isEmpty { degraded.append("off-site backup failing") }
+        if !state.conflictBranch.isEmpty { degraded.append("conflict") }
+        if state.emergencyStop || state.phase == .emergencyStop { degraded.append("emergency stop") }
+        if state.paused || state.phase == .paused { degraded.append("paused") }
+        if state.unwatchedDirectories > state.unreadableDirectories { degraded.append("directories not watched") }
+        if state.unreadableDirectories + state.unreadableFiles > 0 { degraded.append("paths not readable") }
+        if !state.slowGit.isEmpty { degraded.append("slow git call") }
+        if !state.backupOffsiteError.isEmpty { degraded.append("off-site backup failing") }
         // Waiting for a person, not for a lock held a moment (those clear by themselves).
-        let code = state["reason_code"]?.string ?? ""
-        if phase == StatusSnapshot.Phase.deferred.rawValue, Self.personDeferrals.contains(code) {
-            degraded.append("waiting: \(code)")
+        if state.phase == .deferred, Self.personDeferrals.contains(state.reasonCode) {
+            degraded.append("waiting: \(state.reasonCode)")
         }
         if !failing.isEmpty { return StatusHealth(level: .failing, reasons: failing + degraded) }
         if !degraded.isEmpty { return StatusHealth(level: .degraded, reasons: degraded) }

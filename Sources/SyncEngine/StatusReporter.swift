@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -30,10 +31,10 @@ final class StatusReporter {
     private var metricsFile: String
     private var alertCommand: String
     private(set) var alertAfter: Duration
-    private let log: LogSink
+    private let log: Logger
     private let record: JournalRecorder
 
-    init(stateDirectory: [UInt8], workspace: String, settings: Settings, log: @escaping LogSink, record: JournalRecorder) {
+    init(stateDirectory: [UInt8], workspace: String, settings: Settings, log: Logger, record: JournalRecorder) {
         path = stateDirectory + Array("/state.json".utf8)
         self.workspace = workspace
         metricsFile = settings.metricsFile

@@ -1,7 +1,7 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncSystem
-import SyncWatcher
 
 /// The coordinator stage: syncd's side of the writer protocol (docs/PROTOCOL.md). Writers hold
 /// the sync lock shared while they write; syncd takes it exclusive, without waiting, only to
@@ -18,7 +18,7 @@ struct SyncLockGate {
     private(set) var held = false
     var leaseCap: Duration
     var reportAfter: Duration
-    private let log: LogSink
+    private let log: Logger
     /// Since when writers have kept syncd out (nil while it is not waiting).
     private(set) var blockingSince: Instant?
     /// The same, as wall-clock time for the status file ("" while not waiting).
@@ -26,7 +26,7 @@ struct SyncLockGate {
     private var leaseWritten = false
     private var lastReport: Instant?
 
-    init(lockDirectory: LockDirectory, leaseCap: Duration, reportAfter: Duration, log: @escaping LogSink) throws {
+    init(lockDirectory: LockDirectory, leaseCap: Duration, reportAfter: Duration, log: Logger) throws {
         do {
             lock = try FileLock(path: lockDirectory.syncLock)
         } catch {
@@ -54,7 +54,7 @@ struct SyncLockGate {
                 try ControlFile.write(lease, to: lockDirectory.writerLease)
                 leaseWritten = true
             } catch {
-                log(.warning, "cannot write the writer pause lease \(Syscall.display(lockDirectory.writerLease)): \(error)")
+                log.warning("cannot write the writer pause lease \(Syscall.display(lockDirectory.writerLease)): \(error)")
             }
         }
         let acquired: Bool
@@ -75,9 +75,11 @@ struct SyncLockGate {
             lastReport = now
             let holders = ProcessTable.processesHolding(lock.path).filter { $0 != getpid() }
             let names = holders.map { pid in "pid \(pid)" + (ProcessTable.commandLine(of: pid).map { " (\($0))" } ?? "") }
-            log(.warning, "writers have held the sync lock \(Syscall.display(lock.path)) for \(waited.components.seconds) s"
-                + (names.isEmpty ? "" : ": " + names.joined(separator: ", "))
-                + "; syncd keeps waiting and commits nothing half-written. A writer that never releases it must be fixed or stopped")
+            let named = names.isEmpty ? "" : ": " + names.joined(separator: ", ")
+            log.warning("""
+                writers have held the sync lock \(Syscall.display(lock.path)) for \(waited.components.seconds) s\(named); \
+                syncd keeps waiting and commits nothing half-written. A writer that never releases it must be fixed or stopped
+                """)
         }
         return false
     }

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -24,7 +25,7 @@ public actor SyncService {
     private let overrides: [(name: String, value: String)]
     public let stateDirectory: [UInt8]
     public let lockDirectory: LockDirectory
-    private let log: LogSink
+    private let log: Logger
     private let clock = ContinuousClock()
     /// When this service started (seconds since the epoch), for `GitDirectoryState`.
     private let serviceStarted: Int
@@ -76,7 +77,7 @@ public actor SyncService {
     /// Takes the workspace's instance lock and opens the journal. Throws `.alreadyRunning` when
     /// another syncd has the lock.
     public init(
-        repository: Repository, settings: Settings, overrides: [(name: String, value: String)] = [], log: @escaping LogSink
+        repository: Repository, settings: Settings, overrides: [(name: String, value: String)] = [], log: Logger
     ) throws {
         signal(SIGHUP, SIG_IGN)
         serviceStarted = Int(WallClock.now().tv_sec)
@@ -402,6 +403,9 @@ public actor SyncService {
 
     private func commitBatch(trigger: String) async {
         let batch = commits.open(trigger: trigger, pending: pending)
+        // A large batch's blobs are written before the lock, so writers wait only for what
+        // changed since (the pack write and its fsync are done by then).
+        await commits.prestage(batch: batch, trigger: trigger, pending: pending)
         // Writers hold the sync lock shared while they write; syncd snapshots only under the
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }

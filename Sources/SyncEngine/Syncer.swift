@@ -1,8 +1,8 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
-import SyncWatcher
 
 /// The remote side of syncd, in steps the service schedules separately so that the network is
 /// never on the commit path:
@@ -85,13 +85,15 @@ public actor Syncer {
     private let repository: Repository
     private let git: GitRunner
     public let options: Options
-    private let log: LogSink
+    private let log: Logger
     private var conflictBranch: String?
 
-    public init(repository: Repository, options: Options, log: @escaping LogSink) {
+    public init(repository: Repository, options: Options, log: Logger) {
         self.repository = repository
         self.git = repository.git
         self.options = options
+        var log = log
+        log[metadataKey: "remote"] = "\(options.remote)"
         self.log = log
     }
 
@@ -166,21 +168,21 @@ public actor Syncer {
         // `syncctl squash`: fold now with the person's message, whatever syncd.squash says.
         if let message, let run = try await Squash.run(git: git, branch: commit, tracking: tracking, since: since) {
             await pushWorkInProgress(run.tip, branch: branch, timeout: timeout)
-            guard let folded = try await Squash.fold(run, git: git, branch: branch, message: message, host: options.host, keep: options.squashKeep) else {
+            guard let folded = try await Squash.fold(run, git: git, branch: branch, message: message, host: options.host, keep: options.squashKeep, log: log) else {
                 return .rejected  // the branch moved: the round is redone
             }
-            log(.info, "squashed \(run.commits.count) commit(s) into \(folded.prefix(12)) as asked (\(message.split(separator: "\n").first ?? ""))")
+            log.info("squashed \(run.commits.count) commit(s) into \(folded.prefix(12)) as asked (\(message.split(separator: "\n").first ?? ""))")
             commit = folded
         } else if let window = options.squash, let run = try await Squash.run(git: git, branch: commit, tracking: tracking) {
             await pushWorkInProgress(run.tip, branch: branch, timeout: timeout)
             let due = run.oldest + Double(window.components.seconds)
             if !squashNow, ControlFile.now() < due { return .held(until: due) }
             if run.commits.count >= 2 {
-                guard let folded = try await Squash.fold(run, git: git, branch: branch, message: nil, host: options.host, keep: options.squashKeep) else {
+                guard let folded = try await Squash.fold(run, git: git, branch: branch, message: nil, host: options.host, keep: options.squashKeep, log: log) else {
                     // The branch moved (a commit just landed): fold again in a moment.
                     return .held(until: ControlFile.now() + 1)
                 }
-                log(.info, "squashed \(run.commits.count) commits into \(folded.prefix(12)) (the originals: \(Squash.keepPrefix)\(Self.shortName(branch))/\(run.tip.prefix(12)) and the remote's \(workInProgressRef(branch)))")
+                log.info("squashed \(run.commits.count) commits into \(folded.prefix(12)) (the originals: \(Squash.keepPrefix)\(Self.shortName(branch))/\(run.tip.prefix(12)) and the remote's \(workInProgressRef(branch)))")
                 commit = folded
             }
         }
@@ -223,7 +225,7 @@ public actor Syncer {
         if result?.exitCode == 0 {
             lastWorkInProgress = tip
         } else {
-            log(.warning, "could not push the unsquashed commits to \(ref) on \(options.remote): \(RemoteProblem.oneLine(result?.standardError ?? "timed out")); they are kept locally")
+            log.warning("could not push the unsquashed commits to \(ref) on \(options.remote): \(RemoteProblem.oneLine(result?.standardError ?? "timed out")); they are kept locally")
         }
     }
 
@@ -563,12 +565,12 @@ public actor Syncer {
                 }
             }
             offsite.prune(keep: options.backupKeep, maxAge: options.backupMaxAge, now: now)
-            if offsiteProblem != nil { log(.info, "off-site backups in \(Syscall.display(directory)) are current again") }
+            if offsiteProblem != nil { log.info("off-site backups in \(Syscall.display(directory)) are current again") }
             offsiteProblem = nil
         } catch {
             let problem = "off-site backup to \(Syscall.display(directory)) (syncd.backupDir) failed: \((error as? SyncError)?.description ?? "\(error)"); "
                 + "the local backups and commits go on; it catches up once the directory is back"
-            if problem != offsiteProblem { log(.warning, problem) }
+            if problem != offsiteProblem { log.warning("\(problem)") }
             offsiteProblem = problem
         }
     }
@@ -615,9 +617,9 @@ public struct StashInFlight: Codable, Sendable {
 
     /// At startup: a stash recorded but not restored is applied by hash. If it cannot be applied
     /// cleanly, it is kept (both versions survive) and the log says how to get it back.
-    public static func recover(git: GitRunner, directory: [UInt8], log: LogSink) async {
+    public static func recover(git: GitRunner, directory: [UInt8], log: Logger) async {
         guard case .value(let stash) = ControlFile.read(StashInFlight.self, at: recordPath(directory)) else { return }
-        log(.warning, "a sync of an older syncd was interrupted with local changes set aside in stash \(stash.hash.prefix(12)); restoring them first")
+        log.warning("a sync of an older syncd was interrupted with local changes set aside in stash \(stash.hash.prefix(12)); restoring them first")
         do {
             let applied = try await git.run(["stash", "apply", "--quiet", GitArgument(stash.hash)], acceptedExitCodes: Set(0...255))
             if applied.exitCode == 0 {
@@ -626,12 +628,14 @@ public struct StashInFlight: Codable, Sendable {
                     _ = try await git.run(["stash", "drop", "--quiet", GitArgument("stash@{\(index)}")], acceptedExitCodes: [0, 1])
                 }
             } else {
-                log(.warning, "stash \(stash.hash) could not be applied cleanly (\(RemoteProblem.oneLine(Syncer.firstLine(applied.standardError, or: "conflict")))); "
-                    + "it is kept: `git stash show -p \(stash.hash)`, `git checkout \(stash.hash) -- PATH`")
+                log.warning("""
+                    stash \(stash.hash) could not be applied cleanly (\(RemoteProblem.oneLine(Syncer.firstLine(applied.standardError, or: "conflict")))); \
+                    it is kept: `git stash show -p \(stash.hash)`, `git checkout \(stash.hash) -- PATH`
+                    """)
             }
             try ControlFile.remove(recordPath(directory))
         } catch {
-            log(.error, "cannot restore stash \(stash.hash) (\(error)); it is kept: `git stash apply \(stash.hash)` restores it")
+            log.error("cannot restore stash \(stash.hash) (\(error)); it is kept: `git stash apply \(stash.hash)` restores it")
         }
     }
 }
@@ -662,7 +666,7 @@ public struct IntegrationInFlight: Codable, Sendable {
         try ControlFile.write(self, to: Self.recordPath(directory))
     }
 
-    public static func recover(repository: Repository, directory: [UInt8], log: LogSink) async {
+    public static func recover(repository: Repository, directory: [UInt8], log: Logger) async {
         guard case .value(let record) = ControlFile.read(IntegrationInFlight.self, at: recordPath(directory)) else { return }
         switch record.kind {
         case .fastForward:
@@ -670,29 +674,31 @@ public struct IntegrationInFlight: Codable, Sendable {
             let indexTree = try? await repository.git.run(["write-tree"], acceptedExitCodes: Set(0...255))
             let targetTree = try? await repository.git.run(["rev-parse", "-q", "--verify", GitArgument("\(record.to ?? "")^{tree}")], readOnly: true, acceptedExitCodes: Set(0...255))
             if let head, head.exitCode == 0, head.text == record.to {
-                log(.info, "the integration interrupted by the last stop had finished (the branch is at \(head.text.prefix(12)))")
+                log.info("the integration interrupted by the last stop had finished (the branch is at \(head.text.prefix(12)))")
             } else if let head, head.exitCode == 0, head.text == record.from, let to = record.to, let from = record.from,
                 indexTree?.exitCode == 0, targetTree?.exitCode == 0, indexTree?.text == targetTree?.text
             {
                 // Index and tree had moved (a replay's read-tree), the branch had not: finish it.
                 _ = try? await repository.git.run(["update-ref", "HEAD", GitArgument(to), GitArgument(from)])
-                log(.warning, "an integration was interrupted after the working tree moved; the branch is moved to \(to.prefix(12)) to finish it")
+                log.warning("an integration was interrupted after the working tree moved; the branch is moved to \(to.prefix(12)) to finish it")
             } else {
                 // git's own index.lock, left by the killed merge, would otherwise block commits.
                 let lock = repository.gitDir + Array("/index.lock".utf8)
                 if Syscall.exists(lock), ProcessTable.processesHolding(lock).isEmpty, ProcessTable.gitProcesses(within: repository.workTree).isEmpty {
                     try? Syscall.unlink(lock)
                 }
-                log(.warning, "an integration was interrupted before the branch moved; any file it had already written "
-                    + "is committed by the startup batch and the next sync integrates again: nothing is lost")
+                log.warning("""
+                    an integration was interrupted before the branch moved; any file it had already written \
+                    is committed by the startup batch and the next sync integrates again: nothing is lost
+                    """)
             }
         case .merge, .rebase:
             let markers = record.kind == .rebase ? ["rebase-merge", "rebase-apply"] : ["MERGE_HEAD"]
             if markers.contains(where: { Syscall.exists(repository.gitDir + Array("/\($0)".utf8)) }) {
                 let abort: [GitArgument] = record.kind == .rebase ? ["rebase", "--abort"] : ["merge", "--abort"]
                 let result = try? await repository.git.run(abort, acceptedExitCodes: Set(0...255))
-                log(.warning, "a \(record.kind.rawValue) syncd started was interrupted; rolled back with `git \(record.kind.rawValue) --abort`"
-                    + (result?.exitCode == 0 ? "" : " (it failed: \(result.map { Syncer.firstLine($0.standardError, or: "?") } ?? "?"); resolve by hand)"))
+                let failed = result?.exitCode == 0 ? "" : " (it failed: \(result.map { Syncer.firstLine($0.standardError, or: "?") } ?? "?"); resolve by hand)"
+                log.warning("a \(record.kind.rawValue) syncd started was interrupted; rolled back with `git \(record.kind.rawValue) --abort`\(failed)")
             }
         }
         try? ControlFile.remove(recordPath(directory))

@@ -22,7 +22,7 @@ public enum Verify {
         checks.append(await objects(repository))
         var settings = (try? await Settings.load(git: repository.git))?.settings ?? Settings()
         // `syncd run --backup-dir` (a flag, not in git config): the running syncd says it.
-        if settings.backupDir.isEmpty, let running = client.state()?["backup_dir"]?.string, !running.isEmpty { settings.backupDir = running }
+        if settings.backupDir.isEmpty, let running = client.state()?.backupDir, !running.isEmpty { settings.backupDir = running }
         let local = BundleStore(directory: client.stateDirectory + Array("/backups".utf8))
         let branch = GitDirectoryState.currentBranch(repository)
         let remote = await Syncer.configuredRemote(repository, branch: branch)

@@ -277,7 +277,6 @@ public struct GitArgument: Sendable, ExpressibleByStringInterpolation {
     public let bytes: [UInt8]
     public init(_ text: String) { bytes = Array(text.utf8) }
     public init(stringLiteral value: String) { bytes = Array(value.utf8) }
-    public init(path: RepoPath) { bytes = path.bytes }
     public init(rawBytes: [UInt8]) { bytes = rawBytes }
     var display: String { String(decoding: bytes, as: UTF8.self) }
 }

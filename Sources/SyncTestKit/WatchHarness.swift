@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 import SyncCore
 import SyncGit
@@ -19,8 +20,8 @@ public final class WatchHarness: Sendable {
         public var reconciled: Set<RepoPath> = []
     }
 
-    public init(repository: Repository, options: WatcherOptions = WatcherOptions(), log: LogSink? = nil) {
-        let watcher = Watcher(repository: repository, options: options, log: log ?? { _, _ in })
+    public init(repository: Repository, options: WatcherOptions = WatcherOptions(), log: Logger? = nil) {
+        let watcher = Watcher(repository: repository, options: options, log: log ?? .discarding)
         self.watcher = watcher
         task = Task { try await watcher.run() }
         let recorded = recorded

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
@@ -14,7 +15,7 @@ final class WatchProcessor {
     private let queue: ChangeQueue
     private let inbox: EventInbox
     private let options: WatcherOptions
-    private let log: LogSink
+    private let log: Logger
     private let publish: @Sendable (WatcherStatistics) -> Void
 
     private var table = WatchTable()
@@ -70,7 +71,7 @@ final class WatchProcessor {
         queue: ChangeQueue,
         inbox: EventInbox,
         options: WatcherOptions,
-        log: @escaping LogSink,
+        log: Logger,
         publish: @escaping @Sendable (WatcherStatistics) -> Void = { _ in }
     ) {
         self.repository = repository
@@ -205,7 +206,7 @@ final class WatchProcessor {
             }
         }
         if let rescan {
-            log(.warning, "events were lost (\(rescan.rawValue)) in \(repository.workTreeDisplay): re-watching the tree and rescanning")
+            log.warning("events were lost (\(rescan.rawValue)) in \(repository.workTreeDisplay): re-watching the tree and rescanning")
             rescans += 1
             try await resync(.root, reportNew: false)
             queue.requestRescan(rescan)
@@ -339,20 +340,20 @@ final class WatchProcessor {
                 problems.insert(path)
                 // Once per directory, not at every new try.
                 guard unreadableDirectories.insert(path).inserted, !known.contains(path) else { continue }
-                log(
-                    .warning,
-                    "cannot watch \(path)/ in \(repository.workTreeDisplay): \(error); what it holds is not committed until syncd "
-                        + "can read it (fix its permissions: syncd tries again when they change, and every "
-                        + "\(options.degradedRescanInterval.components.seconds)s)")
+                log.warning("""
+                    cannot watch \(path)/ in \(repository.workTreeDisplay): \(error); what it holds is not committed until syncd \
+                    can read it (fix its permissions: syncd tries again when they change, and every \
+                    \(options.degradedRescanInterval.components.seconds)s)
+                    """)
             }
             if !result.found.isEmpty {
                 // The counts first: a consumer woken by these changes reads them.
                 publishStatistics()
                 queue.append(result.found)
             }
-            let ignored = try await oracle.ignored(result.subdirectories)
-            ignoredDirectories.formUnion(ignored)
-            level = result.subdirectories.filter { !ignored.contains($0) }
+            let next = try await Crawler.entered(result.subdirectories, oracle: oracle)
+            ignoredDirectories.formUnion(next.ignored)
+            level = next.entered
         }
         if newlyUnwatched > 0 {
             let message = WatchLimitMessage.text(
@@ -362,7 +363,7 @@ final class WatchProcessor {
                 needed: table.count + unwatchedDirectories.count,
                 rescanInterval: options.degradedRescanInterval
             )
-            log(.error, message)
+            log.error("\(message)")
             post(.degraded(message: message))
         }
         updateTicker()
@@ -405,7 +406,7 @@ final class WatchProcessor {
         unreadableDirectories.subtract(retry)
         let crawled = try await crawl(roots, known: retry, report: { _ in true })
         for path in roots where !crawled.problems.contains(path) && table.wd(of: path) != nil {
-            log(.info, "\(path)/ in \(repository.workTreeDisplay) can be read again: it is watched, and what it holds is committed")
+            log.info("\(path)/ in \(repository.workTreeDisplay) can be read again: it is watched, and what it holds is committed")
         }
         publishStatistics()
     }
@@ -418,7 +419,7 @@ final class WatchProcessor {
         unwatchedDirectories = []
         try await crawl(roots, report: { _ in false })
         if unwatchedDirectories.isEmpty {
-            log(.info, "every directory the watch limit left unwatched in \(repository.workTreeDisplay) is watched again (\(table.count) watches)")
+            log.info("every directory the watch limit left unwatched in \(repository.workTreeDisplay) is watched again (\(table.count) watches)")
             post(.recovered(watched: table.count))
         }
         let status = try await GitStatus.dirtyPaths(repository.git, limitedTo: roots)

@@ -1,25 +1,9 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncGit
 import SyncSystem
 import Synchronization
-
-public enum LogLevel: String, Sendable, Comparable {
-    case debug, info, warning, error
-
-    private var rank: Int {
-        switch self {
-        case .debug: 0
-        case .info: 1
-        case .warning: 2
-        case .error: 3
-        }
-    }
-
-    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rank < rhs.rank }
-}
-
-public typealias LogSink = @Sendable (LogLevel, String) -> Void
 
 public struct WatcherOptions: Sendable {
     /// Distinct pending changes before the set collapses to "rescan needed".
@@ -49,7 +33,7 @@ public final class Watcher: Sendable {
     public let changes: ChangeQueue
     private let options: WatcherOptions
     private let oracle: any IgnoreOracle
-    private let log: LogSink
+    private let log: Logger
     private let readerHandle = ReaderHandle()
     private let statisticsStore = Mutex(WatcherStatistics())
     /// Fences asked for and passed (see `fence(within:)`).
@@ -62,7 +46,7 @@ public final class Watcher: Sendable {
         repository: Repository,
         options: WatcherOptions = WatcherOptions(),
         oracle: (any IgnoreOracle)? = nil,
-        log: @escaping LogSink = { _, _ in }
+        log: Logger = .discarding
     ) {
         self.repository = repository
         self.options = options

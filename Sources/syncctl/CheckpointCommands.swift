@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import Logging
 import SyncCore
 import SyncEngine
 import SyncGit
@@ -11,12 +12,12 @@ func commitPending(_ client: ControlClient, timeout: Duration, timeoutText: Stri
     let request = ControlRequest(command: "commit", serial: ControlFile.newSerial(), by: ControlClient.requester)
     switch try await client.syncRequest(request, timeout: timeout) {
     case .confirmed(let state):
-        let outcome = state["sync_outcome"]?.string ?? ""
+        let outcome = state.syncOutcome
         if outcome.hasPrefix("refused") || outcome.hasPrefix("superseded") {
             throw Failure("not committed: \(outcome); see `syncctl status`")
         }
     case .notConfirmed:
-        let reason = client.state()?["reason"]?.string ?? ""
+        let reason = client.state()?.reason ?? ""
         throw Failure("syncd did not commit within \(timeoutText)" + (reason.isEmpty ? "" : ": \(reason)"), code: ExitStatus.notConfirmed)
     case .notRunning:
         let dirty = try await GitStatus.dirtyPaths(client.repository.git).filter { !$0.isNestedRepository }
@@ -187,7 +188,7 @@ struct RewindCommand: AsyncParsableCommand {
                 let before = "before-rewind-\(compactNow())"
                 do {
                     try await Checkpoints.create(name: before, commit: head, message: "before rewinding to \(label)", by: ControlClient.requester, git: git)
-                    try await Rewind.apply(changes, repository: client.repository)
+                    try await Rewind.apply(changes, repository: client.repository, log: Logger(label: "syncctl") { _ in StandardErrorLogHandler(program: "syncctl") })
                     try WriterLog.append(name: "syncctl rewind to \(label)", to: client.lockDirectory)
                 } catch {
                     lock.unlock()

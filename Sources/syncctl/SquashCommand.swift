@@ -33,7 +33,7 @@ struct SquashCommand: AsyncParsableCommand {
         guard client.runningPid() != nil else {
             throw Failure("no syncd is running for \(client.repository.workTreeDisplay): it squashes and pushes; start it first", code: ExitStatus.notRunning)
         }
-        guard let remote = client.state()?["remote"]?.string, !remote.isEmpty else {
+        guard let remote = client.state()?.remote, !remote.isEmpty else {
             throw Failure("\(client.repository.workTreeDisplay) has no remote: a squash folds the commits a remote lacks; with none, every commit is only here and none is rewritten")
         }
         var after: String?
@@ -48,13 +48,13 @@ struct SquashCommand: AsyncParsableCommand {
             }
         }
         let request = ControlRequest(command: "squash", serial: ControlFile.newSerial(), by: ControlClient.requester, message: message, since: after)
-        let state: [String: JSONValue]
+        let state: StatusSnapshot
         switch try await client.syncRequest(request, timeout: try parseTimeout(timeout)) {
         case .confirmed(let confirmed): state = confirmed
         case .notRunning: throw Failure("syncd stopped meanwhile; nothing was squashed", code: ExitStatus.notRunning)
         case .notConfirmed: throw Failure("the squash did not finish within \(timeout): see `syncctl status`", code: ExitStatus.notConfirmed)
         }
-        let outcome = state["sync_outcome"]?.string ?? ""
+        let outcome = state.syncOutcome
         guard outcome == "pushed" || outcome == "synced" else { throw Failure("not squashed and pushed: \(outcome); see `syncctl status`") }
         let head = try await git.run(["log", "-1", "--format=%h %s", "HEAD"], readOnly: true).text
         let subject = message.split(separator: "\n").first.map(String.init) ?? message

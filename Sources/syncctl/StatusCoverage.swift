@@ -3,11 +3,11 @@ import SyncEngine
 /// The lines of `syncctl status` about what syncd does not see or cannot commit: directories the
 /// watch limit left unwatched, directories and files syncd cannot read, nested repositories.
 enum CoverageLines {
-    static func lines(_ state: [String: JSONValue]) -> [String] {
+    static func lines(_ state: StatusSnapshot) -> [String] {
         var lines: [String] = []
-        let unreadableDirectories = Int(state["unreadable_directories"]?.number ?? 0)
-        let unreadableFiles = Int(state["unreadable_files"]?.number ?? 0)
-        let overLimit = Int(state["unwatched_directories"]?.number ?? 0) - unreadableDirectories
+        let unreadableDirectories = state.unreadableDirectories
+        let unreadableFiles = state.unreadableFiles
+        let overLimit = state.unwatchedDirectories - unreadableDirectories
         if overLimit > 0 {
             lines.append(
                 "  NOT WATCHED: \(overLimit) director\(overLimit == 1 ? "y" : "ies") (the inotify watch limit is reached): "
@@ -17,13 +17,13 @@ enum CoverageLines {
             var counts: [String] = []
             if unreadableDirectories > 0 { counts.append("\(unreadableDirectories) director\(unreadableDirectories == 1 ? "y" : "ies")") }
             if unreadableFiles > 0 { counts.append("\(unreadableFiles) file\(unreadableFiles == 1 ? "" : "s")") }
-            let paths = strings(state["unreadable_paths"])
+            let paths = state.unreadablePaths.map(printable)
             let more = unreadableDirectories + unreadableFiles - paths.count
             lines.append(
                 "  CANNOT READ \(counts.joined(separator: " and ")): " + paths.joined(separator: ", ") + (more > 0 ? " and \(more) more" : "")
                     + "; not committed until syncd can read them: fix their permissions (syncd tries again when they change)")
         }
-        let nested = strings(state["nested_repositories"])
+        let nested = state.nestedRepositories.map(printable)
         if !nested.isEmpty {
             lines.append(
                 "  not committed here: the files inside " + nested.map { $0 + "/" }.joined(separator: ", ")
@@ -32,13 +32,8 @@ enum CoverageLines {
         return lines
     }
 
-    /// The strings of a JSON array, for a terminal: control characters (a newline, an escape
-    /// sequence in a file name) are shown as `\u{…}`.
-    static func strings(_ value: JSONValue?) -> [String] {
-        guard case .array(let items) = value else { return [] }
-        return items.compactMap(\.string).map(printable)
-    }
-
+    /// A path for a terminal: control characters (a newline, an escape sequence in a file name)
+    /// are shown as `\u{…}`.
     static func printable(_ text: String) -> String {
         var out = ""
         for scalar in text.unicodeScalars {

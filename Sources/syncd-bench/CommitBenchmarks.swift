@@ -63,7 +63,7 @@ func benchCommitOneFile() async throws {
     for fsync in [true, false] {
         var options = Committer.Options()
         options.fsync = fsync
-        let committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { _, _ in })
+        let committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: .discarding)
         try await committer.prepare()
         var walls: [Double] = []
         var cpus: [Double] = []
@@ -174,7 +174,7 @@ func benchObjectStore() async throws {
         try Syscall.makeDirectory(stateDirectory)
         var options = Committer.Options()
         options.packThreshold = threshold
-        let committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { _, _ in })
+        let committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: .discarding)
         try await committer.prepare()
         var random = SeededRandom(seed: 13)
         var counter = 0

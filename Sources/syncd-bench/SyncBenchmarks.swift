@@ -28,7 +28,7 @@ func benchSync() async throws {
         let syncer = Syncer(
             repository: repository,
             options: Syncer.Options(remote: "origin", backupDirectory: state + Array("/backups".utf8), stateDirectory: state),
-            log: { _, _ in })
+            log: .discarding)
         let main = "refs/heads/main"
         _ = try await syncer.fetch(branch: main)  // the first, full backup
         var pushes: [Double] = []

@@ -21,7 +21,7 @@ func median(_ values: [Double]) -> Double {
 }
 
 func seconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    duration.inSeconds
 }
 
 func format(_ value: Double, _ unit: String) -> String { String(format: "%.3f %@", value, unit) }

@@ -126,9 +126,9 @@ actor DemoNarrator {
     /// state.json: the waits for writers holding the sync lock (they make no journal line).
     private func readState() {
         guard let bytes = try? Syscall.readFile(stateDirectory + Array("/state.json".utf8), limit: 1 << 20),
-            let state = try? JSONDecoder().decode([String: JSONValue].self, from: Data(bytes))
+            let state = try? JSONDecoder().decode(StatusSnapshot.self, from: Data(bytes))
         else { return }
-        let waiting = state["phase"]?.string == "deferred" && state["reason_code"]?.string == "writers-active"
+        let waiting = state.phase == .deferred && state.reasonCode == "writers-active"
         if waiting && !waitingForWriters {
             writerWaits += 1
             output.say(writerWaits == 1

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import SyncCore
 import SyncEngine
 import SyncGit
@@ -86,9 +87,9 @@ final class DemoScenario: Sendable {
         try await createRepositories()
         let repository = try await Repository.discover(at: place.laptop)
         let (settings, warnings) = try await Settings.load(git: repository.git, overrides: [])
-        let log = DemoLog(path: place.log, output: output, verbose: verbose)
-        for warning in warnings { log.sink(.warning, warning) }
-        let service = try SyncService(repository: repository, settings: settings, log: log.sink)
+        let log = Logger(label: "syncd") { _ in DemoLogHandler(file: DemoLogHandler.File(path: place.log), output: output, verbose: verbose) }
+        for warning in warnings { log.warning("\(warning)") }
+        let service = try SyncService(repository: repository, settings: settings, log: log)
         let client = try await ControlClient.open(at: place.laptop)
         let narrator = DemoNarrator(
             output: output, git: laptopGit, stateDirectory: client.stateDirectory, remote: "origin",
@@ -177,12 +178,12 @@ final class DemoScenario: Sendable {
     private func script(service: SyncService, client: ControlClient, narrator: DemoNarrator) async throws {
         defer { stop.request() }
         let started = try await stop.wait(.seconds(60)) {
-            let phase = client.state()?["phase"]?.string
-            return phase == "idle" || phase == "pending"
+            let phase = client.state()?.phase
+            return phase == .idle || phase == .pending
         }
         if started {
-            let state = client.state() ?? [:]
-            output.say("syncd is watching laptop/ (\(state["watched_directories"]?.description ?? "?") directories) and syncs with origin (remote.git)")
+            let watched = client.state().map { String($0.watchedDirectories) } ?? "?"
+            output.say("syncd is watching laptop/ (\(watched) directories) and syncs with origin (remote.git)")
             let writers = Writers(
                 notes: NoteTaker(workspace: laptop, period: .milliseconds(2500), record: record, output: output, stop: stop),
                 status: StatusWriter(
@@ -271,7 +272,7 @@ final class DemoScenario: Sendable {
         }
         // A stop meanwhile: the emergency stop is cleared on the way out (`clearControls`).
         guard (try? await stop.sleep(for: max(Duration.seconds(2), duration * 0.08))) == true else { return }
-        let pending = client.state()?["pending_paths"]?.description ?? "?"
+        let pending = client.state().map { String($0.pendingPathsTotal) } ?? "?"
         output.say("syncd is still stopped, with \(pending) path(s) pending (`\(ctl) status` says EMERGENCY STOP, exit 1)\n"
             + "$ \(ctl) resume --clear-emergency")
         guard await confirm("clearing the emergency stop", { try await client.resume(clearEmergency: true, timeout: .seconds(10)) }) else { return }
@@ -325,7 +326,7 @@ final class DemoScenario: Sendable {
         output.say("resumed: syncd commits what the writers wrote during the pause, as one batch, and pushes the merge")
         let pushed = (try? await stop.wait(.seconds(30)) {
             guard await narrator.pushes > pushesBefore else { return false }
-            return client.state()?["conflict_branch"]?.string == ""
+            return client.state()?.conflictBranch == ""
         }) ?? false
         if pushed {
             output.say("the conflict is resolved: origin/main has both lines. `\(ctl) conflicts` lists its branch as resolved, and `--clean` deletes it")
@@ -411,24 +412,34 @@ final class DemoScenario: Sendable {
 
 /// syncd's own log lines: all of them into syncd.log; warnings and errors (and, with --verbose,
 /// everything) also in the demo's output, as what syncd logs.
-final class DemoLog: Sendable {
-    private let fd: Int32
-    private let output: DemoOutput
-    private let verbose: Bool
+struct DemoLogHandler: LogHandler {
+    /// syncd.log, shared by every copy of the logger.
+    final class File: Sendable {
+        let fd: Int32
 
-    init(path: String, output: DemoOutput, verbose: Bool) {
-        fd = (try? Syscall.open(Array(path.utf8), flags: O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o644)) ?? -1
-        self.output = output
-        self.verbose = verbose
+        init(path: String) {
+            fd = (try? Syscall.open(Array(path.utf8), flags: O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o644)) ?? -1
+        }
+
+        deinit { if fd >= 0 { Syscall.close(fd) } }
     }
 
-    deinit { if fd >= 0 { Syscall.close(fd) } }
+    let file: File
+    let output: DemoOutput
+    let verbose: Bool
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
 
-    var sink: LogSink {
-        { [self] level, message in
-            if fd >= 0 { try? Syscall.writeAll(fd, Array("\(WallClock.rfc3339()) \(level.rawValue): \(message)\n".utf8)) }
-            if verbose || level >= .warning { output.say("syncd logs: \(level.rawValue): \(message)") }
-        }
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let text = "\(event.level.rawValue): \(event.message)"
+            + StandardErrorLogHandler.metadataSuffix(metadata.merging(event.metadata ?? [:]) { _, new in new })
+        if file.fd >= 0 { try? Syscall.writeAll(file.fd, Array("\(WallClock.rfc3339()) \(text)\n".utf8)) }
+        if verbose || event.level >= .warning { output.say("syncd logs: \(text)") }
     }
 }
 

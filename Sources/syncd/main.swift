@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import SyncCore
 import SyncEngine
 import SyncGit
@@ -34,12 +35,12 @@ struct Watch: AsyncParsableCommand {
 
     func run() async throws {
         SignalStream.ignoreSIGPIPE()
-        let log = StandardErrorLog(minimum: .info)
+        let log = Logger(label: "syncd") { _ in StandardErrorLogHandler() }
         do {
             let repository = try await Repository.discover(at: path)
             var options = WatcherOptions()
             options.degradedRescanInterval = .seconds(rescanInterval)
-            let watcher = Watcher(repository: repository, options: options, log: log.sink)
+            let watcher = Watcher(repository: repository, options: options, log: log)
             try await runUntilSignal {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await watcher.run() }
@@ -52,7 +53,7 @@ struct Watch: AsyncParsableCommand {
                 }
             }
         } catch let error as SyncError {
-            log.sink(.error, error.detailedDescription)
+            log.error("\(error.detailedDescription)")
             throw ExitCode(1)
         }
     }
@@ -127,23 +128,26 @@ struct Run: AsyncParsableCommand {
         let (path, overrides) = try Self.parse(arguments)
         SignalStream.ignoreSIGPIPE()
         SignalStream.makeAbortFatal()
-        var log = StandardErrorLog(minimum: .info)
+        // The workspace is metadata on every line, but not printed: one syncd, one workspace,
+        // named by its command line or its unit.
+        var log = Logger(label: "syncd") { _ in StandardErrorLogHandler(hidden: ["workspace"]) }
         do {
             // Before git runs and before anything is created: root must not write into a user's repository.
             try OwnershipCheck.refuseRootOnForeignWorkspace(path)
             let repository = try await Repository.discover(at: path)
+            log[metadataKey: "workspace"] = "\(repository.workTreeDisplay)"
             let (settings, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
-            log = StandardErrorLog(minimum: LogLevel(rawValue: settings.logLevel.rawValue) ?? .info)
-            for warning in warnings { log.sink(.warning, warning) }
+            log.logLevel = settings.logLevel
+            for warning in warnings { log.warning("\(warning)") }
             // Before the lock directory or the metrics file is created: never where syncd would
             // commit its own writes or hide a person's files.
             try await OwnPaths.check(settings, repository: repository)
-            let service = try SyncService(repository: repository, settings: settings, overrides: overrides, log: log.sink)
+            let service = try SyncService(repository: repository, settings: settings, overrides: overrides, log: log)
             // The first SIGTERM/SIGINT is a graceful stop (commit what is pending, push, return);
             // a second one cancels.
             try await runUntilStopped({ try await service.run() }, gracefulStop: { await service.requestStop() })
         } catch let error as SyncError {
-            log.sink(.error, error.detailedDescription)
+            log.error("\(error.detailedDescription)")
             switch error.code {
             case .invalidSetting, .wrongOwner: throw ExitCode(ExitStatus.invalidSetting)
             case .alreadyRunning: throw ExitCode(ExitStatus.alreadyRunning)

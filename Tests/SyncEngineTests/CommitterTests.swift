@@ -8,11 +8,6 @@ import Synchronization
 import Testing
 
 /// The committer against real git repositories: what it stages, what it refuses, when it waits.
-/// Log lines a committer wrote, for tests that check what it said (or that it said nothing).
-final class LogLines: Sendable {
-    let lines = Mutex<[String]>([])
-    var warnings: [String] { lines.withLock { $0.filter { !$0.hasPrefix("debug") && !$0.hasPrefix("info") } } }
-}
 
 @Suite("Committer")
 struct CommitterTests {
@@ -20,7 +15,7 @@ struct CommitterTests {
         let fixture: GitFixture
         let repository: Repository
         let committer: Committer
-        let logged = LogLines()
+        let logged = LogCollector()
         var batch = 0
 
         init(
@@ -40,10 +35,7 @@ struct CommitterTests {
             options.host = "test-host"
             options.beforeSwap = beforeSwap
             options.stop = stop
-            let logged = logged
-            committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: { level, message in
-                logged.lines.withLock { $0.append("\(level): \(message)") }
-            })
+            committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: logged.logger)
             try await committer.prepare()
         }
 

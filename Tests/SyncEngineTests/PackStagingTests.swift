@@ -58,6 +58,114 @@ struct PackStagingTests {
         try await workspace.fixture.run(["fsck", "--full", "--strict"])
     }
 
+    @Test("prestage writes a large batch's blobs before the lock without touching the real index; the commit under the lock writes only what changed since, loose")
+    func prestageThenCommit() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        let paths = try Self.files(fixture, count: 500, tag: "pre")
+        let indexBefore = try? Data(contentsOf: URL(fileURLWithPath: fixture.path + "/.git/index"))
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
+        #expect(await workspace.committer.prestagedCount == 500)
+        #expect(Self.packs(fixture) == 1)
+        // The blobs exist; the real index is as it was (a person's `git commit` now commits nothing of it).
+        let blob = try await fixture.run(["hash-object", "burst/f7.txt"]).filter { !$0.isWhitespace }
+        try await fixture.run(["cat-file", "-e", GitArgument(blob)])
+        #expect((try? Data(contentsOf: URL(fileURLWithPath: fixture.path + "/.git/index"))) == indexBefore)
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+
+        // Three files change after the prestage and before the lock.
+        for index in [3, 40, 499] { try Files.write(fixture.file("burst/f\(index).txt"), "changed \(index)\n") }
+        let loose = Self.looseObjects(fixture)
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 500)
+        // No second pack: 497 blobs were there already; the 3 changed ones, the trees and the commit are loose.
+        #expect(Self.packs(fixture) == 1)
+        #expect(Self.looseObjects(fixture) - loose <= 3 + 4)
+        #expect(try await fixture.run(["show", "HEAD:burst/f40.txt"]) == "changed 40\n")
+        #expect(try await fixture.run(["status", "--porcelain"]) == "")
+        #expect(await workspace.committer.adoptedPrestages == 1)
+        try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("a person's git add between the prestage and the lock keeps the real index: their staged file stays staged and out of the commit, the batch is committed")
+    func prestageKeepsPersonsIndex() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        try Files.write(fixture.file("mine.txt"), "v1\n")
+        try await fixture.run(["add", "mine.txt"])
+        try await fixture.run(["commit", "-qm", "base"])
+        let paths = try Self.files(fixture, count: 200, tag: "batch")
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
+        // A person stages their own change after the prestage copied the index.
+        try Files.write(fixture.file("mine.txt"), "v2 staged by a person\n")
+        try await fixture.run(["add", "mine.txt"])
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 200)
+        #expect(await workspace.committer.adoptedPrestages == 0)
+        #expect(try await fixture.run(["show", "HEAD:mine.txt"]) == "v1\n")
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "mine.txt\n")
+        #expect(try await fixture.run(["show", ":mine.txt"]) == "v2 staged by a person\n")
+        try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("git at work in the index (index.lock held) when the batch is staged: the prestaged index is not forced in")
+    func prestageRespectsIndexLock() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        let paths = try Self.files(fixture, count: 100, tag: "locked")
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
+        try Files.write(fixture.path + "/.git/index.lock", "")
+        // The commit waits for the lock (a deferral), and never replaces the index under it.
+        if case .committed = try await workspace.commit(paths) { throw TestFailure("committed while index.lock was held") }
+        #expect(await workspace.committer.adoptedPrestages == 0)
+        #expect(Syscall.exists(Array((fixture.path + "/.git/index.lock").utf8)))
+        try Syscall.unlink(Array((fixture.path + "/.git/index.lock").utf8))
+        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed after the lock went") }
+        #expect(try await fixture.run(["status", "--porcelain"]) == "")
+    }
+
+    @Test("a file that shrinks while git reads it is named, from the pack writer's and the loose path's messages; other failures are not taken for it")
+    func changedWhileRead() {
+        #expect(Committer.changedWhileRead("fatal: failed to read 5 bytes from 'd1/f21'\n") == "d1/f21")
+        #expect(Committer.changedWhileRead("error: short read while indexing notes/a b.md\nerror: notes/a b.md: failed to insert into database\nfatal: Unable to process path notes/a b.md\n") == "notes/a b.md")
+        #expect(Committer.changedWhileRead("error: open(\"x\"): Permission denied\nfatal: Unable to process path x\n") == nil)
+        #expect(Committer.changedWhileRead("fatal: unable to write new index file\n") == nil)
+    }
+
+    @Test("a pack batch that also holds new empty and one-byte files commits (git 2.39 fails such a mix under core.fsyncMethod=batch)")
+    func packWithTinyBlobs() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        var paths = try Self.files(workspace.fixture, count: 100, tag: "mixed")
+        try Files.write(workspace.fixture.file("burst/a-empty.txt"), "")
+        try Files.write(workspace.fixture.file("burst/a-one.txt"), "\n")
+        paths += ["burst/a-empty.txt", "burst/a-one.txt"]
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 102)
+        #expect(try await workspace.fixture.run(["status", "--porcelain"]) == "")
+        try await workspace.fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("packs written by many large batches are rolled up without waiting for the 100-commit maintenance")
+    func packsRolledUp() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        for round in 0..<12 {
+            try Files.mkdirs(workspace.fixture.file("r\(round)"))
+            let paths = try (0..<70).map { index in
+                let path = "r\(round)/f\(index).txt"
+                try Files.write(workspace.fixture.file(path), "round \(round) file \(index)\n")
+                return path
+            }
+            guard case .committed = try await workspace.commit(paths) else { throw TestFailure("round \(round) not committed") }
+        }
+        #expect(Self.packs(workspace.fixture) <= Committer.maxPacks)
+        try await workspace.fixture.run(["fsck", "--full", "--strict"])
+    }
+
     @Test("a small batch stays loose (no pack per small commit)")
     func smallBatchLoose() async throws {
         var workspace = try await CommitterTests.Workspace()

@@ -25,7 +25,7 @@ struct ShutdownFenceTests {
         var settings = Settings()
         settings.quietPeriod = .milliseconds(100)
         settings.remote = "none"
-        let service = try SyncService(repository: repository, settings: settings, log: { _, _ in })
+        let service = try SyncService(repository: repository, settings: settings, log: .discarding)
         let running = Task { try await service.run() }
         let state = fixture.path + "/.git/syncd/state.json"
         @Sendable func phase() -> String? {

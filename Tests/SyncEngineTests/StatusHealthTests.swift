@@ -1,3 +1,4 @@
+import FoundationEssentials
 import SyncCore
 import Testing
 
@@ -10,15 +11,22 @@ struct StatusHealthTests {
         "sync_problem": .string(""), "conflict_branch": .string(""), "unwatched_directories": .number(0),
     ]
 
-    static func with(_ changes: [String: JSONValue]) -> [String: JSONValue] { idle.merging(changes) { $1 } }
+    /// The state.json of `idle` with `changes`, read as syncctl reads it (the keys left out keep
+    /// their defaults, as in a file from an older syncd).
+    static func with(_ changes: [String: JSONValue]) throws -> StatusSnapshot {
+        let object = idle.merging(changes) { $1 }
+        return try JSONDecoder().decode(StatusSnapshot.self, from: JSONEncoder().encode(object))
+    }
 
     @Test("exit codes for monitoring: 0 healthy, 1 degraded, 2 failing, 3 not running; the worst finding wins")
-    func levels() {
-        #expect(StatusHealth.judge(running: true, state: Self.idle) == StatusHealth(level: .healthy, reasons: []))
-        #expect(StatusHealth.judge(running: true, state: Self.idle).code == 0)
-        #expect(StatusHealth.judge(running: false, state: Self.idle).code == 3)
+    func levels() throws {
+        let idle = try Self.with([:])
+        #expect(StatusHealth.judge(running: true, state: idle) == StatusHealth(level: .healthy, reasons: []))
+        #expect(StatusHealth.judge(running: true, state: idle).code == 0)
+        #expect(StatusHealth.judge(running: false, state: idle).code == 3)
         // A stale state.json of a stopped syncd does not hide that none runs.
-        #expect(StatusHealth.judge(running: false, state: Self.with(["phase": .string("failing")])).code == 3)
+        let stale = try Self.with(["phase": .string("failing")])
+        #expect(StatusHealth.judge(running: false, state: stale).code == 3)
 
         let degraded: [([String: JSONValue], String)] = [
             (["offline_since": .string("2026-12-03T10:00:00.000Z"), "sync_problem": .string("offline")], "offline"),
@@ -33,7 +41,7 @@ struct StatusHealthTests {
             (["phase": .string("deferred"), "reason_code": .string("rebase-in-progress")], "waiting: rebase-in-progress"),
         ]
         for (changes, reason) in degraded {
-            let health = StatusHealth.judge(running: true, state: Self.with(changes))
+            let health = StatusHealth.judge(running: true, state: try Self.with(changes))
             #expect(health.code == 1, "\(changes)")
             #expect(health.reasons == [reason])
         }
@@ -44,15 +52,17 @@ struct StatusHealthTests {
             (["offline_since": .string("2026-12-03T10:00:00.000Z"), "sync_problem": .string("setup")], "setup problem with the remote"),
         ]
         for (changes, reason) in failing {
-            let health = StatusHealth.judge(running: true, state: Self.with(changes))
+            let health = StatusHealth.judge(running: true, state: try Self.with(changes))
             #expect(health.code == 2, "\(changes)")
             #expect(health.reasons == [reason])
         }
         // A lock held a moment is not worth a page.
-        #expect(StatusHealth.judge(running: true, state: Self.with(["phase": .string("deferred"), "reason_code": .string("writers-active")])).code == 0)
-        #expect(StatusHealth.judge(running: true, state: Self.with(["phase": .string("deferred"), "reason_code": .string("index-locked")])).code == 0)
+        for code in ["writers-active", "index-locked"] {
+            let waiting = try Self.with(["phase": .string("deferred"), "reason_code": .string(code)])
+            #expect(StatusHealth.judge(running: true, state: waiting).code == 0)
+        }
         // A setup problem is never also called offline; a paused, failing syncd is failing.
-        let both = StatusHealth.judge(running: true, state: Self.with([
+        let both = StatusHealth.judge(running: true, state: try Self.with([
             "phase": .string("failing"), "paused": .bool(true),
             "offline_since": .string("2026-12-03T10:00:00.000Z"), "sync_problem": .string("setup"),
         ]))

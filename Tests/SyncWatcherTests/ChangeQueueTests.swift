@@ -33,23 +33,3 @@ final class Flag: Sendable {
     func set() { value.withLock { $0 = true } }
     var isSet: Bool { value.withLock { $0 } }
 }
-
-@Suite("Log lines")
-struct LogLineTests {
-    @Test("a repeated message is written once per minute, then with the count held back")
-    func repeatsAreHeldBack() {
-        let limiter = RepeatLimiter(window: .seconds(60))
-        #expect(limiter.admit("push failed") == "push failed")
-        #expect(limiter.admit("push failed") == nil)
-        #expect(limiter.admit("push failed") == nil)
-        #expect(limiter.admit("another failure") == "another failure")
-    }
-
-    @Test("journald priorities: error 3, warning 4, info 6, debug 7")
-    func priorities() {
-        #expect(StandardErrorLog.priority(.error) == 3)
-        #expect(StandardErrorLog.priority(.warning) == 4)
-        #expect(StandardErrorLog.priority(.info) == 6)
-        #expect(StandardErrorLog.priority(.debug) == 7)
-    }
-}

@@ -24,16 +24,10 @@ struct UnreadableDirectoryTests {
         }
     }
 
-    final class Lines: Sendable {
-        private let lines = Mutex<[String]>([])
-        var sink: LogSink { { _, message in self.lines.withLock { $0.append(message) } } }
-        var all: [String] { lines.withLock { $0 } }
-    }
-
     func withWatcher(
         rescanInterval: Duration,
         blocked: Blocked,
-        lines: Lines = Lines(),
+        lines: LogCollector = LogCollector(),
         setUp: (GitFixture) async throws -> Void = { _ in },
         _ body: (GitFixture, WatchHarness) async throws -> Void
     ) async throws {
@@ -43,7 +37,7 @@ struct UnreadableDirectoryTests {
         var options = WatcherOptions()
         options.degradedRescanInterval = rescanInterval
         options.addWatchFault = blocked.fault
-        let harness = WatchHarness(repository: try await fixture.repository(), options: options, log: lines.sink)
+        let harness = WatchHarness(repository: try await fixture.repository(), options: options, log: lines.logger)
         try await harness.ready()
         do {
             try await body(fixture, harness)
@@ -57,7 +51,7 @@ struct UnreadableDirectoryTests {
     @Test("made readable again (chmod: IN_ATTRIB on its parent), it is watched and what it holds is reported; counted as unwatched until then")
     func readableAgainByChmod() async throws {
         let blocked = Blocked()
-        let lines = Lines()
+        let lines = LogCollector()
         // No periodic retry within the test: only the chmod can bring it back.
         try await withWatcher(rescanInterval: .seconds(3600), blocked: blocked, lines: lines) { fixture, harness in
             blocked.block("sub")
@@ -68,7 +62,7 @@ struct UnreadableDirectoryTests {
             let statistics = harness.watcher.statistics
             #expect(statistics.unwatched == 1)
             #expect(statistics.unreadablePaths == [RepoPath("sub")])
-            #expect(lines.all.contains { $0.contains("cannot watch sub/") && $0.contains("EACCES") }, "\(lines.all)")
+            #expect(lines.messages.contains { $0.contains("cannot watch sub/") && $0.contains("EACCES") }, "\(lines.messages)")
             // Written while it is not watched: no event, found when it is read again.
             try Files.write(fixture.file("sub/f.txt"), "d\n")
             blocked.unblock("sub")
@@ -80,14 +74,14 @@ struct UnreadableDirectoryTests {
             // Watched now: a later write is an event.
             try Files.write(fixture.file("sub/later.txt"))
             try await harness.waitForPaths([RepoPath("sub/later.txt")], within: .seconds(10))
-            #expect(lines.all.contains { $0.contains("sub/") && $0.contains("can be read again") }, "\(lines.all)")
+            #expect(lines.messages.contains { $0.contains("sub/") && $0.contains("can be read again") }, "\(lines.messages)")
         }
     }
 
     @Test("without any event, the periodic retry watches it once it can be read; the warning is said once, not at every retry")
     func readableAgainByRetry() async throws {
         let blocked = Blocked()
-        let lines = Lines()
+        let lines = LogCollector()
         blocked.block("top/deep")
         try await withWatcher(rescanInterval: .seconds(1), blocked: blocked, lines: lines, setUp: { fixture in
             try Files.mkdirs(fixture.file("top/deep/er"))
@@ -104,7 +98,7 @@ struct UnreadableDirectoryTests {
             }
             // Several retries while it stays unreadable: one warning.
             try await Pace.wait(.milliseconds(3500))
-            #expect(lines.all.filter { $0.contains("cannot watch top/deep/") }.count == 1, "\(lines.all)")
+            #expect(lines.messages.filter { $0.contains("cannot watch top/deep/") }.count == 1, "\(lines.messages)")
             #expect(harness.watcher.statistics.unreadable == 1)
             blocked.unblock("top/deep")
             try await harness.waitForPaths([RepoPath("top/deep/er/old.txt")], within: .seconds(10))
