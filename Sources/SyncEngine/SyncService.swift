@@ -5,12 +5,17 @@ import SyncGit
 import SyncSystem
 import SyncWatcher
 
-/// `syncd run`: watcher → batcher → committer, one workspace, until cancelled.
+/// `syncd run`: watcher → batcher → committer → remote, one workspace, until stopped.
 ///
-/// Changes from the watcher collect in a pending set; the batcher (two clocks and a size cap)
-/// says when they become a batch; the committer turns the batch into one commit. The journal
-/// records every batch before it is attempted and how it ended; `state.json` says what syncd is
-/// doing now. One instance per workspace: a kernel lock in the state directory.
+/// The loop that wires the stages, each a type of its own: changes from the watcher collect in
+/// `PendingChanges`; the `Batcher` (two clocks and a size cap) says when they become a batch;
+/// `SyncLockGate` takes the sync lock from the writers; `CommitStep` turns the batch into one
+/// commit; `RemoteSync` fetches, integrates and pushes off the commit path; `ControlInbox` reads
+/// what syncctl asked for; `PeriodicReconcile` asks git what no event reported;
+/// `StatusReporter` tells `state.json`, systemd and the alert hook; `StateDirectory` holds the
+/// instance lock and the journal. The stages are plain classes and structs owned by this actor
+/// and used only from it; the actor's own state is what connects them (the pending set, the
+/// batcher, the lock) and the one wake-up stream its loop waits on.
 public actor SyncService {
     public typealias Instant = ContinuousClock.Instant
 
@@ -18,93 +23,46 @@ public actor SyncService {
     public private(set) var settings: Settings
     /// Flag values given at start; a reload (SIGHUP) re-reads git config and applies them again.
     private let overrides: [(name: String, value: String)]
-    private let notifier = SystemdNotifier.fromEnvironment()
-    private var readySent = false
-    private var lastWatchdogPing: Instant?
-    private var lastStatusLine = ""
-    private var incidents = Incidents()
     public let stateDirectory: [UInt8]
+    public let lockDirectory: LockDirectory
     private let log: Logger
     private let clock = ContinuousClock()
-    private let watcher: Watcher
-    private let committer: Committer
-    private let journal: Journal
-    private var processLock: ProcessLock
     /// When this service started (seconds since the epoch), for `GitDirectoryState`.
     private let serviceStarted: Int
-    /// Set when syncd must stop with an error found outside the loop (its instance lock lost).
-    private var stopError: SyncError?
-    private var batcher: Batcher<Instant>
-    private var breaker: CircuitBreaker<Instant>
-    private var status = StatusSnapshot()
-    /// state.json lags the pending count by at most `statusRefresh` (see `pendingChanged`).
-    private var statusDirty = false
-    private var lastStatusWrite: Instant?
-    private var statusFlush: Task<Void, Never>?
-    static let statusRefresh: Duration = .seconds(1)
-
-    private var ready = false
-    /// A commit was made: the unpushed count is recounted from the refs after the lock is released.
-    private var unpushedStale = false
-    private var stopRequested = false
-    /// The first batch commits what changed while syncd was not running.
-    private var startupBatch = true
-    private var pending: Set<RepoPath> = []
-    private var directoryHints: Set<RepoPath> = []
-    private var fullScan = false
-    /// The last periodic reconcile (or the start), and the dirty paths it saw: a path that stays
-    /// dirty (a nested repository, an unreadable file) is reported once, not every hour.
-    private var lastReconcile: Instant?
-    private var reconcileSeen: Set<RepoPath> = []
-    private var reconcileLearned = false
-    /// The pending `sync-request.json` asks for a commit only (`syncctl checkpoint`, `rewind`).
-    private var syncCommitOnly = false
-    private var squashRequest: (serial: UInt64, message: String, since: String?)?
-    /// Named writers (`as-writer --name`) whose sessions the next commit holds.
-    private var writers: [String] = []
-    private var nextBatch: Int
-    private var currentBatch: Int?
-    private var lastDeferral: Deferral?
-    private var failureBackoff: Duration = .zero
-    private var lastFailure: (message: String, loggedAt: Instant, repeats: Int)?
-    private var timer: Task<Void, Never>?
-    private var timerDeadline: Instant?
-    private let wake: AsyncStream<Void>.Continuation
-    private let wakeups: AsyncStream<Void>
     /// Every git call of this service: slow ones are reported (log, state.json), a stop bounds them.
     private let gitMonitor: GitMonitor
     private let gitActivity: AsyncStream<Void>
-    /// Paths a waiting full scan found changed (`git status`), so pending is never 0 while they wait.
-    private var scannedPending = 0
 
-    // Coordination (docs/PROTOCOL.md).
-    public let lockDirectory: LockDirectory
+    // The stages.
+    private let watcher: Watcher
+    /// What changed and is not committed yet.
+    private var pending: PendingChanges
+    private var batcher: Batcher<Instant>
+    /// The coordinator: the sync lock, the writer lease, the writers named when they block (docs/PROTOCOL.md).
     private var gate: SyncLockGate
-    private let lockInsideTree: RepoPath?
-    private var controlDirty = true
-    private var pause: DaemonPause?
-    private var emergency: EmergencyStop?
-    private var controlProblems: [String] = []
-    private var syncSerialPending: UInt64?
-    private let stopFlag = StopFlag()
+    /// Batches into commits: numbering, the committer, deferrals, failure backoff, the circuit breaker.
+    private let commits: CommitStep
+    /// Remote sync: the network runs in its own task, never on the commit path; the loop does
+    /// only the local integration, under the lock (milliseconds).
+    private let remote: RemoteSync
+    /// Pause, emergency stop and requests from syncctl.
+    private let inbox: ControlInbox
+    /// `git status` every `reconcileInterval`: what no event reported.
+    private let reconciler: PeriodicReconcile
+    /// state.json, the metrics file, sd_notify, alerts.
+    private let reporter: StatusReporter
+    /// The instance lock and the journal, put back when deleted.
+    private let own: StateDirectory
+    private let record: JournalRecorder
 
-    // Remote sync. The network runs in its own task, never on the commit path; the loop does only
-    // the local integration, under the lock (milliseconds).
-    private var syncer: Syncer?
-    /// When to fetch, push and integrate (pure, injected instants).
-    private var schedule: RemoteSchedule<Instant>
-    /// The round in flight (fetch or push), if any.
-    private var network: Task<Void, Never>?
-    private var lastSyncProblem: (message: String, loggedAt: Instant)?
-    /// `syncctl sync` requests whose commit is made and that wait for the push.
-    private var syncWaiters: Set<UInt64> = []
-    /// Requests older than this process were answered by an earlier one, or by the startup batch.
-    private let startSerial = ControlFile.newSerial()
-
-    /// Retry interval while a foreign git operation runs.
-    static let deferRetry: Duration = .seconds(1)
-    /// Most pending paths kept one by one; past it the next batch asks git for everything instead.
-    static let pendingCapacity = WatcherOptions().pendingCapacity
+    // The loop.
+    /// The loop's one wake-up stream and its single timer.
+    private let wakeups = Wakeups()
+    /// The watcher's first crawl is done: batches may be committed.
+    private var ready = false
+    private var stopRequested = false
+    /// Set when syncd must stop with an error found outside the loop (its instance lock lost).
+    private var stopError: SyncError?
 
     /// The instance lock in a state directory; it holds the running syncd's pid.
     public static func instanceLock(_ stateDirectory: [UInt8]) -> [UInt8] {
@@ -137,46 +95,21 @@ public actor SyncService {
         self.repository = repository
         self.settings = settings
         self.log = log
-        let directory = Self.stateDirectory(of: repository)
-        self.stateDirectory = directory
-        do {
-            try Syscall.makeDirectory(directory)
-        } catch {
-            throw SyncError(.syscall, "cannot create syncd's state directory \(Syscall.display(directory)): check its permissions", cause: error)
-        }
-        // core.hooksPath of syncd's git calls: an empty directory, so no hook runs (git finds none
-        // there even when it is missing; made so a person sees where the setting points).
-        try? Syscall.makeDirectory(Repository.noHooksDirectory(gitDir: repository.gitDir))
-        let lockPath = Self.instanceLock(directory)
-        let outcome: ProcessLock.Outcome
-        do {
-            outcome = try ProcessLock.acquire(lockPath)
-        } catch {
-            throw SyncError(
-                .syscall,
-                "cannot open the instance lock \(Syscall.display(lockPath))"
-                    + (error.errno == Errno(ELOOP) ? ": it is a symlink; remove it (syncd never follows one there)" : ""),
-                cause: error)
-        }
-        switch outcome {
-        case .acquired(let lock):
-            processLock = lock
-        case .heldBy(let pid):
-            let who = pid.map { pid in "pid \(pid)" + (ProcessTable.commandLine(of: pid).map { ": \($0)" } ?? "") } ?? "pid unknown"
-            throw SyncError(
-                .alreadyRunning,
-                "syncd is already running for \(repository.workTreeDisplay) (\(who)); one instance per workspace: "
-                    + "stop that one first (for example `kill \(pid.map(String.init) ?? "PID")` or `systemctl stop` its unit)")
-        }
-        do {
-            journal = try Journal(directory: directory, maxBytes: settings.journalMaxBytes)
-        } catch {
-            throw SyncError(.syscall, "cannot open the journal in \(Syscall.display(directory))", cause: error)
-        }
+        let own = try StateDirectory(repository: repository, journalMaxBytes: settings.journalMaxBytes, log: log)
+        self.own = own
+        let directory = own.path
+        stateDirectory = directory
+        record = JournalRecorder(journal: own.journal, log: log)
+        reporter = StatusReporter(stateDirectory: directory, workspace: repository.workTreeDisplay, settings: settings, log: log, record: record)
         lockDirectory = LockDirectory.resolve(repository, configured: settings.lockDir)
+        let stopFlag = StopFlag()
+        inbox = ControlInbox(lockDirectory: lockDirectory, stopFlag: stopFlag, reporter: reporter, log: log, record: record)
         try lockDirectory.prepare()
         gate = try SyncLockGate(lockDirectory: lockDirectory, leaseCap: settings.writerLeaseCap, reportAfter: settings.writerLockTimeout, log: log)
-        lockInsideTree = lockDirectory.inside(repository)
+        let lockInsideTree = lockDirectory.inside(repository)
+        pending = PendingChanges(capacity: WatcherOptions().pendingCapacity, excluded: lockInsideTree)
+        reconciler = PeriodicReconcile(
+            interval: settings.reconcileInterval, repository: repository, excluded: lockInsideTree, reporter: reporter, log: log, record: record)
         do {
             try OwnPaths.excludeLockDirectory(lockDirectory, repository: repository)
         } catch {
@@ -185,24 +118,17 @@ public actor SyncService {
         var watcherOptions = WatcherOptions()
         watcherOptions.degradedRescanInterval = settings.rescanInterval
         watcher = Watcher(repository: repository, options: watcherOptions, log: log)
-        var committerOptions = Committer.Options()
-        committerOptions.fsync = settings.fsync
-        committerOptions.splitIndex = settings.splitIndex
-        committerOptions.staleLockAge = settings.staleLockAge
-        committerOptions.serviceStarted = serviceStarted
-        if let inside = lockDirectory.inside(repository) { committerOptions.excluded = [inside] }
-        committerOptions.stop = stopFlag
-        committer = Committer(repository: repository, stateDirectory: directory, options: committerOptions, log: log)
+        commits = CommitStep(
+            repository: repository, stateDirectory: directory, settings: settings, serviceStarted: serviceStarted, lockDirectory: lockDirectory,
+            stopFlag: stopFlag, reporter: reporter, log: log, record: record)
         batcher = Batcher(quietPeriod: settings.quietPeriod, maxLatency: settings.maxLatency, maxPaths: settings.maxBatchPaths)
-        breaker = CircuitBreaker(maxCommits: settings.breakerMaxCommits, window: settings.breakerWindow)
-        schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
-        nextBatch = Journal.lastBatch(in: directory) + 1
-        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        status.pid = getpid()
-        status.workspace = repository.workTreeDisplay
-        status.started = WallClock.rfc3339()
-        status.lastBatch = nextBatch - 1
-        status.lockDirectory = lockDirectory.display
+        remote = RemoteSync(
+            repository: repository, settings: settings, stateDirectory: directory, serviceStarted: serviceStarted, now: clock.now,
+            inbox: inbox, reporter: reporter, wake: wakeups.ring, log: log, record: record)
+        reporter.status.pid = getpid()
+        reporter.status.workspace = repository.workTreeDisplay
+        reporter.status.started = WallClock.rfc3339()
+        reporter.status.lockDirectory = lockDirectory.display
     }
 
     /// Runs until cancelled (then commits what is pending and returns) or until watching fails.
@@ -214,26 +140,18 @@ public actor SyncService {
             line.add("quiet_period", Settings.formatDuration(settings.quietPeriod))
             line.add("max_latency", Settings.formatDuration(settings.maxLatency))
         }
-        writeStatus()
-        try await committer.prepare()
-        // Before anything else: an integration interrupted by a crash is finished or rolled back
-        // (and a stash left by an older syncd is restored).
+        reporter.write()
+        try await commits.committer.prepare()
         // What the last run left behind is repaired here; each repair is one `recovery` record.
-        let found = RecoveryNotes(log)
-        if let ending {
-            found.note(.warning, "the previous run ended without a clean stop (killed, crashed or power lost)"
-                + (ending.openBatch.map { "; its batch \($0) was not committed, and the startup batch commits what it held" } ?? ""))
-        }
-        await IntegrationInFlight.recover(repository: repository, directory: stateDirectory, log: found.sink)
-        await StashInFlight.recover(git: repository.git, directory: stateDirectory, log: found.sink)
-        for message in found.messages {
-            status.recoveries += 1
+        for message in await own.recoverPreviousRun(ending: ending) {
+            reporter.status.recoveries += 1
             record("recovery") { line in line.add("found", message) }
         }
-        try await prepareSyncer()
+        try await remote.prepare()
         let watcher = watcher
-        let wake = wake
+        let wake = wakeups.ring
         let gitActivity = gitActivity
+        let watchdogInterval = reporter.notifier.watchdogInterval
         var failure: (any Error)?
         var stoppedGracefully = false
         do {
@@ -260,7 +178,7 @@ public actor SyncService {
                 group.addTask {
                     for await _ in gitActivity { await self.gitActivityChanged() }
                 }
-                if let interval = self.notifier.watchdogInterval {
+                if let interval = watchdogInterval {
                     // Wakes the loop; the loop itself pings, so a wedged loop is caught.
                     group.addTask {
                         while !Task.isCancelled {
@@ -289,9 +207,9 @@ public actor SyncService {
             failure = error
         }
         if !stoppedGracefully { stopping() }
-        status.phase = .stopped
-        status.reason = failure.map { String(describing: $0) } ?? ""
-        writeStatus()
+        reporter.status.phase = .stopped
+        reporter.status.reason = failure.map { String(describing: $0) } ?? ""
+        reporter.write()
         record("stop") { line in
             if let failure { line.add("error", String(describing: failure)) }
         }
@@ -305,9 +223,8 @@ public actor SyncService {
 
     /// Stopping, either way: no more timers, and systemd is told.
     private func stopping() {
-        timer?.cancel()
-        statusFlush?.cancel()
-        notifier.send("STOPPING=1\nSTATUS=stopping: committing what is pending, then a final push")
+        wakeups.cancelTimer()
+        reporter.stopping()
     }
 
     /// A graceful stop (the first SIGTERM or SIGINT): the loop finishes the step it is in, then
@@ -320,130 +237,77 @@ public actor SyncService {
             at: clock.now.advanced(by: settings.stopTimeout),
             reason: "syncd is stopping and waits at most \(Settings.formatDuration(settings.stopTimeout)) for git (syncd.stopTimeout)")
         log(.info, "stopping: finishing the current step, then committing what is pending and pushing (a second signal stops at once)")
-        wake.yield()
+        wakeups.ring.yield()
     }
 
     private func loop() async throws {
-        for await _ in wakeups {
+        for await _ in wakeups.stream {
             try Task.checkCancellation()
             if stopRequested { return }
-            pingWatchdog()
+            reporter.pingWatchdog(now: clock.now)
             drainChanges()
             await step()
-            if ready && !readySent {
-                // After the initial reconcile: the crawl is done and the startup batch was tried.
-                readySent = true
-                notifier.send("READY=1\nSTATUS=\(statusLine())")
-            }
-            pingWatchdog()
-            checkIncidents()
+            // After the initial reconcile: the crawl is done and the startup batch was tried.
+            if ready { reporter.sendReady() }
+            reporter.pingWatchdog(now: clock.now)
+            reporter.checkIncidents(now: clock.now)
             if let stopError { throw stopError }
             if stopRequested { return }
         }
         throw CancellationError()
     }
 
-    /// Puts back syncd's state directory, instance lock, journal and sync lock when they were
-    /// deleted or replaced while it runs. The instance lock is what keeps a second syncd out; if
-    /// another syncd took it meanwhile, this one stops.
+    /// syncd's own files deleted or replaced under it are put back (`StateDirectory.repair`); if
+    /// the instance lock cannot be retaken, this syncd stops.
     private func checkOwnFiles() {
         guard stopError == nil else { return }
-        let directory = Syscall.display(stateDirectory)
-        if !processLock.isIntact {
-            let lockPath = Self.instanceLock(stateDirectory)
-            do {
-                try Syscall.makeDirectory(stateDirectory)
-                switch try ProcessLock.acquire(lockPath) {
-                case .acquired(let lock):
-                    processLock = lock
-                    status.recoveries += 1
-                    log(.error, "syncd's state directory \(directory) (or its instance lock) was deleted while syncd ran: "
-                        + "recreated it and took the instance lock again, so no second syncd can start beside this one. "
-                        + "What was in it (journal, backups, pause and stop files) is gone; do not delete it while syncd runs")
-                case .heldBy(let pid):
-                    stopError = SyncError(
-                        .alreadyRunning,
-                        "syncd's state directory \(directory) was deleted while syncd ran, and another syncd (pid \(pid.map(String.init) ?? "unknown")) "
-                            + "has taken the workspace since: this one stops so that only one commits")
-                }
-            } catch {
-                stopError = SyncError(
-                    .syscall, "syncd's state directory \(directory) was deleted while syncd ran and cannot be recreated: stopping, "
-                        + "since the instance lock can no longer keep a second syncd out; fix the permissions of \(Syscall.display(repository.gitDir)) and start again",
-                    cause: error)
-            }
-            if stopError != nil {
-                wake.yield()
-                return
-            }
-        }
-        do {
-            if try journal.reopenIfReplaced() {
-                record("recovery") { line in
-                    line.add("found", "\(directory) deleted while syncd ran")
-                    line.add("done", "recreated it, retook the instance lock, reopened the journal and the sync lock")
-                }
-            }
-        } catch {
-            log(.warning, "cannot reopen the journal in \(directory): \(error)")
-        }
-        do {
-            if try gate.reopenIfReplaced() {
-                log(.error, "the sync lock \(Syscall.display(lockDirectory.syncLock)) was deleted or replaced while syncd ran: locked the new file; "
-                    + "writers that used the old one meanwhile were not coordinated with syncd. Do not delete the lock directory while syncd runs")
-            }
-        } catch {
-            log(.error, "\(error)")
-        }
-        if !Syscall.exists(stateDirectory + Array("/state.json".utf8)) { writeStatus() }
+        stopError = own.repair(gate: &gate, lockDirectory: lockDirectory, reporter: reporter, record: record)
+        if stopError != nil { wakeups.ring.yield() }
     }
 
     /// Decides at `now`: commit a due batch, or wait for the next deadline.
     private func step() async {
-        if controlDirty { reloadControl() }
+        if inbox.dirty { reloadControl() }
         let now = clock.now
         guard ready else { return }
-        if let emergency {
-            setPhase(.emergencyStop, reason: "emergency stop since \(WallClock.rfc3339(seconds: emergency.since)) by \(emergency.by): \(emergency.reason)", code: "emergency-stop")
+        if let emergency = inbox.emergency {
+            reporter.setPhase(.emergencyStop, reason: "emergency stop since \(WallClock.rfc3339(seconds: emergency.since)) by \(emergency.by): \(emergency.reason)", code: "emergency-stop")
             return
         }
-        if let pause {
-            if let until = pause.until, ControlFile.now() >= until {
-                resumeAfterExpiry(pause)
+        if let pause = inbox.pause {
+            if inbox.endPauseIfExpired(now: ControlFile.now()) {
+                if !pending.isEmpty || pending.fullScan { batcher.request(at: clock.now) }
+                reporter.setPhase(batcher.hasPending ? .pending : .idle)
             } else {
-                setPhase(.paused, reason: "paused by \(pause.by): \(pause.reason)", code: "paused")
-                if let until = pause.until { schedule(now.advanced(by: .milliseconds(Int64((until - ControlFile.now()) * 1000) + 10))) }
+                reporter.setPhase(.paused, reason: "paused by \(pause.by): \(pause.reason)", code: "paused")
+                if let until = pause.until { wakeups.schedule(now.advanced(by: .milliseconds(Int64((until - ControlFile.now()) * 1000) + 10))) }
                 return
             }
         }
-        if breaker.isOpen(at: now), let until = breaker.openUntil {
-            setPhase(.breakerOpen, reason: status.reason, code: "circuit-breaker")
-            schedule(until)
+        if let until = commits.breakerOpenUntil(at: now) {
+            reporter.setPhase(.breakerOpen, reason: reporter.status.reason, code: "circuit-breaker")
+            wakeups.schedule(until)
             return
         }
         if let trigger = batcher.due(at: now) {
-            await commitBatch(trigger: startupBatch && trigger == .requested ? "startup" : trigger.rawValue)
+            await commitBatch(trigger: commits.isStartup && trigger == .requested ? "startup" : trigger.rawValue)
         }
-        if unpushedStale, let syncer, let branch = GitDirectoryState.currentBranch(repository) {
-            unpushedStale = false
-            status.unpushedCommits = await syncer.unpushed(branch: branch)
-            writeStatus()
-        }
-        if status.phase == .committing || status.phase == .paused || status.phase == .emergencyStop
-            || (status.phase == .breakerOpen && !breaker.isOpen(at: clock.now))
+        await remote.refreshUnpushed()
+        if reporter.status.phase == .committing || reporter.status.phase == .paused || reporter.status.phase == .emergencyStop
+            || (reporter.status.phase == .breakerOpen && commits.breakerOpenUntil(at: clock.now) == nil)
         {
-            setPhase(batcher.hasPending ? .pending : .idle)
+            reporter.setPhase(batcher.hasPending ? .pending : .idle)
         }
-        if syncer != nil, currentBatch == nil, batcher.due(at: clock.now) == nil {
-            switch network == nil ? schedule.due(at: clock.now) : nil {
+        if commits.currentBatch == nil, batcher.due(at: clock.now) == nil {
+            switch remote.due(at: clock.now) {
             case .integrate: await integrateRemote()
             case .fetch: startNetworkRound(fetch: true)
             // In a conflict only a fetch round can move things (it refreshes the conflict branch).
-            case .push: startNetworkRound(fetch: !status.conflictBranch.isEmpty)
+            case .push: startNetworkRound(fetch: !reporter.status.conflictBranch.isEmpty)
             case nil: break
             }
         }
-        if let due = reconcileDue, due <= clock.now, currentBatch == nil, batcher.due(at: clock.now) == nil {
+        if let due = reconciler.due(ready: ready, now: clock.now), due <= clock.now, commits.currentBatch == nil, batcher.due(at: clock.now) == nil {
             await reconcile()
         }
         // One timer for the earliest thing to do: the batch, the next sync cycle (only when it
@@ -452,84 +316,32 @@ public actor SyncService {
         // during a long sync cycle was never committed).
         var wakeAt: [Instant] = []
         if let deadline = batcher.deadline { wakeAt.append(deadline) }
-        if syncer != nil, currentBatch == nil, network == nil, let due = schedule.deadline(now: clock.now) {
+        if commits.currentBatch == nil, let due = remote.deadline(now: clock.now) {
             // Something due now that could not run (the lock busy, a person's git operation): 100 ms.
             wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100))))
         }
-        if breaker.isOpen(at: clock.now), let until = breaker.openUntil { wakeAt.append(until) }
-        if let due = reconcileDue { wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100)))) }
+        if let until = commits.breakerOpenUntil(at: clock.now) { wakeAt.append(until) }
+        if let due = reconciler.due(ready: ready, now: clock.now) { wakeAt.append(max(due, clock.now.advanced(by: .milliseconds(100)))) }
         // A failure that must last `alertAfter` before its alert needs a wake-up then.
-        if let check = incidents.nextCheck(now: clock.now, alertAfter: settings.alertAfter) { wakeAt.append(check) }
-        if let earliest = wakeAt.min() { schedule(earliest) }
+        if let check = reporter.nextIncidentCheck(now: clock.now) { wakeAt.append(check) }
+        if let earliest = wakeAt.min() { wakeups.schedule(earliest) }
     }
 
-    /// When the next periodic reconcile is due (nil: off, or not started yet).
-    private var reconcileDue: Instant? {
-        guard settings.reconcileInterval > .zero, ready else { return nil }
-        guard let last = lastReconcile else { return clock.now }
-        return last.advanced(by: settings.reconcileInterval)
-    }
-
-    /// The layer behind the watcher: `git status` over the whole tree, compared with what events
-    /// reported. Events up to the start and up to the end of the status run are fenced in first,
-    /// so a change that is merely in flight is never counted. A path no event reported is
-    /// committed like any change, counted (`reconcile_found`, a metric, an alert) and named in
-    /// the log and the journal: the count should always be 0. The first run after the start only
-    /// learns what stays dirty (the startup batch just committed the rest).
+    /// The periodic reconcile (`PeriodicReconcile`): events up to the start and up to the end of
+    /// the status run are fenced in first; what no event reported is committed.
     private func reconcile() async {
-        let first = !reconcileLearned
-        lastReconcile = clock.now
+        reconciler.started(at: clock.now)
         await fenceChanges()
         // A full scan is due anyway: it commits everything, and nothing can be told apart.
-        guard !fullScan else { return }
-        let entries: [StatusEntry]
-        do {
-            entries = try await GitStatus.dirtyPaths(repository.git)
-        } catch {
-            log(.warning, "periodic reconcile: git status failed (\((error as? SyncError)?.description ?? "\(error)")); trying again in \(Settings.formatDuration(settings.reconcileInterval))")
-            return
-        }
+        guard !pending.fullScan, let dirty = await reconciler.dirtyPaths() else { return }
         await fenceChanges()
-        let dirty = Set(entries.filter { !$0.isNestedRepository }.map(\.path).filter { path in
-            !(lockInsideTree.map { path.isWithin($0) } ?? false)
-        })
-        defer {
-            reconcileSeen = dirty
-            reconcileLearned = true
-        }
-        let missed = dirty.filter { path in !reconcileSeen.contains(path) && !isPending(path) }.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
-        status.lastReconcileAt = WallClock.rfc3339()
-        guard !first else { return }
-        status.lastReconcileFound = missed.count
-        guard !missed.isEmpty else {
-            writeStatus()
-            return
-        }
-        status.reconcileFound += missed.count
-        let named = missed.prefix(10).map(\.description).joined(separator: ", ") + (missed.count > 10 ? ", …" : "")
-        log(.warning, "periodic reconcile: \(missed.count) changed path(s) that no inotify event reported: \(named); committing them now. "
-            + "If this repeats, part of the tree does not deliver events (a network or bind mount, writes through mmap)")
-        record("reconcile") { line in
-            line.add("found", missed.count)
-            line.add("paths", missed.prefix(100).map(\.description))
-        }
-        pending.formUnion(missed)
+        let missed = reconciler.missed(in: dirty, pending: pending)
+        guard !missed.isEmpty else { return }
+        pending.add(missed)
         batcher.changed(pendingPaths: pending.count, at: clock.now)
-        status.pendingPaths = pending.count
-        if status.phase == .idle { setPhase(.pending) }
-        writeStatus()
-    }
-
-    /// `path` or one of its directories is pending already.
-    private func isPending(_ path: RepoPath) -> Bool {
-        if pending.contains(path) { return true }
-        var bytes = path.bytes
-        while let slash = bytes.lastIndex(of: UInt8(ascii: "/")) {
-            bytes = Array(bytes[..<slash])
-            let parent = RepoPath(bytes: bytes)
-            if pending.contains(parent) || directoryHints.contains(parent) { return true }
-        }
-        return false
+        reporter.status.pendingPaths = pending.count
+        if reporter.status.phase == .idle { reporter.setPhase(.pending) }
+        reporter.write()
     }
 
     /// Under the exclusive lock: every change made before it was taken, into the pending set.
@@ -539,7 +351,7 @@ public actor SyncService {
             // writer's last writes may still be queued, and a batch of only the paths handed over
             // could hold half of its update. The batch asks git for every change instead.
             log(.info, "the watcher did not pass a fence within 2 s; this batch asks git for every change")
-            fullScan = true
+            pending.fullScan = true
         }
         drainChanges()
     }
@@ -548,94 +360,52 @@ public actor SyncService {
     private func drainChanges() {
         let taken = watcher.changes.take()
         let now = clock.now
-        for notice in taken.notices {
-            switch notice {
-            case .ready(let watched, let ignored, let unwatched):
-                ready = true
-                fullScan = true
-                batcher.request(at: now)
-                log(.info, "watching \(repository.workTreeDisplay): \(watched) directories (\(ignored) ignored, \(unwatched) unwatched); committing what changed while syncd was not running")
-            case .degraded, .recovered:
-                break  // the watcher logged it (once)
-            }
+        // .degraded, .recovered: the watcher logged it (once).
+        for case .ready(let watched, let ignored, let unwatched) in taken.notices {
+            ready = true
+            pending.fullScan = true
+            batcher.request(at: now)
+            log(.info, "watching \(repository.workTreeDisplay): \(watched) directories (\(ignored) ignored, \(unwatched) unwatched); committing what changed while syncd was not running")
         }
         if !taken.rescanReasons.isEmpty {
-            fullScan = true
+            pending.fullScan = true
             // The watcher already said so (once, with the reason); here only the consequence.
             log(.debug, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
         }
-        let before = (status.pendingPaths, status.pendingScan)
-        var relevant = 0
-        for change in taken.changes {
-            if let lockInsideTree, change.path.isWithin(lockInsideTree) { continue }
-            relevant += 1
-            pending.insert(change.path)
-            if change.isDirectory { directoryHints.insert(change.path) }
+        let before = (reporter.status.pendingPaths, reporter.status.pendingScan)
+        if pending.take(taken.changes) > 0 || !taken.rescanReasons.isEmpty {
+            batcher.changed(pendingPaths: pending.batchCount, at: now)
+            reporter.status.pendingPaths = pending.shownCount
+            if reporter.status.phase == .idle { reporter.setPhase(.pending) }
         }
-        if pending.count > Self.pendingCapacity {
-            pending = []
-            directoryHints = []
-            fullScan = true
-        }
-        if relevant > 0 || !taken.rescanReasons.isEmpty {
-            batcher.changed(pendingPaths: fullScan ? max(pending.count, 1) : pending.count, at: now)
-            status.pendingPaths = max(pending.count, scannedPending)
-            if status.phase == .idle { setPhase(.pending) }
-        }
-        status.pendingScan = fullScan
-        let coverageChanged = status.apply(watcher.statistics)
+        reporter.status.pendingScan = pending.fullScan
+        let coverageChanged = reporter.status.apply(watcher.statistics)
         // Paused, deferred, failing: no change of phase writes state.json, yet the count must be
         // true there too (it once stayed 0 for as long as a pause lasted). So must the unwatched
         // count (it once lagged after the watch limit was raised).
-        if (status.pendingPaths, status.pendingScan) != before || coverageChanged { pendingChanged() }
+        if (reporter.status.pendingPaths, reporter.status.pendingScan) != before || coverageChanged { pendingChanged() }
     }
 
-    /// The pending count changed without a change of phase: state.json follows within
-    /// `statusRefresh`, at most once per `statusRefresh` (a burst of events is not a burst of
-    /// fsyncs). The flush runs in its own task, so the service loop's one timer is untouched.
+    /// The pending count changed without a change of phase: state.json follows (see
+    /// `StatusReporter.changed(now:)`), flushed in a task of its own.
     private func pendingChanged() {
-        statusDirty = true
-        let now = clock.now
-        guard let last = lastStatusWrite, now - last < Self.statusRefresh else {
-            writeStatus()
-            return
-        }
-        guard statusFlush == nil else { return }
-        let at = last.advanced(by: Self.statusRefresh)
+        guard let at = reporter.changed(now: clock.now) else { return }
         let clock = clock
-        statusFlush = Task {
+        reporter.flush = Task {
             try? await clock.sleep(until: at)
             await self.flushStatus()
         }
     }
 
     private func flushStatus() async {
-        statusFlush = nil
-        if statusDirty { writeStatus() }
-    }
-
-    /// The batch being committed: the one in flight (a retry), else a new one, journaled before
-    /// it is attempted.
-    private func openBatch(trigger: String) -> Int {
-        if let currentBatch { return currentBatch }
-        let batch = nextBatch
-        currentBatch = batch
-        nextBatch += 1
-        status.lastBatch = batch
-        record("batch") { line in
-            line.add("batch", batch)
-            line.add("trigger", trigger)
-            line.add("paths", pending.count)
-            line.add("full_scan", fullScan)
-        }
-        return batch
+        reporter.flushed()
     }
 
     private func commitBatch(trigger: String) async {
-        let batch = openBatch(trigger: trigger)
+        let batch = commits.open(trigger: trigger, pending: pending)
         // A large batch's blobs are written before the lock, so writers wait only for what
         // changed since (the pack write and its fsync are done by then).
-        await committer.prestage(CommitRequest(paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger))
+        await commits.prestage(batch: batch, trigger: trigger, pending: pending)
         // Writers hold the sync lock shared while they write; syncd snapshots only under the
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }
@@ -655,152 +425,56 @@ public actor SyncService {
         if gate.held { releaseSyncLock() }
     }
 
-    /// Commits the pending batch; the caller holds the exclusive sync lock. True when nothing is
-    /// left pending (committed, or nothing had changed).
-    @discardableResult
+    /// Commits the pending batch (`CommitStep`); the caller holds the exclusive sync lock. True
+    /// when nothing is left pending (committed, or nothing had changed).
     /// `releaseAtSnapshot`: the sync lock is released as soon as the tree is written, before the
     /// commit object and the branch move (writers wait only for the snapshot); not when an
     /// integration follows under the same lock.
+    @discardableResult
     private func commitHeld(batch: Int, trigger: String, releaseAtSnapshot: Bool = false) async -> Bool {
-        // The named writers that held the lock since the last snapshot (none holds it now).
-        for name in WriterLog.take(from: lockDirectory) where !writers.contains(name) { writers.append(name) }
-        let request = CommitRequest(
-            paths: pending, directoryHints: directoryHints, fullScan: fullScan, batch: batch, trigger: trigger,
-            writer: writers.isEmpty ? nil : writers.joined(separator: ", "),
-            snapshotTaken: releaseAtSnapshot ? releaseAtSnapshotHook : nil)
-        setPhase(.committing)
-        let started = clock.now
+        let outcome: CommitOutcome
         do {
-            let outcome = try await committer.commit(request)
-            for repair in await committer.takeRecoveries() {
-                status.recoveries += 1
-                record("recovery") { line in line.add("found", repair) }
-            }
-            // Files git could not read, nested repositories: in status until they are committed.
-            if status.apply(await committer.findings) { pendingChanged() }
-            switch outcome {
-            case .committed(let summary):
-                finishBatch()
-                let now = clock.now
-                status.commits += 1
-                status.lastCommit = summary.commit
-                status.lastCommitAt = WallClock.rfc3339()
-                status.lastCommitBatch = batch
-                let writer = request.writer
-                writers = []
-                record("commit") { line in
-                    line.add("batch", batch)
-                    line.add("commit", summary.commit)
-                    line.add("files", summary.files.count)
-                    line.add("attempts", summary.attempts)
-                    line.add("trigger", trigger)
-                    if let writer { line.add("writer", writer) }
-                }
-                log(.info, "batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(Self.milliseconds(now - started)) ms")
-                await committedLocally()
-                if breaker.recordCommit(at: now) {
-                    status.breakerTrips = breaker.trips
-                    let message = "circuit breaker open: more than \(breaker.maxCommits) commits within \(Settings.formatDuration(breaker.window)) "
-                        + "in \(repository.workTreeDisplay), which looks like a loop (a program rewriting files after each commit?); "
-                        + "committing stops for \(Settings.formatDuration(breaker.window)) while changes keep being collected. "
-                        + "Find the writer, or raise syncd.breakerMaxCommits if this rate is expected"
-                    log(.error, message)
-                    record("breaker-open") { line in
-                        line.add("batch", batch)
-                        line.add("reopens_in", Settings.formatDuration(breaker.window))
-                    }
-                    setPhase(.breakerOpen, reason: message, code: "circuit-breaker")
-                }
-            case .unchanged:
-                finishBatch()
-                status.unchangedBatches += 1
-                writers = []
-                record("unchanged") { line in line.add("batch", batch) }
-                log(.debug, "batch \(batch) (\(trigger)): nothing changed")
-            case .deferred(let deferral):
-                batcher.hold(until: clock.now.advanced(by: Self.deferRetry))
-                status.deferrals += 1
-                if let counted = deferral.pendingPaths, counted != scannedPending {
-                    scannedPending = counted
-                    status.pendingPaths = max(pending.count, counted)
-                    pendingChanged()
-                }
-                if deferral != lastDeferral {
-                    lastDeferral = deferral
-                    log(.info, "batch \(batch) waits: \(deferral.message)")
-                    record("deferred") { line in
-                        line.add("batch", batch)
-                        line.add("reason", deferral.code.rawValue)
-                        line.add("message", deferral.message)
-                    }
-                }
-                setPhase(.deferred, reason: deferral.message, code: deferral.code.rawValue)
-                return false
-            }
+            let result = try await commits.commit(
+                batch: batch, trigger: trigger, pending: pending, snapshotTaken: releaseAtSnapshot ? releaseAtSnapshotHook : nil)
+            if result.findingsChanged { pendingChanged() }
+            outcome = result.outcome
         } catch {
             failed(batch: batch, error: error)
+            return false
+        }
+        switch outcome {
+        case .committed(let summary):
+            finishBatch()
+            commits.committed(summary, batch: batch, trigger: trigger)
+            remote.committedLocally(at: clock.now)
+        case .unchanged:
+            finishBatch()
+            commits.unchanged(batch: batch, trigger: trigger)
+        case .deferred(let deferral):
+            batcher.hold(until: clock.now.advanced(by: CommitStep.deferRetry))
+            reporter.status.deferrals += 1
+            if let counted = deferral.pendingPaths, counted != pending.scanned {
+                pending.scanned = counted
+                reporter.status.pendingPaths = pending.shownCount
+                pendingChanged()
+            }
+            commits.deferred(deferral, batch: batch)
             return false
         }
         return true
     }
 
     private func finishBatch() {
-        if let serial = syncSerialPending {
-            syncSerialPending = nil
-            if syncer != nil, !syncCommitOnly, emergency == nil, pause == nil {
-                // `syncctl sync` returns once the commit is on the remote (or says why not).
-                syncWaiters.insert(serial)
-                schedule.fetchNow(at: clock.now)
-            } else {
-                status.syncSerialDone = serial
-                status.syncOutcome = "done"
-                writeStatus()
-            }
+        if let (serial, commitOnly) = inbox.takeSyncRequest() {
+            remote.requestCommitted(serial: serial, commitOnly: commitOnly, at: clock.now)
         }
-        startupBatch = false
-        pending = []
-        directoryHints = []
-        scannedPending = 0
-        fullScan = false
-        currentBatch = nil
-        lastDeferral = nil
-        failureBackoff = .zero
-        lastFailure = nil
+        pending.clear()
+        commits.finished()
         batcher.batchTaken()
-        status.pendingPaths = 0
-        status.pendingScan = false
-        status.reason = ""
-        status.reasonCode = ""
     }
 
-    /// A batch failed (disk full, git error): keep everything pending, back off, say so without a storm.
     private func failed(batch: Int, error: any Error) {
-        let now = clock.now
-        failureBackoff = min(max(failureBackoff * 2, .seconds(2)), .seconds(60))
-        batcher.hold(until: now.advanced(by: failureBackoff))
-        let message = (error as? SyncError)?.detailedDescription ?? String(describing: error)
-        let diskFull = (error as? SyncError)?.code == .diskFull
-        let advice = diskFull
-            ? "the disk is full: free space on the filesystem of \(repository.workTreeDisplay); "
-            : ""
-        let text = "batch \(batch) failed: \(advice)\(message); nothing is lost (the changes stay in the working tree)"
-            + (stopRequested ? "" : ", retrying in \(Settings.formatDuration(failureBackoff))")
-        status.failures += 1
-        status.lastError = advice + ((error as? SyncError)?.description ?? String(describing: error))
-        status.lastErrorAt = WallClock.rfc3339()
-        if let previous = lastFailure, previous.message == message, now - previous.loggedAt < .seconds(300) {
-            lastFailure?.repeats += 1
-        } else {
-            let repeats = lastFailure.map { $0.message == message ? " (failed \($0.repeats + 1) times since the last report)" : "" } ?? ""
-            log(.error, text + repeats)
-            record("failed") { line in
-                line.add("batch", batch)
-                line.add("error", status.lastError)
-                line.add("disk_full", diskFull)
-            }
-            lastFailure = (message, now, 0)
-        }
-        setPhase(.failing, reason: status.lastError, code: (error as? SyncError)?.code.rawValue ?? "error")
+        batcher.hold(until: commits.failed(batch: batch, error: error, stopping: stopRequested))
     }
 
     /// Commits what is pending when syncd stops (SIGTERM, SIGINT), within `syncd.stopTimeout` of
@@ -809,216 +483,45 @@ public actor SyncService {
     private func finalBatch() async -> SyncError? {
         defer { gitMonitor.stopCalls(at: nil) }
         drainChanges()
-        if ready, batcher.hasPending, !breaker.isOpen(at: clock.now), emergency == nil, pause == nil, !gitMonitor.deadlinePassed {
+        if ready, batcher.hasPending, commits.breakerOpenUntil(at: clock.now) == nil, !inbox.halted, !gitMonitor.deadlinePassed {
             log(.info, "stopping: committing \(pending.count) pending path(s) first")
             // Writers holding the sync lock are waited for (they finish their update), within
             // the stop's bound; then what is left is said, and committed at the next start.
             let deadline = clock.now.advanced(by: min(settings.stopTimeout, .seconds(30)))
             while true {
                 await commitBatch(trigger: "shutdown")
-                guard batcher.hasPending, status.reasonCode == "writers-active", clock.now < deadline else { break }
+                guard batcher.hasPending, reporter.status.reasonCode == "writers-active", clock.now < deadline else { break }
                 try? await clock.sleep(for: .milliseconds(100))
             }
-            if batcher.hasPending, status.reasonCode == "writers-active" {
+            if batcher.hasPending, reporter.status.reasonCode == "writers-active" {
                 log(.warning, "stopping with \(pending.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); "
                     + "nothing is lost, they are committed at the next start")
             }
         }
-        guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || currentBatch != nil || fullScan else { return nil }
-        let paths = pending.sorted()
-        let what = paths.isEmpty
-            ? "the changes since the last commit" + (fullScan ? " (a full scan was due)" : "")
-            : "\(paths.count) path(s) (\(paths.prefix(5).map(\.description).joined(separator: ", "))\(paths.count > 5 ? ", …" : ""))"
-        return SyncError(
-            .git,
-            "stopped with \(what) not committed: \(stopped.description) did not finish within syncd.stopTimeout "
-                + "(\(Settings.formatDuration(settings.stopTimeout))) and was stopped with SIGTERM; nothing is lost: the changes stay in "
-                + "the working tree and are committed at the next start")
+        guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || commits.currentBatch != nil || pending.fullScan else { return nil }
+        return CommitStep.uncommittedAtStop(pending, stopped: stopped, stopTimeout: settings.stopTimeout)
     }
 
-    /// A git call became slow, or a slow one ended: state.json says so at once (the loop may be
-    /// waiting on that very call).
     private func gitActivityChanged() {
-        let slow = gitMonitor.slowCalls.first
-        status.slowGit = slow?.command ?? ""
-        status.slowGitSince = slow?.startedAt ?? ""
-        status.slowGitPath = slow?.path ?? ""
-        writeStatus()
-        sendStatus()
+        reporter.slowGit(gitMonitor.slowCalls.first)
     }
 
     // MARK: - remote sync
 
-    private func prepareSyncer() async throws {
-        guard settings.remote != "none" else {
-            log(.info, "syncd.remote is none: committing locally only")
-            return
-        }
-        let branch = GitDirectoryState.currentBranch(repository)
-        guard let name = await Syncer.remote(for: settings.remote, repository, branch: branch) else {
-            log(.info, "no remote configured: committing locally only (add one with `git remote add origin URL`)")
-            return
-        }
-        if !settings.remote.isEmpty {
-            let known = try await repository.git.run(["remote", "get-url", GitArgument(name)], readOnly: true, acceptedExitCodes: [0, 2, 128])
-            guard known.exitCode == 0 else {
-                throw SyncError(
-                    .invalidSetting,
-                    "syncd.remote is \"\(name)\", which is not a remote of \(repository.workTreeDisplay) (`git remote -v` lists them): "
-                        + "add it, or set syncd.remote to an existing remote or to none")
-            }
-        }
-        var options = Syncer.Options(remote: name, backupDirectory: stateDirectory + Array("/backups".utf8), stateDirectory: stateDirectory)
-        options.networkTimeout = settings.networkTimeout
-        options.backupKeep = settings.backupKeep
-        options.offsiteDirectory = settings.backupDir.isEmpty ? nil : Array(settings.backupDir.utf8)
-        status.backupDir = settings.backupDir
-        options.squash = settings.squash > .zero ? settings.squash : nil
-        options.squashKeep = settings.squashKeep
-        options.backupMaxAge = settings.backupMaxAge
-        options.fsync = settings.fsync
-        options.integrate = settings.integrate
-        options.sshCommand = await Self.sshCommand(repository)
-        options.strategyOption = settings.strategyOption
-        syncer = Syncer(repository: repository, options: options, log: log)
-        status.remote = name
-        schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
-        if let branch, let syncer { status.unpushedCommits = await syncer.unpushed(branch: branch) }
-        log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)), and \(Settings.formatDuration(settings.pushDelay)) after each commit")
-    }
-
-    /// The ssh command git would use: `GIT_SSH_COMMAND`, else `core.sshCommand`, else `ssh`.
-    static func sshCommand(_ repository: Repository) async -> String {
-        if let command = getenv("GIT_SSH_COMMAND").map({ String(cString: $0) }), !command.isEmpty { return command }
-        let configured = (try? await repository.git.run(["config", "--get", "core.sshCommand"], readOnly: true, acceptedExitCodes: [0, 1]))?.text ?? ""
-        return configured.isEmpty ? "ssh" : configured
-    }
-
-    /// After a local commit: the count of unpushed commits from the refs, and a push soon.
-    private func committedLocally() async {
-        guard syncer != nil else { return }
-        // Counted once the lock is released (the step goes on after the commit), not under it.
-        unpushedStale = true
-        schedule.committed(at: clock.now)
-    }
-
-    /// What one network round found.
-    enum RoundResult: Sendable {
-        /// The remote has commits the branch lacks: integrate them (locally, under the lock).
-        case behind
-        case pushed(Syncer.PushOutcome)
-        /// The conflict branch was pushed (or could not be: the problem).
-        case conflictPushed(side: String, problem: RemoteProblem?)
-        case failed(RemoteProblem)
-        /// Cancelled (an emergency stop, a stop): nothing to report; tried again when allowed.
-        case cancelled
-    }
-
-    /// Starts a fetch round (backup, fetch, then a push when nothing needs integrating) or a push
-    /// round in a task of its own: committing goes on while it waits on the network.
     private func startNetworkRound(fetch: Bool, conflictSide: String? = nil) {
-        guard let syncer, network == nil, emergency == nil, pause == nil else { return }
-        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log, serviceStart: serviceStarted)
-        guard let branch = state.branch() else {
-            schedule.retryFetch(at: clock.now, after: .seconds(5))
-            return
-        }
-        schedule.roundStarted(fetch: fetch)
-        let covering = syncWaiters
-        // Until its request completes (a round that integrates first is followed by the push).
-        let squash = squashRequest.flatMap { covering.contains($0.serial) ? $0 : nil }
-        record("sync-start") { line in
-            line.add("remote", syncer.options.remote)
-            line.add("fetch", fetch)
-        }
-        network = Task {
-            // A person waiting on `syncctl sync` gets the commits on the branch now, squashed or not.
-            let result = await Self.networkRound(
-                syncer: syncer, branch: branch, fetch: fetch, conflictSide: conflictSide, squashNow: !covering.isEmpty,
-                squashMessage: squash?.message, squashSince: squash?.since)
+        remote.startRound(fetch: fetch, conflictSide: conflictSide, now: clock.now) { result, covering, branch in
             await self.networkFinished(result, covering: covering, branch: branch)
         }
     }
 
-    static func networkRound(
-        syncer: Syncer, branch: String, fetch: Bool, conflictSide: String?, squashNow: Bool = false, squashMessage: String? = nil, squashSince: String? = nil
-    ) async -> RoundResult {
-        do {
-            if let side = conflictSide {
-                return .conflictPushed(side: side, problem: try await syncer.pushConflict(side: side))
-            }
-            if fetch {
-                switch try await syncer.fetch(branch: branch) {
-                case .failed(let problem): return .failed(problem)
-                case .fetched(let behind, _) where behind > 0: return .behind
-                case .fetched: break
-                }
-            }
-            return .pushed(try await syncer.push(branch: branch, squashNow: squashNow, message: squashMessage, since: squashSince))
-        } catch is CancellationError {
-            return .cancelled
-        } catch {
-            if Task.isCancelled { return .cancelled }
-            return .failed(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")))
-        }
+    /// At shutdown, after the final batch: the round in flight, then one bounded push.
+    private func finalSync() async {
+        guard ready, commits.currentBatch == nil else { return }
+        await remote.finalSync()
     }
 
-    private func networkFinished(_ result: RoundResult, covering: Set<UInt64>, branch: String) async {
-        network = nil
-        let now = clock.now
-        guard let syncer else { return }
-        // A cancelled round's task cannot run git any more: its count would be wrong.
-        if case .cancelled = result {} else { status.unpushedCommits = await syncer.unpushed(branch: branch) }
-        status.backupOffsiteError = await syncer.offsiteProblem ?? ""
-        switch result {
-        case .cancelled:
-            schedule.cancelled(at: now)
-        case .behind:
-            schedule.behind()
-        case .pushed(.rejected):
-            // The remote moved since the fetch: fetch and integrate again, a few times, then back off.
-            if !schedule.rejected(at: now) {
-                syncProblem(RemoteProblem(kind: .offline, message: "the remote kept moving during \(RemoteSchedule<Instant>.maxRejections) pushes"), covering: covering)
-            }
-        case .pushed(.failed(let problem)), .failed(let problem):
-            syncProblem(problem, covering: covering)
-        case .pushed(.held(let until)):
-            // syncd.squash: the branch gets its one commit when the window closes.
-            schedule.succeeded(at: now)
-            schedule.committed(at: now.advanced(by: .milliseconds(Int64(max(0, until - ControlFile.now()) * 1000))))
-            status.lastSyncAt = WallClock.rfc3339()
-            record("sync-done") { line in
-                line.add("pushed", false)
-                line.add("held_until", WallClock.rfc3339(seconds: until))
-            }
-        case .pushed(let outcome):
-            schedule.succeeded(at: now)
-            let pushed: Bool
-            if case .pushed = outcome { pushed = true } else { pushed = false }
-            status.lastSyncAt = WallClock.rfc3339()
-            if pushed { status.lastPushAt = status.lastSyncAt }
-            if !status.offlineSince.isEmpty { log(.info, "\(syncer.options.remote) is reachable again; synced") }
-            if !status.conflictBranch.isEmpty { log(.info, "the conflict with \(syncer.options.remote) is resolved; syncing again") }
-            status.offlineSince = ""
-            status.syncError = ""
-            status.syncProblemKind = ""
-            status.syncFix = ""
-            status.conflictBranch = ""
-            status.conflictFiles = []
-            lastSyncProblem = nil
-            record("sync-done") { line in
-                line.add("pushed", pushed)
-            }
-            completeSyncRequests(covering, outcome: pushed ? "pushed" : "synced")
-        case .conflictPushed(let side, let problem):
-            if let problem {
-                log(.warning, "could not push the conflict branch \(side): \(problem); it exists locally")
-            }
-            schedule.conflictRoundEnded(at: now)
-            completeSyncRequests(covering, outcome: "committed; not pushed: conflict with \(syncer.options.remote) in \(status.conflictFiles.joined(separator: ", ")), local side on \(side)")
-        }
-        writeStatus()
-        wake.yield()
+    private func networkFinished(_ result: RemoteSync.RoundResult, covering: Set<UInt64>, branch: String) async {
+        await remote.finished(result, covering: covering, branch: branch, now: clock.now)
     }
 
     /// The remote's commits, integrated at the loop's turn: commit what is pending first, then
@@ -1026,286 +529,47 @@ public actor SyncService {
     /// changed. Held: the writer lease and the exclusive sync lock, for milliseconds; never
     /// across a network call.
     private func integrateRemote() async {
-        guard let syncer else { return }
-        let state = GitDirectoryState(repository: repository, staleLockAge: settings.staleLockAge, log: log, serviceStart: serviceStarted)
-        guard let branch = state.branch(), state.foreignOperation() == nil else {
-            // A person's rebase, merge or commit in progress goes first.
-            return
-        }
-        guard (try? acquireSyncLock(purpose: "syncd is integrating \(syncer.options.remote)", leaseAfter: .zero)) == true else { return }
+        guard let branch = remote.integrationBranch() else { return }
+        guard (try? acquireSyncLock(purpose: "syncd is integrating \(remote.name)", leaseAfter: .zero)) == true else { return }
         defer { releaseSyncLock() }
         await Failpoint.hit("before-integration-commit", log: log)
         await fenceChanges()
-        if batcher.hasPending || fullScan {
-            let batch = openBatch(trigger: "before-integration")
+        if batcher.hasPending || pending.fullScan {
+            let batch = commits.open(trigger: "before-integration", pending: pending)
             guard await commitHeld(batch: batch, trigger: "before-integration") else { return }
         }
-        let started = clock.now
-        do {
-            let outcome = try await syncer.integrate(branch: branch)
-            status.unpushedCommits = await syncer.unpushed(branch: branch)
-            switch outcome {
-            case .upToDate:
-                schedule.integrated(at: clock.now)
-            case .integrated(let commit, let how):
-                schedule.integrated(at: clock.now)
-                log(.info, "\(how) → \(commit.prefix(12)) in \(Self.milliseconds(clock.now - started)) ms")
-                record("integrated") { line in
-                    line.add("commit", commit)
-                    line.add("how", how)
-                }
-                status.lastSyncAt = WallClock.rfc3339()
-            case .conflict(let files):
-                schedule.conflicted()
-                let side = await syncer.currentConflictBranch() ?? "syncd/conflict"
-                if status.conflictBranch != side {
-                    log(.error, "CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; "
-                        + "the local side is pushed to \(side). Resolve it by hand (`git merge \(syncer.options.remote)/\(Syncer.shortName(branch))`, "
-                        + "fix the files, commit); syncd keeps committing locally and syncs again once the histories merge")
-                    record("sync-conflict") { line in
-                        line.add("branch", side)
-                        line.add("files", files)
-                    }
-                }
-                status.conflictBranch = side
-                status.conflictFiles = files
-                status.lastSyncAt = WallClock.rfc3339()
-                startNetworkRound(fetch: false, conflictSide: side)
-            case .blocked(let paths):
-                if schedule.refusals == 0 {
-                    // Maybe a file created after the commit above: commit again, then retry once.
-                    _ = schedule.refused()
-                    fullScan = true
-                    batcher.request(at: clock.now)
-                } else {
-                    schedule.integrationFailed()
-                    syncProblem(RemoteProblem(
-                        kind: .setup,
-                        message: "\(syncer.options.remote) now tracks \(paths), which exist here untracked (ignored, or a nested repository): "
-                            + "syncd never overwrites them, so the remote's commits wait",
-                        fix: "move them aside (for example `mv PATH PATH.local`) or delete them if the remote's version is the one to keep; syncd then integrates by itself"),
-                        covering: [])
-                }
-            case .refused(let paths):
-                // A writer changed a path the remote changes after the commit above: commit it and
-                // try again (the next turn), a few times; nothing was changed meanwhile.
-                fullScan = true
-                batcher.request(at: clock.now)
-                if !schedule.refused() {
-                    syncProblem(RemoteProblem(
-                        kind: .offline,
-                        message: "cannot integrate \(syncer.options.remote) yet: git refused (\(paths)) after \(RemoteSchedule<Instant>.maxRefusals) commits; nothing was changed, syncd retries"),
-                        covering: [])
-                } else {
-                    log(.info, "integrating \(syncer.options.remote) waits: \(paths) changed after the last commit; committing them first")
-                }
-            }
-        } catch {
-            schedule.integrationFailed()
-            let text = RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")
-            if text.contains("unrelated histories") {
-                syncProblem(RemoteProblem(
-                    kind: .setup, message: "\(syncer.options.remote)/\(Syncer.shortName(branch)) has a history unrelated to \(Syncer.shortName(branch)) here",
-                    fix: "check that the remote is the right one (`git remote -v`); to join the two histories, merge by hand once: "
-                        + "`git merge --allow-unrelated-histories \(syncer.options.remote)/\(Syncer.shortName(branch))`"),
-                    covering: [])
-            } else {
-                syncProblem(RemoteProblem(kind: .offline, message: text), covering: [])
-            }
+        switch await remote.integrate(branch: branch) {
+        case .none: break
+        case .commitAgain:
+            pending.fullScan = true
+            batcher.request(at: clock.now)
+        case .pushConflictBranch(let side):
+            startNetworkRound(fetch: false, conflictSide: side)
         }
-        writeStatus()
     }
-
-    private func completeSyncRequests(_ serials: Set<UInt64>, outcome: String) {
-        if let request = squashRequest, serials.contains(request.serial) { squashRequest = nil }
-        let done = syncWaiters.intersection(serials)
-        guard let highest = done.max() else { return }
-        syncWaiters.subtract(done)
-        status.syncSerialDone = max(status.syncSerialDone, highest)
-        status.syncOutcome = outcome
-    }
-
-    /// The remote is unreachable or a step failed: back off (5 s doubling up to the interval,
-    /// with jitter) and log the first failure, then at most every 10 minutes. A setup problem
-    /// (host key, credentials, URL) is named as such, with its fix, never as "offline".
-    private func syncProblem(_ problem: RemoteProblem, covering: Set<UInt64>) {
-        let now = clock.now
-        if status.offlineSince.isEmpty { status.offlineSince = WallClock.rfc3339() }
-        status.syncError = problem.description
-        status.syncProblemKind = problem.kind.rawValue
-        status.syncFix = problem.fix
-        schedule.failed(setup: problem.kind == .setup, at: now) { backoff in
-            .milliseconds(Int64.random(in: 0...max(1, Self.milliseconds(backoff) / 5)))
-        }
-        let message = problem.description
-        if lastSyncProblem == nil || lastSyncProblem!.message != message || now - lastSyncProblem!.loggedAt >= .seconds(600) {
-            if problem.kind == .setup {
-                log(.error, "cannot sync with \(status.remote): SETUP PROBLEM: \(problem.message). To fix: \(problem.fix); "
-                    + "commits go on locally (\(status.unpushedCommits) not pushed)")
-            } else {
-                log(.warning, "cannot sync with \(status.remote): \(problem.message); commits go on locally (\(status.unpushedCommits) not pushed), retrying with backoff")
-            }
-            record("sync-failed") { line in
-                line.add("error", message)
-                line.add("kind", problem.kind.rawValue)
-            }
-            lastSyncProblem = (message, now)
-        }
-        completeSyncRequests(covering.union(syncWaiters), outcome: "committed; not pushed: \(message)")
-        writeStatus()
-    }
-
-    /// At shutdown: the round in flight gets a short grace (a push almost done finishes), then is
-    /// cancelled (git gets SIGTERM, never SIGKILL); then one push of what is not pushed yet, bounded
-    /// so the whole stop stays well inside the unit's TimeoutStopSec.
-    private func finalSync() async {
-        guard let syncer, ready, emergency == nil, pause == nil, currentBatch == nil else { return }
-        if let network {
-            // Task.value does not return on cancellation: race it with a timer, and cancel the
-            // round itself when the timer wins (its git child then ends and `value` returns).
-            let finished = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { await network.value; return true }
-                group.addTask { (try? await Task.sleep(for: Self.shutdownGrace)) != nil ? false : true }
-                let first = await group.next() ?? true
-                if !first { network.cancel() }
-                group.cancelAll()
-                return first
-            }
-            if !finished {
-                if let branch = GitDirectoryState.currentBranch(repository) { status.unpushedCommits = await syncer.unpushed(branch: branch) }
-                log(.warning, "stopping: the sync with \(syncer.options.remote) in flight did not finish within \(Settings.formatDuration(Self.shutdownGrace)); "
-                    + "cancelled, and no push is tried at this stop (\(status.unpushedCommits) commit(s) not pushed; the next start pushes them)")
-                return
-            }
-        }
-        guard let branch = GitDirectoryState.currentBranch(repository), status.conflictBranch.isEmpty else { return }
-        status.unpushedCommits = await syncer.unpushed(branch: branch)
-        guard status.unpushedCommits > 0 else { return }
-        let limit = min(settings.networkTimeout, Self.shutdownPushLimit)
-        log(.info, "stopping: pushing \(status.unpushedCommits) commit(s) first (at most \(Settings.formatDuration(limit)))")
-        let result: RoundResult?
-        do {
-            result = .pushed(try await syncer.push(branch: branch, timeout: limit, squashNow: true))
-        } catch {
-            result = .failed(RemoteProblem(kind: .offline, message: RemoteProblem.oneLine((error as? SyncError)?.description ?? "\(error)")))
-        }
-        await networkFinished(result ?? .failed(RemoteProblem(kind: .offline, message: "the push at shutdown timed out")), covering: syncWaiters, branch: branch)
-    }
-
-    /// How long a sync round in flight may go on once a stop is asked for.
-    static let shutdownGrace: Duration = .seconds(10)
-    /// The longest push at shutdown (the unit's TimeoutStopSec is 180 s; grace + push + commit
-    /// stay well inside it).
-    static let shutdownPushLimit: Duration = .seconds(30)
 
     // MARK: - coordination
 
+    /// SIGUSR1: the inbox is read at the loop's next turn; an emergency stop also stops the
+    /// fetch or push in flight (git gets SIGTERM and removes its own locks).
     private func controlChanged() {
-        controlDirty = true
-        // Runs even while a commit is awaited (actors are reentrant): the committer sees the stop
-        // at its next step.
-        if Syscall.exists(lockDirectory.emergencyStop) {
-            stopFlag.set(true)
-            // A fetch or push in flight stops too (git gets SIGTERM and removes its own locks).
-            network?.cancel()
-        }
-        wake.yield()
+        if inbox.signalled() { remote.cancelRound() }
+        wakeups.ring.yield()
     }
 
-    /// Re-reads the control files (at start and on SIGUSR1 from syncctl). Broken files get a loud
-    /// log line and the safe reading: a broken emergency stop stops, a broken pause pauses.
     private func reloadControl() {
-        controlDirty = false
-        var problems: [String] = []
-        defer { stopFlag.set(emergency != nil) }
-        switch ControlFile.read(EmergencyStop.self, at: lockDirectory.emergencyStop) {
-        case .absent: emergency = nil
-        case .value(let value): emergency = value
-        case .broken(let message):
-            problems.append(message + "; syncd treats it as an emergency stop: `syncctl resume --clear-emergency` clears it")
-            emergency = EmergencyStop(reason: "unreadable emergency-stop file", by: "unknown", since: ControlFile.now(), serial: 0)
-        }
-        switch ControlFile.read(DaemonPause.self, at: lockDirectory.daemonPause) {
-        case .absent: pause = nil
-        case .value(let value): pause = value
-        case .broken(let message):
-            problems.append(message + "; syncd treats it as a pause: `syncctl resume` clears it")
-            pause = DaemonPause(reason: "unreadable pause file", by: "unknown", since: ControlFile.now(), until: nil, serial: 0)
-        }
-        if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.controlRequest) {
-            status.controlSerial = max(status.controlSerial, request.serial)
-        }
-        if case .value(let request) = ControlFile.read(ControlRequest.self, at: lockDirectory.syncRequest),
-            request.serial > status.syncSerialDone, request.serial != syncSerialPending, !syncWaiters.contains(request.serial)
-        {
-            status.controlSerial = max(status.controlSerial, request.serial)
-            if request.serial < startSerial {
-                // Left by a request to an earlier syncd: never replayed (the startup batch commits
-                // everything pending anyway).
-                status.syncSerialDone = request.serial
-                status.syncOutcome = "superseded: syncd restarted; run `syncctl sync` again"
-            } else if emergency != nil || pause != nil {
-                status.syncSerialDone = request.serial
-                status.syncOutcome = emergency != nil ? "refused: emergency stop" : "refused: paused"
-            } else {
-                syncSerialPending = request.serial
-                // `commit` (checkpoint, rewind): commit what is pending, no push to wait for.
-                syncCommitOnly = request.command == "commit"
-                // `squash` (syncctl squash): commit, then fold syncd's unpushed commits with the
-                // person's message and push.
-                squashRequest = request.command == "squash" ? (request.serial, request.message ?? "squashed with syncctl", request.since) : nil
-                batcher.request(at: clock.now)
-                log(.info, "\(syncCommitOnly ? "commit" : "sync") requested by \(request.by): committing now" + (syncer == nil || syncCommitOnly ? "" : ", then pushing"))
-            }
-        }
-        if problems != controlProblems {
-            for problem in problems { log(.error, problem) }
-            controlProblems = problems
-        }
-        let wasPaused = status.paused
-        let wasStopped = status.emergencyStop
-        status.paused = pause != nil
-        status.pausedReason = pause?.reason ?? ""
-        status.pausedBy = pause?.by ?? ""
-        status.pausedUntil = pause?.until.map { WallClock.rfc3339(seconds: $0) } ?? ""
-        status.emergencyStop = emergency != nil
-        status.emergencyReason = emergency?.reason ?? ""
-        status.emergencySince = emergency.map { WallClock.rfc3339(seconds: $0.since) } ?? ""
-        if status.emergencyStop != wasStopped {
-            log(status.emergencyStop ? .error : .info, status.emergencyStop
-                ? "EMERGENCY STOP by \(emergency?.by ?? "?"): \(emergency?.reason ?? ""); no git activity until `syncctl resume --clear-emergency`"
-                : "emergency stop cleared; committing resumes")
-            record(status.emergencyStop ? "emergency-stop" : "emergency-cleared") { line in line.add("reason", status.emergencyReason) }
-        }
-        if status.paused != wasPaused {
-            log(.info, status.paused
-                ? "paused by \(pause?.by ?? "?")\(status.pausedUntil.isEmpty ? "" : " until \(status.pausedUntil)"): \(pause?.reason ?? ""); changes are collected and committed as one batch on resume"
-                : "resumed: committing what was collected")
-            record(status.paused ? "pause" : "resume") { line in line.add("reason", status.pausedReason) }
-            if !status.paused, !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
-        }
+        let asked = inbox.reload(waiting: remote.syncWaiters, syncing: remote.isConfigured)
+        if asked.commitRequested || (asked.resumed && (!pending.isEmpty || pending.fullScan)) { batcher.request(at: clock.now) }
+        let status = reporter.status
         if !status.paused && !status.emergencyStop && (status.phase == .paused || status.phase == .emergencyStop) {
-            setPhase(batcher.hasPending ? .pending : .idle)
+            reporter.setPhase(batcher.hasPending ? .pending : .idle)
         }
-        writeStatus()
-    }
-
-    private func resumeAfterExpiry(_ expired: DaemonPause) {
-        try? ControlFile.remove(lockDirectory.daemonPause)
-        pause = nil
-        status.paused = false
-        status.pausedReason = ""
-        status.pausedBy = ""
-        status.pausedUntil = ""
-        log(.info, "the pause by \(expired.by) expired; committing what was collected")
-        record("resume") { line in line.add("reason", "expired") }
-        if !pending.isEmpty || fullScan { batcher.request(at: clock.now) }
-        setPhase(batcher.hasPending ? .pending : .idle)
+        reporter.write()
     }
 
     /// Takes the sync lock exclusively without waiting (the coordinator, `SyncLockGate`).
     private func acquireSyncLock(purpose: String, leaseAfter: Duration) throws -> Bool {
-        defer { status.writersBlockingSince = gate.blockingSinceText }
+        defer { reporter.status.writersBlockingSince = gate.blockingSinceText }
         return try gate.tryAcquire(purpose: purpose, leaseAfter: leaseAfter, now: clock.now)
     }
 
@@ -1318,72 +582,13 @@ public actor SyncService {
             return false
         }
         batcher.hold(until: clock.now.advanced(by: .milliseconds(100)))
-        setPhase(.deferred, reason: "writers hold the sync lock", code: "writers-active")
+        reporter.setPhase(.deferred, reason: "writers hold the sync lock", code: "writers-active")
         return false
     }
 
     private func releaseSyncLock() {
         gate.release()
-        status.writersBlockingSince = ""
-    }
-
-    private func schedule(_ deadline: Instant) {
-        if let timerDeadline, timerDeadline == deadline, timer != nil { return }
-        timer?.cancel()
-        timerDeadline = deadline
-        let wake = wake
-        let clock = clock
-        timer = Task {
-            try? await clock.sleep(until: deadline)
-            if !Task.isCancelled { wake.yield() }
-        }
-    }
-
-    private func setPhase(_ phase: StatusSnapshot.Phase, reason: String = "", code: String = "") {
-        guard phase != status.phase || reason != status.reason else { return }
-        status.phase = phase
-        status.reason = reason
-        status.reasonCode = code
-        writeStatus()
-        sendStatus()
-    }
-
-    // MARK: - systemd
-
-    private func pingWatchdog() {
-        guard let interval = notifier.watchdogInterval else { return }
-        let now = clock.now
-        if lastWatchdogPing.map({ now - $0 >= interval / 4 }) ?? true {
-            lastWatchdogPing = now
-            notifier.send("WATCHDOG=1")
-        }
-    }
-
-    /// One line for systemctl status: the phase and why, the watch, the last commit, the remote.
-    func statusLine() -> String {
-        var parts = [status.phase.rawValue + (status.reason.isEmpty ? "" : ": " + String(status.reason.prefix(120)))]
-        parts.append("watching \(status.watchedDirectories) directories")
-        if !status.lastCommit.isEmpty { parts.append("last commit \(status.lastCommit.prefix(8)) at \(status.lastCommitAt)") }
-        if status.pendingPaths > 0 { parts.append("\(status.pendingPaths) pending") }
-        if !status.slowGit.isEmpty { parts.append("SLOW GIT since \(status.slowGitSince): \(status.slowGit)") }
-        if !status.remote.isEmpty {
-            if status.offlineSince.isEmpty {
-                parts.append("\(status.unpushedCommits) unpushed")
-            } else if status.syncProblemKind == RemoteProblem.Kind.setup.rawValue {
-                parts.append("SETUP PROBLEM with \(status.remote) since \(status.offlineSince) (see syncctl status)")
-            } else {
-                parts.append("offline since \(status.offlineSince)")
-            }
-        }
-        return parts.joined(separator: "; ")
-    }
-
-    private func sendStatus() {
-        guard notifier.isActive else { return }
-        let line = statusLine()
-        guard line != lastStatusLine else { return }
-        lastStatusLine = line
-        notifier.send("STATUS=\(line)")
+        reporter.status.writersBlockingSince = ""
     }
 
     /// SIGHUP: re-read `syncd.*` from git config (flags given at start still win). A bad value
@@ -1394,66 +599,20 @@ public actor SyncService {
             for warning in warnings { log(.warning, warning) }
             try OwnPaths.checkMetricsFile(fresh.metricsFile, repository: repository)
             settings = fresh
+            reporter.adopt(fresh)
+            reconciler.interval = fresh.reconcileInterval
             gate.leaseCap = fresh.writerLeaseCap
             gate.reportAfter = fresh.writerLockTimeout
             batcher.quietPeriod = fresh.quietPeriod
             batcher.maxLatency = fresh.maxLatency
             batcher.maxPaths = fresh.maxBatchPaths
-            // A new interval takes effect now, not after the old one runs out.
-            schedule.reload(syncInterval: fresh.syncInterval, pushDelay: fresh.pushDelay, at: clock.now)
+            remote.reload(fresh, at: clock.now)
             log(.info, "settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), "
                 + "syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote, fsync, backupDir, squash, integrate and strategyOption apply at the next start)")
             record("reload") { _ in }
-            wake.yield()
+            wakeups.ring.yield()
         } catch {
             log(.error, "settings not reloaded, the running ones stay: \((error as? SyncError)?.description ?? "\(error)")")
-        }
-    }
-
-    private func writeStatus() {
-        statusDirty = false
-        lastStatusWrite = clock.now
-        do {
-            try status.write(to: stateDirectory + Array("/state.json".utf8))
-        } catch {
-            let path = stateDirectory + Array("/state.json".utf8)
-            if error.errno == Errno(EISDIR) || error.errno == Errno(ENOTEMPTY) {
-                log(.error, "cannot write the status file: " + ControlFile.notAFile(path, error) + "; until then syncctl cannot see what syncd does")
-            } else {
-                log(.warning, "cannot write \(Syscall.display(path)): \(error)")
-            }
-        }
-        if !settings.metricsFile.isEmpty {
-            do {
-                try AtomicFile.write(Array(settings.metricsFile.utf8), Array(Metrics.text(status).utf8))
-            } catch {
-                log(.warning, "cannot write the metrics file \(settings.metricsFile): \(error)")
-            }
-        }
-    }
-
-    /// Runs the alert command for incidents that just became alert-worthy, once each.
-    private func checkIncidents() {
-        let fired = incidents.update(status, now: clock.now, alertAfter: settings.alertAfter)
-        for incident in fired {
-            log(.error, "ALERT \(incident.name): \(incident.message)")
-            record("alert") { line in
-                line.add("incident", incident.name)
-                line.add("message", incident.message)
-            }
-            guard !settings.alertCommand.isEmpty else { continue }
-            let command = settings.alertCommand
-            let workspace = repository.workTreeDisplay
-            let log = log
-            Task { await AlertHook.run(command, incident: incident, workspace: workspace, log: log) }
-        }
-    }
-
-    private func record(_ event: String, _ fill: (inout JSONLine) -> Void) {
-        do {
-            try journal.append(event, fill)
-        } catch {
-            log(.warning, "cannot append to the journal \(Syscall.display(journal.path)): \(error)")
         }
     }
 
