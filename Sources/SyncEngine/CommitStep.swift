@@ -30,7 +30,6 @@ final class CommitStep {
     private var started: Instant?
     private var lastDeferral: Deferral?
     private var failureBackoff: Duration = .zero
-    private var lastFailure: (message: String, loggedAt: Instant, repeats: Int)?
     private let lockDirectory: LockDirectory
     private let workspace: String
     private let clock = ContinuousClock()
@@ -117,7 +116,6 @@ final class CommitStep {
         currentBatch = nil
         lastDeferral = nil
         failureBackoff = .zero
-        lastFailure = nil
         reporter.status.pendingPaths = 0
         reporter.status.pendingScan = false
         reporter.status.reason = ""
@@ -142,14 +140,14 @@ final class CommitStep {
             line.add("trigger", trigger)
             if let writer { line.add("writer", writer) }
         }
-        log(.info, "batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(SyncService.milliseconds(now - (started ?? now))) ms")
+        log.info("batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(SyncService.milliseconds(now - (started ?? now))) ms")
         if breaker.recordCommit(at: now) {
             reporter.status.breakerTrips = breaker.trips
             let message = "circuit breaker open: more than \(breaker.maxCommits) commits within \(Settings.formatDuration(breaker.window)) "
                 + "in \(workspace), which looks like a loop (a program rewriting files after each commit?); "
                 + "committing stops for \(Settings.formatDuration(breaker.window)) while changes keep being collected. "
                 + "Find the writer, or raise syncd.breakerMaxCommits if this rate is expected"
-            log(.error, message)
+            log.error("\(message)")
             let window = breaker.window
             record("breaker-open") { line in
                 line.add("batch", batch)
@@ -164,14 +162,14 @@ final class CommitStep {
         reporter.status.unchangedBatches += 1
         writers = []
         record("unchanged") { line in line.add("batch", batch) }
-        log(.debug, "batch \(batch) (\(trigger)): nothing changed")
+        log.debug("batch \(batch) (\(trigger)): nothing changed")
     }
 
     /// The batch waits (a person's git operation, a lock): said once per distinct reason.
     func deferred(_ deferral: Deferral, batch: Int) {
         if deferral != lastDeferral {
             lastDeferral = deferral
-            log(.info, "batch \(batch) waits: \(deferral.message)")
+            log.info("batch \(batch) waits: \(deferral.message)")
             record("deferred") { line in
                 line.add("batch", batch)
                 line.add("reason", deferral.code.rawValue)
@@ -196,18 +194,15 @@ final class CommitStep {
         reporter.status.failures += 1
         reporter.status.lastError = advice + ((error as? SyncError)?.description ?? String(describing: error))
         reporter.status.lastErrorAt = WallClock.rfc3339()
-        if let previous = lastFailure, previous.message == message, now - previous.loggedAt < .seconds(300) {
-            lastFailure?.repeats += 1
-        } else {
-            let repeats = lastFailure.map { $0.message == message ? " (failed \($0.repeats + 1) times since the last report)" : "" } ?? ""
-            log(.error, text + repeats)
-            let lastError = reporter.status.lastError
-            record("failed") { line in
-                line.add("batch", batch)
-                line.add("error", lastError)
-                line.add("disk_full", diskFull)
-            }
-            lastFailure = (message, now, 0)
+        // The same failure is logged once per 5 minutes (the handler counts the repeats; the
+        // batch number in the text varies, so the key is the failure itself). Every failure is
+        // journaled: the retries back off, so the records stay few.
+        log.error("\(text)", metadata: .limitRepeats(within: .seconds(300), key: "batch failed: " + message))
+        let lastError = reporter.status.lastError
+        record("failed") { line in
+            line.add("batch", batch)
+            line.add("error", lastError)
+            line.add("disk_full", diskFull)
         }
         reporter.setPhase(.failing, reason: reporter.status.lastError, code: (error as? SyncError)?.code.rawValue ?? "error")
         return now.advanced(by: failureBackoff)

@@ -109,11 +109,11 @@ final class ControlInbox {
                 // person's message and push.
                 squashRequest = request.command == "squash" ? (request.serial, request.message ?? "squashed with syncctl", request.since) : nil
                 reloaded.commitRequested = true
-                log(.info, "\(commitOnly ? "commit" : "sync") requested by \(request.by): committing now" + (!syncing || commitOnly ? "" : ", then pushing"))
+                log.info("\(commitOnly ? "commit" : "sync") requested by \(request.by): committing now\((!syncing || commitOnly ? "" : ", then pushing"))")
             }
         }
         if problems != self.problems {
-            for problem in problems { log(.error, problem) }
+            for problem in problems { log.error("\(problem)") }
             self.problems = problems
         }
         let wasPaused = reporter.status.paused
@@ -127,15 +127,19 @@ final class ControlInbox {
         reporter.status.emergencySince = emergency.map { WallClock.rfc3339(seconds: $0.since) } ?? ""
         let status = reporter.status
         if status.emergencyStop != wasStopped {
-            log(status.emergencyStop ? .error : .info, status.emergencyStop
-                ? "EMERGENCY STOP by \(emergency?.by ?? "?"): \(emergency?.reason ?? ""); no git activity until `syncctl resume --clear-emergency`"
-                : "emergency stop cleared; committing resumes")
+            if status.emergencyStop {
+                log.error("EMERGENCY STOP by \(emergency?.by ?? "?"): \(emergency?.reason ?? ""); no git activity until `syncctl resume --clear-emergency`")
+            } else {
+                log.info("emergency stop cleared; committing resumes")
+            }
             record(status.emergencyStop ? "emergency-stop" : "emergency-cleared") { line in line.add("reason", status.emergencyReason) }
         }
         if status.paused != wasPaused {
-            log(.info, status.paused
-                ? "paused by \(pause?.by ?? "?")\(status.pausedUntil.isEmpty ? "" : " until \(status.pausedUntil)"): \(pause?.reason ?? ""); changes are collected and committed as one batch on resume"
-                : "resumed: committing what was collected")
+            if status.paused {
+                log.info("paused by \(pause?.by ?? "?")\(status.pausedUntil.isEmpty ? "" : " until \(status.pausedUntil)"): \(pause?.reason ?? ""); changes are collected and committed as one batch on resume")
+            } else {
+                log.info("resumed: committing what was collected")
+            }
             record(status.paused ? "pause" : "resume") { line in line.add("reason", status.pausedReason) }
             reloaded.resumed = !status.paused
         }
@@ -152,7 +156,7 @@ final class ControlInbox {
         reporter.status.pausedReason = ""
         reporter.status.pausedBy = ""
         reporter.status.pausedUntil = ""
-        log(.info, "the pause by \(expired.by) expired; committing what was collected")
+        log.info("the pause by \(expired.by) expired; committing what was collected")
         record("resume") { line in line.add("reason", "expired") }
         return true
     }

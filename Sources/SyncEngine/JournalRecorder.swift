@@ -13,7 +13,7 @@ struct JournalRecorder {
         do {
             try journal.append(event, fill)
         } catch {
-            log(.warning, "cannot append to the journal \(Syscall.display(journal.path)): \(error)")
+            log.warning("cannot append to the journal \(Syscall.display(journal.path)): \(error)")
         }
     }
 }

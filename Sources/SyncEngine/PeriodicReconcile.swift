@@ -56,7 +56,7 @@ final class PeriodicReconcile {
         do {
             entries = try await GitStatus.dirtyPaths(repository.git)
         } catch {
-            log(.warning, "periodic reconcile: git status failed (\((error as? SyncError)?.description ?? "\(error)")); trying again in \(Settings.formatDuration(interval))")
+            log.warning("periodic reconcile: git status failed (\((error as? SyncError)?.description ?? "\(error)")); trying again in \(Settings.formatDuration(interval))")
             return nil
         }
         return Set(entries.filter { !$0.isNestedRepository }.map(\.path).filter { path in
@@ -82,8 +82,10 @@ final class PeriodicReconcile {
         }
         reporter.status.reconcileFound += missed.count
         let named = missed.prefix(10).map(\.description).joined(separator: ", ") + (missed.count > 10 ? ", …" : "")
-        log(.warning, "periodic reconcile: \(missed.count) changed path(s) that no inotify event reported: \(named); committing them now. "
-            + "If this repeats, part of the tree does not deliver events (a network or bind mount, writes through mmap)")
+        log.warning("""
+            periodic reconcile: \(missed.count) changed path(s) that no inotify event reported: \(named); committing them now. \
+            If this repeats, part of the tree does not deliver events (a network or bind mount, writes through mmap)
+            """)
         record("reconcile") { line in
             line.add("found", missed.count)
             line.add("paths", missed.prefix(100).map(\.description))

@@ -19,7 +19,6 @@ final class RemoteSync {
     private var schedule: RemoteSchedule<Instant>
     /// The round in flight (fetch or push), if any.
     private(set) var network: Task<Void, Never>?
-    private var lastSyncProblem: (message: String, loggedAt: Instant)?
     /// `syncctl sync` requests whose commit is made and that wait for the push.
     private(set) var syncWaiters: Set<UInt64> = []
     /// A commit was made: the unpushed count is recounted from the refs after the lock is released.
@@ -62,12 +61,12 @@ final class RemoteSync {
     /// `syncd.remote` names no remote of the repository.
     nonisolated(nonsending) func prepare() async throws {
         guard settings.remote != "none" else {
-            log(.info, "syncd.remote is none: committing locally only")
+            log.info("syncd.remote is none: committing locally only")
             return
         }
         let branch = GitDirectoryState.currentBranch(repository)
         guard let name = await Syncer.remote(for: settings.remote, repository, branch: branch) else {
-            log(.info, "no remote configured: committing locally only (add one with `git remote add origin URL`)")
+            log.info("no remote configured: committing locally only (add one with `git remote add origin URL`)")
             return
         }
         if !settings.remote.isEmpty {
@@ -95,7 +94,7 @@ final class RemoteSync {
         reporter.status.remote = name
         schedule = RemoteSchedule(syncInterval: settings.syncInterval, pushDelay: settings.pushDelay, now: clock.now)
         if let branch, let syncer { reporter.status.unpushedCommits = await syncer.unpushed(branch: branch) }
-        log(.info, "syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)), and \(Settings.formatDuration(settings.pushDelay)) after each commit")
+        log.info("syncing with \(name) every \(Settings.formatDuration(settings.syncInterval)), and \(Settings.formatDuration(settings.pushDelay)) after each commit")
     }
 
     /// The ssh command git would use: `GIT_SSH_COMMAND`, else `core.sshCommand`, else `ssh`.
@@ -259,22 +258,21 @@ final class RemoteSync {
             if case .pushed = outcome { pushed = true } else { pushed = false }
             reporter.status.lastSyncAt = WallClock.rfc3339()
             if pushed { reporter.status.lastPushAt = reporter.status.lastSyncAt }
-            if !reporter.status.offlineSince.isEmpty { log(.info, "\(syncer.options.remote) is reachable again; synced") }
-            if !reporter.status.conflictBranch.isEmpty { log(.info, "the conflict with \(syncer.options.remote) is resolved; syncing again") }
+            if !reporter.status.offlineSince.isEmpty { log.info("\(syncer.options.remote) is reachable again; synced") }
+            if !reporter.status.conflictBranch.isEmpty { log.info("the conflict with \(syncer.options.remote) is resolved; syncing again") }
             reporter.status.offlineSince = ""
             reporter.status.syncError = ""
             reporter.status.syncProblemKind = ""
             reporter.status.syncFix = ""
             reporter.status.conflictBranch = ""
             reporter.status.conflictFiles = []
-            lastSyncProblem = nil
             record("sync-done") { line in
                 line.add("pushed", pushed)
             }
             completeSyncRequests(covering, outcome: pushed ? "pushed" : "synced")
         case .conflictPushed(let side, let problem):
             if let problem {
-                log(.warning, "could not push the conflict branch \(side): \(problem); it exists locally")
+                log.warning("could not push the conflict branch \(side): \(problem); it exists locally")
             }
             schedule.conflictRoundEnded(at: now)
             completeSyncRequests(covering, outcome: "committed; not pushed: conflict with \(syncer.options.remote) in \(reporter.status.conflictFiles.joined(separator: ", ")), local side on \(side)")
@@ -317,7 +315,7 @@ final class RemoteSync {
                 schedule.integrated(at: clock.now)
             case .integrated(let commit, let how):
                 schedule.integrated(at: clock.now)
-                log(.info, "\(how) → \(commit.prefix(12)) in \(SyncService.milliseconds(clock.now - started)) ms")
+                log.info("\(how) → \(commit.prefix(12)) in \(SyncService.milliseconds(clock.now - started)) ms")
                 record("integrated") { line in
                     line.add("commit", commit)
                     line.add("how", how)
@@ -327,9 +325,11 @@ final class RemoteSync {
                 schedule.conflicted()
                 let side = await syncer.currentConflictBranch() ?? "syncd/conflict"
                 if reporter.status.conflictBranch != side {
-                    log(.error, "CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; "
-                        + "the local side is pushed to \(side). Resolve it by hand (`git merge \(syncer.options.remote)/\(Syncer.shortName(branch))`, "
-                        + "fix the files, commit); syncd keeps committing locally and syncs again once the histories merge")
+                    log.error("""
+                        CONFLICT with \(syncer.options.remote) in \(files.joined(separator: ", ")): nothing was changed here; \
+                        the local side is pushed to \(side). Resolve it by hand (`git merge \(syncer.options.remote)/\(Syncer.shortName(branch))`, \
+                        fix the files, commit); syncd keeps committing locally and syncs again once the histories merge
+                        """)
                     record("sync-conflict") { line in
                         line.add("branch", side)
                         line.add("files", files)
@@ -363,7 +363,7 @@ final class RemoteSync {
                         message: "cannot integrate \(syncer.options.remote) yet: git refused (\(paths)) after \(RemoteSchedule<Instant>.maxRefusals) commits; nothing was changed, syncd retries"),
                         covering: [])
                 } else {
-                    log(.info, "integrating \(syncer.options.remote) waits: \(paths) changed after the last commit; committing them first")
+                    log.info("integrating \(syncer.options.remote) waits: \(paths) changed after the last commit; committing them first")
                 }
             }
         } catch {
@@ -405,18 +405,21 @@ final class RemoteSync {
             .milliseconds(Int64.random(in: 0...max(1, SyncService.milliseconds(backoff) / 5)))
         }
         let message = problem.description
-        if lastSyncProblem == nil || lastSyncProblem!.message != message || now - lastSyncProblem!.loggedAt >= .seconds(600) {
-            if problem.kind == .setup {
-                log(.error, "cannot sync with \(reporter.status.remote): SETUP PROBLEM: \(problem.message). To fix: \(problem.fix); "
-                    + "commits go on locally (\(reporter.status.unpushedCommits) not pushed)")
-            } else {
-                log(.warning, "cannot sync with \(reporter.status.remote): \(problem.message); commits go on locally (\(reporter.status.unpushedCommits) not pushed), retrying with backoff")
-            }
-            record("sync-failed") { line in
-                line.add("error", message)
-                line.add("kind", problem.kind.rawValue)
-            }
-            lastSyncProblem = (message, now)
+        // The same problem is logged once per 10 minutes (the handler counts the repeats; the
+        // unpushed count in the text varies, so the key is the problem itself). Every failed
+        // round is journaled: rounds back off, so the records stay few.
+        let limit: Logger.Metadata = .limitRepeats(within: .seconds(600), key: "sync: " + message)
+        if problem.kind == .setup {
+            log.error("""
+                cannot sync with \(reporter.status.remote): SETUP PROBLEM: \(problem.message). To fix: \(problem.fix); \
+                commits go on locally (\(reporter.status.unpushedCommits) not pushed)
+                """, metadata: limit)
+        } else {
+            log.warning("cannot sync with \(reporter.status.remote): \(problem.message); commits go on locally (\(reporter.status.unpushedCommits) not pushed), retrying with backoff", metadata: limit)
+        }
+        record("sync-failed") { line in
+            line.add("error", message)
+            line.add("kind", problem.kind.rawValue)
         }
         completeSyncRequests(covering.union(syncWaiters), outcome: "committed; not pushed: \(message)")
         reporter.write()
@@ -440,8 +443,10 @@ final class RemoteSync {
             }
             if !finished {
                 if let branch = GitDirectoryState.currentBranch(repository) { reporter.status.unpushedCommits = await syncer.unpushed(branch: branch) }
-                log(.warning, "stopping: the sync with \(syncer.options.remote) in flight did not finish within \(Settings.formatDuration(Self.shutdownGrace)); "
-                    + "cancelled, and no push is tried at this stop (\(reporter.status.unpushedCommits) commit(s) not pushed; the next start pushes them)")
+                log.warning("""
+                    stopping: the sync with \(syncer.options.remote) in flight did not finish within \(Settings.formatDuration(Self.shutdownGrace)); \
+                    cancelled, and no push is tried at this stop (\(reporter.status.unpushedCommits) commit(s) not pushed; the next start pushes them)
+                    """)
                 return
             }
         }
@@ -449,7 +454,7 @@ final class RemoteSync {
         reporter.status.unpushedCommits = await syncer.unpushed(branch: branch)
         guard reporter.status.unpushedCommits > 0 else { return }
         let limit = min(settings.networkTimeout, Self.shutdownPushLimit)
-        log(.info, "stopping: pushing \(reporter.status.unpushedCommits) commit(s) first (at most \(Settings.formatDuration(limit)))")
+        log.info("stopping: pushing \(reporter.status.unpushedCommits) commit(s) first (at most \(Settings.formatDuration(limit)))")
         let result: RoundResult?
         do {
             result = .pushed(try await syncer.push(branch: branch, timeout: limit, squashNow: true))

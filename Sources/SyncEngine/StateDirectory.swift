@@ -66,11 +66,13 @@ final class StateDirectory {
     nonisolated(nonsending) func recoverPreviousRun(ending: (crashed: Bool, openBatch: Int?)?) async -> [String] {
         let found = RecoveryNotes(log)
         if let ending {
-            found.note(.warning, "the previous run ended without a clean stop (killed, crashed or power lost)"
-                + (ending.openBatch.map { "; its batch \($0) was not committed, and the startup batch commits what it held" } ?? ""))
+            found.log.warning("""
+                the previous run ended without a clean stop (killed, crashed or power lost)\
+                \((ending.openBatch.map { "; its batch \($0) was not committed, and the startup batch commits what it held" } ?? ""))
+                """)
         }
-        await IntegrationInFlight.recover(repository: repository, directory: path, log: found.sink)
-        await StashInFlight.recover(git: repository.git, directory: path, log: found.sink)
+        await IntegrationInFlight.recover(repository: repository, directory: path, log: found.log)
+        await StashInFlight.recover(git: repository.git, directory: path, log: found.log)
         return found.messages
     }
 
@@ -88,9 +90,11 @@ final class StateDirectory {
                 case .acquired(let lock):
                     instanceLock = lock
                     reporter.status.recoveries += 1
-                    log(.error, "syncd's state directory \(directory) (or its instance lock) was deleted while syncd ran: "
-                        + "recreated it and took the instance lock again, so no second syncd can start beside this one. "
-                        + "What was in it (journal, backups, pause and stop files) is gone; do not delete it while syncd runs")
+                    log.error("""
+                        syncd's state directory \(directory) (or its instance lock) was deleted while syncd ran: \
+                        recreated it and took the instance lock again, so no second syncd can start beside this one. \
+                        What was in it (journal, backups, pause and stop files) is gone; do not delete it while syncd runs
+                        """)
                 case .heldBy(let pid):
                     return SyncError(
                         .alreadyRunning,
@@ -112,15 +116,17 @@ final class StateDirectory {
                 }
             }
         } catch {
-            log(.warning, "cannot reopen the journal in \(directory): \(error)")
+            log.warning("cannot reopen the journal in \(directory): \(error)")
         }
         do {
             if try gate.reopenIfReplaced() {
-                log(.error, "the sync lock \(Syscall.display(lockDirectory.syncLock)) was deleted or replaced while syncd ran: locked the new file; "
-                    + "writers that used the old one meanwhile were not coordinated with syncd. Do not delete the lock directory while syncd runs")
+                log.error("""
+                    the sync lock \(Syscall.display(lockDirectory.syncLock)) was deleted or replaced while syncd ran: locked the new file; \
+                    writers that used the old one meanwhile were not coordinated with syncd. Do not delete the lock directory while syncd runs
+                    """)
             }
         } catch {
-            log(.error, "\(error)")
+            log.error("\(error)")
         }
         if !reporter.fileExists { reporter.write() }
         return nil

@@ -60,16 +60,16 @@ final class StatusReporter {
             try status.write(to: path)
         } catch {
             if error.errno == Errno(EISDIR) || error.errno == Errno(ENOTEMPTY) {
-                log(.error, "cannot write the status file: " + ControlFile.notAFile(path, error) + "; until then syncctl cannot see what syncd does")
+                log.error("cannot write the status file: \(ControlFile.notAFile(path, error)); until then syncctl cannot see what syncd does")
             } else {
-                log(.warning, "cannot write \(Syscall.display(path)): \(error)")
+                log.warning("cannot write \(Syscall.display(path)): \(error)")
             }
         }
         if !metricsFile.isEmpty {
             do {
                 try AtomicFile.write(Array(metricsFile.utf8), Array(Metrics.text(status).utf8))
             } catch {
-                log(.warning, "cannot write the metrics file \(metricsFile): \(error)")
+                log.warning("cannot write the metrics file \(metricsFile): \(error)")
             }
         }
     }
@@ -174,7 +174,7 @@ final class StatusReporter {
     func checkIncidents(now: Instant) {
         let fired = incidents.update(status, now: now, alertAfter: alertAfter)
         for incident in fired {
-            log(.error, "ALERT \(incident.name): \(incident.message)")
+            log.error("ALERT \(incident.name): \(incident.message)")
             record("alert") { line in
                 line.add("incident", incident.name)
                 line.add("message", incident.message)

@@ -87,7 +87,7 @@ public actor SyncService {
         let (gitActivity, activity) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.gitActivity = gitActivity
         let gitMonitor = GitMonitor(slowAfter: settings.slowGitAfter) { event in
-            if let line = event.logLine { log(event.isWarning ? .warning : .info, line) }
+            if let line = event.logLine { log.log(level: event.isWarning ? .warning : .info, "\(line)") }
             activity.yield()
         }
         self.gitMonitor = gitMonitor
@@ -113,7 +113,7 @@ public actor SyncService {
         do {
             try OwnPaths.excludeLockDirectory(lockDirectory, repository: repository)
         } catch {
-            log(.warning, "\(error); a person's `git add -A` may then commit syncd's lock files")
+            log.warning("\(error); a person's `git add -A` may then commit syncd's lock files")
         }
         var watcherOptions = WatcherOptions()
         watcherOptions.degradedRescanInterval = settings.rescanInterval
@@ -236,7 +236,7 @@ public actor SyncService {
         gitMonitor.stopCalls(
             at: clock.now.advanced(by: settings.stopTimeout),
             reason: "syncd is stopping and waits at most \(Settings.formatDuration(settings.stopTimeout)) for git (syncd.stopTimeout)")
-        log(.info, "stopping: finishing the current step, then committing what is pending and pushing (a second signal stops at once)")
+        log.info("stopping: finishing the current step, then committing what is pending and pushing (a second signal stops at once)")
         wakeups.ring.yield()
     }
 
@@ -350,7 +350,7 @@ public actor SyncService {
             // git is the authority while syncd holds the lock: without the fence, the events of a
             // writer's last writes may still be queued, and a batch of only the paths handed over
             // could hold half of its update. The batch asks git for every change instead.
-            log(.info, "the watcher did not pass a fence within 2 s; this batch asks git for every change")
+            log.info("the watcher did not pass a fence within 2 s; this batch asks git for every change")
             pending.fullScan = true
         }
         drainChanges()
@@ -365,12 +365,12 @@ public actor SyncService {
             ready = true
             pending.fullScan = true
             batcher.request(at: now)
-            log(.info, "watching \(repository.workTreeDisplay): \(watched) directories (\(ignored) ignored, \(unwatched) unwatched); committing what changed while syncd was not running")
+            log.info("watching \(repository.workTreeDisplay): \(watched) directories (\(ignored) ignored, \(unwatched) unwatched); committing what changed while syncd was not running")
         }
         if !taken.rescanReasons.isEmpty {
             pending.fullScan = true
             // The watcher already said so (once, with the reason); here only the consequence.
-            log(.debug, "events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
+            log.debug("events were lost (\(taken.rescanReasons.map(\.rawValue).sorted().joined(separator: ", "))); the next batch asks git for every change")
         }
         let before = (reporter.status.pendingPaths, reporter.status.pendingScan)
         if pending.take(taken.changes) > 0 || !taken.rescanReasons.isEmpty {
@@ -484,7 +484,7 @@ public actor SyncService {
         defer { gitMonitor.stopCalls(at: nil) }
         drainChanges()
         if ready, batcher.hasPending, commits.breakerOpenUntil(at: clock.now) == nil, !inbox.halted, !gitMonitor.deadlinePassed {
-            log(.info, "stopping: committing \(pending.count) pending path(s) first")
+            log.info("stopping: committing \(pending.count) pending path(s) first")
             // Writers holding the sync lock are waited for (they finish their update), within
             // the stop's bound; then what is left is said, and committed at the next start.
             let deadline = clock.now.advanced(by: min(settings.stopTimeout, .seconds(30)))
@@ -494,8 +494,10 @@ public actor SyncService {
                 try? await clock.sleep(for: .milliseconds(100))
             }
             if batcher.hasPending, reporter.status.reasonCode == "writers-active" {
-                log(.warning, "stopping with \(pending.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); "
-                    + "nothing is lost, they are committed at the next start")
+                log.warning("""
+                    stopping with \(pending.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); \
+                    nothing is lost, they are committed at the next start
+                    """)
             }
         }
         guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || commits.currentBatch != nil || pending.fullScan else { return nil }
@@ -596,7 +598,7 @@ public actor SyncService {
     private func reloadSettings() async {
         do {
             let (fresh, warnings) = try await Settings.load(git: repository.git, overrides: overrides)
-            for warning in warnings { log(.warning, warning) }
+            for warning in warnings { log.warning("\(warning)") }
             try OwnPaths.checkMetricsFile(fresh.metricsFile, repository: repository)
             settings = fresh
             reporter.adopt(fresh)
@@ -607,12 +609,14 @@ public actor SyncService {
             batcher.maxLatency = fresh.maxLatency
             batcher.maxPaths = fresh.maxBatchPaths
             remote.reload(fresh, at: clock.now)
-            log(.info, "settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), "
-                + "syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote, fsync, backupDir, squash, integrate and strategyOption apply at the next start)")
+            log.info("""
+                settings reloaded: quietPeriod \(Settings.formatDuration(fresh.quietPeriod)), maxLatency \(Settings.formatDuration(fresh.maxLatency)), \
+                syncInterval \(Settings.formatDuration(fresh.syncInterval)), pushDelay \(Settings.formatDuration(fresh.pushDelay)) (lockDir, remote, fsync, backupDir, squash, integrate and strategyOption apply at the next start)
+                """)
             record("reload") { _ in }
             wakeups.ring.yield()
         } catch {
-            log(.error, "settings not reloaded, the running ones stay: \((error as? SyncError)?.description ?? "\(error)")")
+            log.error("settings not reloaded, the running ones stay: \((error as? SyncError)?.description ?? "\(error)")")
         }
     }
 

@@ -97,9 +97,8 @@ extension Logger.Metadata {
     /// what every message gets), counting the lines held back. `key` names what counts as "the
     /// same message" when the text varies (a count in it); by default the text itself.
     ///
-    /// For the hand-written throttles of `SyncService` (issue 16): a failed batch is
-    /// `.limitRepeats(within: .seconds(300))`, a sync problem
-    /// `.limitRepeats(within: .seconds(600), key: "sync: " + problem.description)`.
+    /// A failed batch is logged with `.limitRepeats(within: .seconds(300), key: …the error)`,
+    /// a sync problem with `.limitRepeats(within: .seconds(600), key: "sync: " + …)`.
     public static func limitRepeats(within window: Duration, key: String? = nil) -> Logger.Metadata {
         var metadata: Logger.Metadata = [RepeatLimiter.Limit.windowKey: "\(window.components.seconds)"]
         if let key { metadata[RepeatLimiter.Limit.keyKey] = "\(key)" }
