@@ -202,8 +202,9 @@ public actor Committer {
                 useScratch = false
             }
             let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
-            if !useScratch, adoptPrestagedIndex() { adoptedPrestages += 1 }
-            if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
+            let adopted = !useScratch && adoptPrestagedIndex()
+            if adopted { adoptedPrestages += 1 }
+            if try await !stageSplit(staging, environment: environment, adopted: adopted) { return stopCheck("staging") ?? .unchanged }
             // The snapshot is taken: the index holds the batch, and nothing after this reads the
             // working tree (write-tree reads the index). Writers may go on while the tree and the
             // commit are written and the branch moves (their changes are the next batch's). Not
@@ -410,11 +411,18 @@ public actor Committer {
         }
     }
 
-    /// Stages `paths` for the snapshot. After a prestage, the files unchanged since are staged
-    /// in a run of their own (git only re-hashes them: their blobs exist), and the rest through
-    /// the pack writer when there are `packThreshold` of them, loose otherwise.
-    private func stageSplit(_ paths: [RepoPath], environment: [String: String]) async throws -> Bool {
+    /// Stages `paths` for the snapshot. After a prestage whose index was adopted, one run: git
+    /// reads only the files whose stat data changed since, through the pack writer when there
+    /// are `packThreshold` of those. After a prestage whose index was not adopted, the files
+    /// unchanged since are staged in a run of their own (git only re-hashes them: their blobs
+    /// exist), and the rest through the pack writer when there are `packThreshold` of them.
+    private func stageSplit(_ paths: [RepoPath], environment: [String: String], adopted: Bool) async throws -> Bool {
         guard !prestaged.isEmpty else { return try await stage(paths, environment: environment, pack: paths.count >= options.packThreshold) }
+        if adopted {
+            var changed = 0
+            for path in paths where prestaged[path].map({ $0 != FileStamp(repository.absolute(path)) }) ?? true { changed += 1 }
+            return try await stage(paths, environment: environment, pack: changed >= options.packThreshold)
+        }
         var written: [RepoPath] = []
         var unwritten: [RepoPath] = []
         for path in paths {

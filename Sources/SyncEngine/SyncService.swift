@@ -409,12 +409,25 @@ public actor SyncService {
         // Writers hold the sync lock shared while they write; syncd snapshots only under the
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }
-        defer { releaseSyncLock() }
+        let acquired = clock.now
+        var fenced = acquired
+        defer {
+            releaseSyncLock()
+            log.debug("batch \(batch): the sync lock was held \(Self.milliseconds(heldFor ?? clock.now - acquired)) ms (the fence: \(Self.milliseconds(fenced - acquired)) ms)")
+            heldFor = nil
+        }
         // Everything writers wrote before they released the lock joins the batch: a fence makes
         // the watcher process what the kernel has queued, then it is drained.
         await fenceChanges()
+        fenced = clock.now
+        snapshotStarted = acquired
         await commitHeld(batch: batch, trigger: trigger, releaseAtSnapshot: true)
     }
+
+    /// When the lock was taken for the batch in flight, and how long it was held once released
+    /// at the snapshot (for the debug log).
+    private var snapshotStarted: Instant?
+    private var heldFor: Duration?
 
     private var releaseAtSnapshotHook: @Sendable () async -> Void {
         { [self] in await self.snapshotTaken() }
@@ -423,6 +436,7 @@ public actor SyncService {
     /// The snapshot of the batch in flight is taken: writers go on (see `commitHeld`).
     private func snapshotTaken() {
         if gate.held { releaseSyncLock() }
+        heldFor = snapshotStarted.map { clock.now - $0 }
     }
 
     /// Commits the pending batch (`CommitStep`); the caller holds the exclusive sync lock. True
