@@ -140,7 +140,7 @@ final class CommitStep {
             line.add("trigger", trigger)
             if let writer { line.add("writer", writer) }
         }
-        log.info("batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \(SyncService.milliseconds(now - (started ?? now))) ms")
+        log.info("batch \(batch) (\(trigger)): \(CommitMessage.summary(summary.files)) → \(summary.commit.prefix(12)) in \((now - (started ?? now)).wholeMilliseconds) ms")
         if breaker.recordCommit(at: now) {
             reporter.status.breakerTrips = breaker.trips
             let message = "circuit breaker open: more than \(breaker.maxCommits) commits within \(Settings.formatDuration(breaker.window)) "

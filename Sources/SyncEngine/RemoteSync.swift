@@ -315,7 +315,7 @@ final class RemoteSync {
                 schedule.integrated(at: clock.now)
             case .integrated(let commit, let how):
                 schedule.integrated(at: clock.now)
-                log.info("\(how) → \(commit.prefix(12)) in \(SyncService.milliseconds(clock.now - started)) ms")
+                log.info("\(how) → \(commit.prefix(12)) in \((clock.now - started).wholeMilliseconds) ms")
                 record("integrated") { line in
                     line.add("commit", commit)
                     line.add("how", how)
@@ -402,7 +402,7 @@ final class RemoteSync {
         reporter.status.syncProblemKind = problem.kind.rawValue
         reporter.status.syncFix = problem.fix
         schedule.failed(setup: problem.kind == .setup, at: now) { backoff in
-            .milliseconds(Int64.random(in: 0...max(1, SyncService.milliseconds(backoff) / 5)))
+            .milliseconds(Int64.random(in: 0...max(1, backoff.wholeMilliseconds / 5)))
         }
         let message = problem.description
         // The same problem is logged once per 10 minutes (the handler counts the repeats; the

@@ -413,7 +413,7 @@ public actor SyncService {
         var fenced = acquired
         defer {
             releaseSyncLock()
-            log.debug("batch \(batch): the sync lock was held \(Self.milliseconds(heldFor ?? clock.now - acquired)) ms (the fence: \(Self.milliseconds(fenced - acquired)) ms)")
+            log.debug("batch \(batch): the sync lock was held \((heldFor ?? clock.now - acquired).wholeMilliseconds) ms (the fence: \((fenced - acquired).wholeMilliseconds) ms)")
             heldFor = nil
         }
         // Everything writers wrote before they released the lock joins the batch: a fence makes
@@ -633,7 +633,5 @@ public actor SyncService {
             log.error("settings not reloaded, the running ones stay: \((error as? SyncError)?.description ?? "\(error)")")
         }
     }
-
-    static func milliseconds(_ duration: Duration) -> Int64 { duration.wholeMilliseconds }
 }
 
