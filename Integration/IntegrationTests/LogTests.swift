@@ -22,7 +22,9 @@ struct LogTests {
         // A record in a rotated journal, from long ago.
         try Files.mkdirs(a.path + "/.git/syncd")
         try Files.write(a.path + "/.git/syncd/journal.1.jsonl",
-            #"{"time":"2025-01-01T00:00:00.000Z","event":"commit","batch":0,"commit":"0000000000000000000000000000000000000000","files":1,"attempts":1,"trigger":"quiet"}"# + "\n")
+            #"{"time":"2025-01-01T00:00:00.000Z","event":"commit","batch":0,"commit":"0000000000000000000000000000000000000000","files":1,"attempts":1,"trigger":"quiet"}"# + "\n"
+                // A line torn by a crash: skipped, and said.
+                + #"{"time":"2025-01-02T00:00:00.000Z","event":"comm"# + "\n")
         let syncd = SyncdHarness(a, RemoteSyncTests.fast + ["--push-delay", "0"])
         defer { syncd.process.signal(SIGKILL) }
         try await syncd.ready()
@@ -64,8 +66,13 @@ struct LogTests {
 
         let old = try await Self.syncctl(["log", "-C", a.path, "--until", "2025-06-01"])
         #expect(old.lines.count == 1 && old.lines[0].hasPrefix("2025-01-01"), "\(old.lines)")
+        #expect(old.output.contains("1 journal line(s) are not JSON records and were skipped"), "\(old.output)")
         let recent = try await Self.syncctl(["log", "-C", a.path, "--since", "1h", "--type", "commit"])
         #expect(recent.lines.count == 2, "\(recent.lines)")
+        let newest = try await Self.syncctl(["log", "-C", a.path, "--type", "commit", "--last", "1"])
+        #expect(newest.lines == [recent.lines.last ?? ""], "\(newest.lines)")
+        let everything = try await Self.syncctl(["log", "-C", a.path, "--type", "commit", "--last", "10"])
+        #expect(everything.lines.count == 3 && everything.lines.first?.hasPrefix("2025-01-01") == true, "\(everything.lines)")
 
         let json = try await Self.syncctl(["log", "-C", a.path, "--json", "--type", "commit", "--since", "1h"])
         let objects = json.lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }

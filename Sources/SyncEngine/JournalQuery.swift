@@ -44,6 +44,16 @@ public struct JournalQuery: Sendable {
     /// The matching records of `files`, oldest first.
     public func run(files: [[UInt8]]) -> [Record] {
         var records: [Record] = []
+        _ = forEach(files: files) { records.append($0) }
+        return records
+    }
+
+    /// Hands each matching record of `files` to `body`, oldest first, one file in memory at a
+    /// time (a file is at most `syncd.journalMaxSize`); returns how many lines were not JSON
+    /// records (a torn last line after a crash, or a file edited by hand).
+    @discardableResult
+    public func forEach(files: [[UInt8]], _ body: (Record) -> Void) -> Int {
+        var malformed = 0
         let prefix = Array("{\"time\":\"".utf8)
         for file in files {
             guard let bytes = try? Syscall.readFile(file, limit: 1 << 30) else { continue }
@@ -60,12 +70,15 @@ public struct JournalQuery: Sendable {
                 // The event is the second field: a type filter skips a line without decoding it.
                 if let events, let event = Self.event(in: line), !events.contains(event) { continue }
                 if let writer, Self.find(Array(writer.utf8), in: line) == nil { continue }
-                guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line)) else { continue }
+                guard let fields = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line)) else {
+                    malformed += 1
+                    continue
+                }
                 let record = Record(line: String(decoding: line, as: UTF8.self), fields: fields)
-                if matches(record) { records.append(record) }
+                if matches(record) { body(record) }
             }
         }
-        return records
+        return malformed
     }
 
     /// The value of `"event":"…"` in a journal line, without decoding it.

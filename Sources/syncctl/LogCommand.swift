@@ -50,10 +50,27 @@ struct LogCommand: AsyncParsableCommand {
                 ["log", "--all", "--format=%H", "--", GitArgument(":(top,literal)" + path)], readOnly: true)
             query.commits = Set(String(decoding: touched.standardOutput, as: UTF8.self).split(separator: "\n").map(String.init))
         }
-        var records = query.run(files: JournalQuery.files(in: client.stateDirectory))
-        if let last, records.count > last { records = Array(records.suffix(last)) }
-        for record in records {
-            say(json ? record.line : JournalQuery.describe(record))
+        // Printed as they are read (months of journal never sit in memory); `--last N` keeps
+        // only the newest N, in a ring.
+        let files = JournalQuery.files(in: client.stateDirectory)
+        let malformed: Int
+        if let last {
+            var ring: [JournalQuery.Record] = []
+            var next = 0
+            malformed = query.forEach(files: files) { record in
+                if ring.count < last {
+                    ring.append(record)
+                } else if last > 0 {
+                    ring[next] = record
+                    next = (next + 1) % last
+                }
+            }
+            for record in ring[next...] + ring[..<next] { say(json ? record.line : JournalQuery.describe(record)) }
+        } else {
+            malformed = query.forEach(files: files) { record in say(json ? record.line : JournalQuery.describe(record)) }
+        }
+        if malformed > 0 {
+            try? Syscall.writeAll(2, Array("syncctl: \(malformed) journal line(s) are not JSON records and were skipped (a line torn by a crash, or a file edited by hand)\n".utf8))
         }
     }
 }
