@@ -33,6 +33,14 @@ struct GitCallTests {
         (try? Syscall.readSmallFile(fixture.path + "/.git/filter.pid")).flatMap { Int32(String(decoding: $0, as: UTF8.self).trimmed) }
     }
 
+    @Test("git children keep their freed heap (GLIBC_TUNABLES trim_threshold), so object writes do not fault zlib's memory in each time")
+    func mallocTunables() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let shown = try await fixture.git.run(["-c", "alias.tunables=!printenv GLIBC_TUNABLES", "tunables"], readOnly: true)
+        #expect(shown.text.contains("glibc.malloc.trim_threshold=16777216"), "\(shown.text)")
+    }
+
     @Test("a cancelled git call takes the processes it started along: the clean filter's sleep is not orphaned")
     func cancelledCallLeavesNoOrphan() async throws {
         let fixture = try await GitFixture()
