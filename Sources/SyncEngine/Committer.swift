@@ -349,7 +349,13 @@ public actor Committer {
         let real = repository.gitDir + Array("/index".utf8)
         let before = FileStamp(real)
         do {
-            if before != nil { try AtomicFile.write(prestageIndex, try Syscall.readFile(real, limit: Int.max)) }
+            // No fsync: git rewrites (and fsyncs) this file when it stages into it.
+            if before != nil {
+                let contents = try Syscall.readFile(real, limit: Int.max)
+                let fd = try Syscall.open(prestageIndex, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o644)
+                defer { Syscall.close(fd) }
+                try Syscall.writeAll(fd, contents)
+            }
         } catch {
             try? Syscall.unlink(prestageIndex)
             return
@@ -364,7 +370,8 @@ public actor Committer {
     /// it, and the prepared file is renamed onto the lock and the lock onto the index. A person's
     /// `git add` since the copy, or any doubt, keeps the real index (staging then re-hashes).
     private func adoptPrestagedIndex() -> Bool {
-        guard let base = prestageBase, Syscall.exists(prestageIndex) else { return false }
+        // Only a copy git staged into (and so wrote and fsynced) is ever put in place.
+        guard let base = prestageBase, !prestaged.isEmpty, Syscall.exists(prestageIndex) else { return false }
         prestageBase = nil
         let real = repository.gitDir + Array("/index".utf8)
         let lock = repository.gitDir + Array("/index.lock".utf8)
