@@ -47,8 +47,6 @@ public actor Committer {
     private let gitState: GitDirectoryState
     private var identity: [String: String] = [:]
     private var writeConfiguration: [GitArgument] = []
-    /// Commits use a split index (`prepare`).
-    private var splitIndex = false
     private var knownIndex: FileStamp?
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -65,12 +63,8 @@ public actor Committer {
     /// The files whose blobs `prestage` wrote, as they were then: under the lock, staging
     /// re-hashes them but writes only what changed since (see `prestage`).
     private var prestaged: [RepoPath: FileStamp] = [:]
-    /// The index `prestage` stages into: a copy of the real index (when it can take its place
-    /// under the lock, see `adoptPrestagedIndex`) or a throwaway one.
+    /// The throwaway index `prestage` stages into (only its objects are kept).
     private let prestageIndex: [UInt8]
-    /// The real index as it was when `prestageIndex` was copied from it (`.some(nil)`: there was
-    /// none); nil when the prestaged index cannot replace the real one.
-    private var prestageBase: FileStamp??
 
     /// The repairs made since the last call (stale locks removed), for the journal.
     public func takeRecoveries() -> [String] { repairs.take() }
@@ -118,7 +112,6 @@ public actor Committer {
         let indexSize = (try? Syscall.lstat(repository.gitDir + Array("/index".utf8)).st_size) ?? 0
         if options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024) {
             configuration += ["-c", "core.splitIndex=true"]
-            splitIndex = true
             log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
         }
         writeConfiguration = configuration
@@ -129,7 +122,6 @@ public actor Committer {
     public func commit(_ request: CommitRequest) async throws -> CommitOutcome {
         defer {
             prestaged = [:]
-            prestageBase = nil
             try? Syscall.unlink(prestageIndex)
         }
         let outcome: CommitOutcome
@@ -202,9 +194,7 @@ public actor Committer {
                 useScratch = false
             }
             let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
-            let adopted = !useScratch && adoptPrestagedIndex()
-            if adopted { adoptedPrestages += 1 }
-            if try await !stageSplit(staging, environment: environment, adopted: adopted) { return stopCheck("staging") ?? .unchanged }
+            if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
             // The snapshot is taken: the index holds the batch, and nothing after this reads the
             // working tree (write-tree reads the index). Writers may go on while the tree and the
             // commit are written and the branch moves (their changes are the next batch's). Not
@@ -315,16 +305,16 @@ public actor Committer {
     /// wait only for what changed since: the batch's files are staged into a throwaway index
     /// (`index.prestage`, never the real one: a person's `git commit` meanwhile must not pick
     /// them up) through the pack writer. Under the lock, `commit` stages into the real index as
-    /// always; git re-hashes each file but writes only objects it does not have, so the pack
-    /// write and its fsync are done by then. Best effort: a file git cannot read here, or any
-    /// failure, is left to the staging under the lock, which reports it.
+    /// always; git re-hashes each changed file but writes only objects it does not have, so the
+    /// pack write and its fsync are done by then. Only the objects are kept: the throwaway
+    /// index's stat data, taken while writers write, is never trusted (an earlier version that
+    /// put a copy of the index in place lost same-second rewrites). Best effort: a file git
+    /// cannot read here, or any failure, is left to the staging under the lock, which reports it.
     public func prestage(_ request: CommitRequest) async {
         prestaged = [:]
         guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
-        prestageBase = nil
         try? Syscall.unlink(prestageIndex)
         guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
-        copyIndexForPrestage()
         // A writer that keeps rewriting the batch's files makes the first pass stale at once:
         // further passes write what changed during the one before, until too little is left
         // for a pack (what then remains is written under the lock, loose).
@@ -337,57 +327,6 @@ public actor Committer {
             }
             if todo.count < options.packThreshold || options.stop.isSet { return }
         }
-    }
-
-    /// Starts `prestageIndex` as a copy of the real index, so that under the lock it can take
-    /// the real one's place with the batch's entries (and their stat data) already in it: git
-    /// then neither re-hashes nor re-writes the files unchanged since. Not with a split index
-    /// (its shared part is named from inside it), nor when the copy fails: the prestage then
-    /// writes the blobs only.
-    private func copyIndexForPrestage() {
-        guard !splitIndex else { return }
-        let real = repository.gitDir + Array("/index".utf8)
-        let before = FileStamp(real)
-        do {
-            // No fsync: git rewrites (and fsyncs) this file when it stages into it.
-            if before != nil {
-                let contents = try Syscall.readFile(real, limit: Int.max)
-                let fd = try Syscall.open(prestageIndex, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o644)
-                defer { Syscall.close(fd) }
-                try Syscall.writeAll(fd, contents)
-            }
-        } catch {
-            try? Syscall.unlink(prestageIndex)
-            return
-        }
-        // Copied from one version of the index: the stamp did not change while it was read.
-        if before == FileStamp(real) { prestageBase = .some(before) }
-    }
-
-    /// Under the sync lock, before staging: the prestaged index replaces the real one when the
-    /// real one is exactly as it was copied. Done as git does it: `index.lock` is created
-    /// exclusively (a git command at work makes this give up), the real index is compared under
-    /// it, and the prepared file is renamed onto the lock and the lock onto the index. A person's
-    /// `git add` since the copy, or any doubt, keeps the real index (staging then re-hashes).
-    private func adoptPrestagedIndex() -> Bool {
-        // Only a copy git staged into (and so wrote and fsynced) is ever put in place.
-        guard let base = prestageBase, !prestaged.isEmpty, Syscall.exists(prestageIndex) else { return false }
-        prestageBase = nil
-        let real = repository.gitDir + Array("/index".utf8)
-        let lock = repository.gitDir + Array("/index.lock".utf8)
-        guard let fd = try? Syscall.open(lock, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644) else { return false }
-        Syscall.close(fd)
-        guard FileStamp(real) == base, (try? Syscall.rename(prestageIndex, to: lock)) != nil else {
-            try? Syscall.unlink(lock)
-            return false
-        }
-        do {
-            try Syscall.rename(lock, to: real)
-        } catch {
-            try? Syscall.unlink(lock)
-            return false
-        }
-        return true
     }
 
     /// At most this many prestage passes (see `prestage`).
@@ -418,18 +357,14 @@ public actor Committer {
         }
     }
 
-    /// Stages `paths` for the snapshot. After a prestage whose index was adopted, one run: git
-    /// reads only the files whose stat data changed since, through the pack writer when there
-    /// are `packThreshold` of those. After a prestage whose index was not adopted, the files
-    /// unchanged since are staged in a run of their own (git only re-hashes them: their blobs
-    /// exist), and the rest through the pack writer when there are `packThreshold` of them.
-    private func stageSplit(_ paths: [RepoPath], environment: [String: String], adopted: Bool) async throws -> Bool {
+    /// Stages `paths` for the snapshot into the real index, whose entries were all recorded
+    /// under the lock: no stat data taken outside it is ever trusted (git compares file times to
+    /// the second, so a file rewritten in the same second with the same size after the prestage
+    /// read it would look unchanged). After a prestage, the files unchanged since are staged in a
+    /// run of their own (git re-hashes them but writes nothing: their blobs exist), and the rest
+    /// through the pack writer when there are `packThreshold` of them, loose otherwise.
+    private func stageSplit(_ paths: [RepoPath], environment: [String: String]) async throws -> Bool {
         guard !prestaged.isEmpty else { return try await stage(paths, environment: environment, pack: paths.count >= options.packThreshold) }
-        if adopted {
-            var changed = 0
-            for path in paths where prestaged[path].map({ $0 != FileStamp(repository.absolute(path)) }) ?? true { changed += 1 }
-            return try await stage(paths, environment: environment, pack: changed >= options.packThreshold)
-        }
         var written: [RepoPath] = []
         var unwritten: [RepoPath] = []
         for path in paths {
@@ -442,9 +377,6 @@ public actor Committer {
         if try await !stage(written, environment: environment, pack: false) { return false }
         return try await stage(unwritten, environment: environment, pack: unwritten.count >= options.packThreshold)
     }
-
-    /// How many times the prestaged index took the real one's place (for tests).
-    package private(set) var adoptedPrestages = 0
 
     /// How many files the last `prestage` wrote (for tests).
     package var prestagedCount: Int { prestaged.count }
@@ -655,8 +587,7 @@ public actor Committer {
     private func prepareScratchIndex() throws {
         let real = repository.gitDir + Array("/index".utf8)
         do {
-            let contents = try Syscall.readFile(real, limit: Int.max)
-            try AtomicFile.write(scratchIndex, contents)
+            try Self.copyKeepingTimes(real, to: scratchIndex)
         } catch {
             if error.errno == Errno(ENOENT) {
                 try? Syscall.unlink(scratchIndex)
@@ -664,6 +595,19 @@ public actor Committer {
             }
             throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(scratchIndex))", cause: error)
         }
+    }
+
+    /// Copies an index file with its modification time: git's racy-entry check compares each
+    /// entry's time with the index file's, and a copy with a newer time would make entries git
+    /// must re-read (a file rewritten in the second it was staged) look clean, and lose the rewrite.
+    static func copyKeepingTimes(_ source: [UInt8], to destination: [UInt8]) throws(SyscallError) {
+        let info = try Syscall.lstat(source)
+        let contents = try Syscall.readFile(source, limit: Int.max)
+        let fd = try Syscall.open(destination, flags: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o644)
+        defer { Syscall.close(fd) }
+        try Syscall.writeAll(fd, contents)
+        let times = [info.st_atim, info.st_mtim]
+        guard futimens(fd, times) == 0 else { throw SyscallError(call: "futimens", path: Syscall.display(destination), errno: Errno(errno)) }
     }
 
     /// In the scratch index, puts `paths` back to HEAD's version (or removes them when HEAD has none).
