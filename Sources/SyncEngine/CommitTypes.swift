@@ -70,6 +70,7 @@ public struct Deferral: Sendable, Equatable, CustomStringConvertible {
         public static let detachedHead = Code(rawValue: "detached-head")
         public static let casContention = Code(rawValue: "branch-moving")
         public static let emergencyStop = Code(rawValue: "emergency-stop")
+        public static let indexChanged = Code(rawValue: "index-changed")
     }
 
     public var code: Code

@@ -174,6 +174,14 @@ public actor Committer {
                         + "check one out (`git switch BRANCH`) and it continues"))
             }
             let head = try await resolve(branch)
+            if head != nil, !Syscall.exists(repository.gitDir + Array("/index".utf8)) {
+                // Staging would build a new index of the batch alone: every other file would look
+                // deleted to git, and to a person's next `git commit`.
+                return .deferred(Deferral(
+                    code: .indexChanged,
+                    message: "the index of \(repository.workTreeDisplay) (.git/index) is missing: syncd does not commit from an empty index; "
+                        + "`git reset` restores it from HEAD (your files stay as they are), and syncd continues"))
+            }
             let staging = try await stagingPaths(for: request)
             defer { settleUnreadable(staged: staging) }
             if staging.isEmpty && !request.fullScan { return .unchanged }
@@ -211,6 +219,18 @@ public actor Committer {
                 return .unchanged
             }
             let files = try await changedFiles(from: head?.tree ?? emptyTree, to: tree)
+            if let stray = Self.unstaged(files.map(\.path), staged: staging) {
+                // The index changed under syncd (removed, replaced, or staged into between the
+                // check and the staging): committing it would change what syncd did not stage,
+                // such as deleting every file when `.git/index` was removed. Never committed.
+                if !useScratch { recordIndex() }
+                return .deferred(Deferral(
+                    code: .indexChanged,
+                    message: "the index of \(repository.workTreeDisplay) changed while syncd staged a batch (removed or replaced?): the commit "
+                        + "would change \(stray.count) path(s) syncd did not stage (\(stray.prefix(3).map(\.description).joined(separator: ", "))"
+                        + "\(stray.count > 3 ? ", …" : "")); nothing was committed. If .git/index was removed, `git reset` restores it "
+                        + "(your files stay as they are); syncd retries"))
+            }
             let message = CommitMessage.make(
                 files: files, batch: request.batch, host: options.host, trigger: request.trigger, writer: request.writer)
             var commitArguments: [GitArgument] = writeConfiguration + ["commit-tree", GitArgument(tree)]
@@ -702,6 +722,28 @@ public actor Committer {
             }
             if remaining.count == before { throw SyncError(.git, "git update-index failed on \(name) in \(repository.workTreeDisplay): \(why)") }
         }
+    }
+
+    /// The changed paths of a new tree that staging `staged` cannot explain: neither one of
+    /// them, nor inside one (a file that replaced a directory), nor a parent of one (a directory
+    /// that replaced a file); nil when there are none.
+    package static func unstaged(_ changed: [RepoPath], staged: [RepoPath]) -> [RepoPath]? {
+        let stagedSet = Set(staged)
+        var parents: Set<RepoPath> = []
+        for path in staged {
+            var parent = path.parent
+            while !parent.isRoot, parents.insert(parent).inserted { parent = parent.parent }
+        }
+        let stray = changed.filter { path in
+            if stagedSet.contains(path) || parents.contains(path) { return false }
+            var ancestor = path.parent
+            while !ancestor.isRoot {
+                if stagedSet.contains(ancestor) { return false }
+                ancestor = ancestor.parent
+            }
+            return true
+        }
+        return stray.isEmpty ? nil : stray
     }
 
     /// A deferral when an emergency stop arrived; nil to go on.

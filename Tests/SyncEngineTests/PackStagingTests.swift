@@ -230,6 +230,35 @@ struct PackStagingTests {
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "seed\n")
     }
 
+    @Test("a commit may change only what the batch staged: a file that replaced a directory and a directory that replaced a file are explained, anything else is not")
+    func unstagedPaths() {
+        let p = { (text: String) in RepoPath(text) }
+        #expect(Committer.unstaged([p("a.txt"), p("d/x")], staged: [p("a.txt"), p("d/x")]) == nil)
+        #expect(Committer.unstaged([p("a"), p("a/x")], staged: [p("a")]) == nil)  // file a replaced directory a/
+        #expect(Committer.unstaged([p("b"), p("b/y")], staged: [p("b/y")]) == nil)  // directory b/ replaced file b
+        #expect(Committer.unstaged([p("a.txt"), p("other.txt"), p("z/q")], staged: [p("a.txt")]) == [p("other.txt"), p("z/q")])
+    }
+
+    @Test(".git/index removed while a batch is staged: nothing is committed (not a commit that deletes every other file), the batch waits and says why")
+    func indexRemovedNoMassDeletion() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        let kept = try Self.files(fixture, count: 30, tag: "kept")
+        guard case .committed = try await workspace.commit(kept) else { throw TestFailure("first commit") }
+        let head = try await fixture.head()
+        try Files.write(fixture.file("new.txt"), "new\n")
+        try Syscall.unlink(Array((fixture.path + "/.git/index").utf8))
+        guard case .deferred(let deferral) = try await workspace.commit(["new.txt"]) else { throw TestFailure("committed from a missing index") }
+        #expect(deferral.code == .indexChanged)
+        #expect(deferral.message.contains("git reset"))
+        #expect(try await fixture.head() == head)
+        // Restored the way the message says: the batch then commits, nothing else changes.
+        try await fixture.run(["reset", "-q"])
+        guard case .committed(let summary) = try await workspace.commit(["new.txt"]) else { throw TestFailure("not committed after git reset") }
+        #expect(summary.files.map(\.path) == [RepoPath("new.txt")])
+    }
+
     @Test("a small batch stays loose (no pack per small commit)")
     func smallBatchLoose() async throws {
         var workspace = try await CommitterTests.Workspace()
