@@ -51,6 +51,8 @@ public actor Committer {
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
     private let scratchIndex: [UInt8]
+    /// The real index, `.git/index` (per worktree).
+    private let indexFile: [UInt8]
     private var commitsSinceMaintenance = 0
     /// Commits between two `git gc --auto` runs (git's automatic gc is off in syncd's calls).
     static let maintenanceEvery = 100
@@ -85,6 +87,7 @@ public actor Committer {
         self.repairs = repairs
         self.gitState = GitDirectoryState(repository: repository, staleLockAge: options.staleLockAge, log: repairs.log, serviceStart: options.serviceStarted)
         self.scratchIndex = stateDirectory + Array("/index.next".utf8)
+        self.indexFile = repository.gitDir + Array("/index".utf8)
         self.noIndex = stateDirectory + Array("/no-index".utf8)
         self.prestageIndex = stateDirectory + Array("/index.prestage".utf8)
     }
@@ -109,7 +112,7 @@ public actor Committer {
         if options.fsync {
             configuration += ["-c", "core.fsync=all", "-c", "core.fsyncMethod=batch"]
         }
-        let indexSize = (try? Syscall.lstat(repository.gitDir + Array("/index".utf8)).st_size) ?? 0
+        let indexSize = (try? Syscall.lstat(indexFile).st_size) ?? 0
         if options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024) {
             configuration += ["-c", "core.splitIndex=true"]
             log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
@@ -174,7 +177,7 @@ public actor Committer {
                         + "check one out (`git switch BRANCH`) and it continues"))
             }
             let head = try await resolve(branch)
-            if head != nil, !Syscall.exists(repository.gitDir + Array("/index".utf8)) {
+            if head != nil, !Syscall.exists(indexFile) {
                 // Staging would build a new index of the batch alone: every other file would look
                 // deleted to git, and to a person's next `git commit`.
                 return .deferred(Deferral(
@@ -339,8 +342,9 @@ public actor Committer {
         // further passes write what changed during the one before, until too little is left
         // for a pack (what then remains is written under the lock, loose).
         var todo = paths
-        for _ in 0..<Self.prestagePasses {
+        for pass in 1...Self.prestagePasses {
             await prestagePass(todo)
+            if pass == Self.prestagePasses { return }
             todo = paths.filter { path in
                 let now = FileStamp(repository.absolute(path))
                 return now != nil && now != prestaged[path]
@@ -575,7 +579,7 @@ public actor Committer {
     /// Entries someone else staged (index differs from HEAD) outside the batch. Checked only when
     /// the index changed since syncd last wrote it, so the common case costs one stat.
     private func stagedByOthers(head: Head?, batch: [RepoPath]) async throws -> OthersStaged {
-        if !othersStagedLastTime, let knownIndex, knownIndex == FileStamp(repository.gitDir + Array("/index".utf8)) {
+        if !othersStagedLastTime, let knownIndex, knownIndex == FileStamp(indexFile) {
             return .staged([])
         }
         let result = try await git.run(
@@ -605,9 +609,8 @@ public actor Committer {
     }
 
     private func prepareScratchIndex() throws {
-        let real = repository.gitDir + Array("/index".utf8)
         do {
-            try Self.copyKeepingTimes(real, to: scratchIndex)
+            try Self.copyKeepingTimes(indexFile, to: scratchIndex)
         } catch {
             if error.errno == Errno(ENOENT) {
                 try? Syscall.unlink(scratchIndex)
@@ -627,7 +630,7 @@ public actor Committer {
         defer { Syscall.close(fd) }
         try Syscall.writeAll(fd, contents)
         let times = [info.st_atim, info.st_mtim]
-        guard futimens(fd, times) == 0 else { throw SyscallError(call: "futimens", path: Syscall.display(destination), errno: Errno(errno)) }
+        _ = try Syscall.retrying("futimens", path: Syscall.display(destination)) { futimens(fd, times) }
     }
 
     /// In the scratch index, puts `paths` back to HEAD's version (or removes them when HEAD has none).
@@ -827,7 +830,7 @@ public actor Committer {
     }
 
     private func recordIndex() {
-        knownIndex = FileStamp(repository.gitDir + Array("/index".utf8))
+        knownIndex = FileStamp(indexFile)
     }
 }
 

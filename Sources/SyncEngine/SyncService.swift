@@ -409,25 +409,12 @@ public actor SyncService {
         // Writers hold the sync lock shared while they write; syncd snapshots only under the
         // exclusive lock, so no commit holds half of a multi-file update.
         guard acquireSyncLock(batch: batch) else { return }
-        let acquired = clock.now
-        var fenced = acquired
-        defer {
-            releaseSyncLock()
-            log.debug("batch \(batch): the sync lock was held \((heldFor ?? clock.now - acquired).wholeMilliseconds) ms (the fence: \((fenced - acquired).wholeMilliseconds) ms)")
-            heldFor = nil
-        }
+        defer { releaseSyncLock() }
         // Everything writers wrote before they released the lock joins the batch: a fence makes
         // the watcher process what the kernel has queued, then it is drained.
         await fenceChanges()
-        fenced = clock.now
-        snapshotStarted = acquired
         await commitHeld(batch: batch, trigger: trigger, releaseAtSnapshot: true)
     }
-
-    /// When the lock was taken for the batch in flight, and how long it was held once released
-    /// at the snapshot (for the debug log).
-    private var snapshotStarted: Instant?
-    private var heldFor: Duration?
 
     private var releaseAtSnapshotHook: @Sendable () async -> Void {
         { [self] in await self.snapshotTaken() }
@@ -436,7 +423,6 @@ public actor SyncService {
     /// The snapshot of the batch in flight is taken: writers go on (see `commitHeld`).
     private func snapshotTaken() {
         if gate.held { releaseSyncLock() }
-        heldFor = snapshotStarted.map { clock.now - $0 }
     }
 
     /// Commits the pending batch (`CommitStep`); the caller holds the exclusive sync lock. True
@@ -586,8 +572,13 @@ public actor SyncService {
     /// Takes the sync lock exclusively without waiting (the coordinator, `SyncLockGate`).
     private func acquireSyncLock(purpose: String, leaseAfter: Duration) throws -> Bool {
         defer { reporter.status.writersBlockingSince = gate.blockingSinceText }
-        return try gate.tryAcquire(purpose: purpose, leaseAfter: leaseAfter, now: clock.now)
+        guard try gate.tryAcquire(purpose: purpose, leaseAfter: leaseAfter, now: clock.now) else { return false }
+        lockTaken = (clock.now, purpose)
+        return true
     }
+
+    /// When the sync lock was taken and why, for the debug line that says how long it was held.
+    private var lockTaken: (at: Instant, purpose: String)?
 
     /// The batch's turn at the sync lock: false (and the batch deferred 100 ms) while writers hold it.
     private func acquireSyncLock(batch: Int) -> Bool {
@@ -605,6 +596,10 @@ public actor SyncService {
     private func releaseSyncLock() {
         gate.release()
         reporter.status.writersBlockingSince = ""
+        if let taken = lockTaken {
+            log.debug("the sync lock was held \((clock.now - taken.at).wholeMilliseconds) ms (\(taken.purpose))")
+            lockTaken = nil
+        }
     }
 
     /// SIGHUP: re-read `syncd.*` from git config (flags given at start still win). A bad value

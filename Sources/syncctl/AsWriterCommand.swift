@@ -43,7 +43,7 @@ struct AsWriter: AsyncParsableCommand {
                 do {
                     try WriterLog.append(name: name, to: directory)
                 } catch {
-                    try? Syscall.writeAll(2, Array("syncctl: \(error); the commit will not name this writer\n".utf8))
+                    warn("\(error); the commit will not name this writer")
                 }
             }
             lock.unlock()

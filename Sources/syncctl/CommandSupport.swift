@@ -42,6 +42,11 @@ func say(_ line: String) {
     try? Syscall.writeAll(1, Array((line + "\n").utf8))
 }
 
+/// One line on stderr, `syncctl: ` first: what the user should know beside the output.
+func warn(_ line: String) {
+    try? Syscall.writeAll(2, Array("syncctl: \(line)\n".utf8))
+}
+
 extension String {
     /// Left-aligned in `width` columns, for the check tables of `doctor` and `verify`.
     func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }

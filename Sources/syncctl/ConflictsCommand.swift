@@ -221,7 +221,7 @@ struct Conflicts: AsyncParsableCommand {
             if clean, deleted.isEmpty, errors.isEmpty { say("nothing to clean: no resolved conflict branches") }
         }
         if !errors.isEmpty {
-            for error in errors { try? Syscall.writeAll(2, Array("syncctl: \(error)\n".utf8)) }
+            for error in errors { warn("\(error)") }
             throw ExitCode(ExitStatus.failure)
         }
     }

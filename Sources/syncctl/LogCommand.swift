@@ -70,7 +70,7 @@ struct LogCommand: AsyncParsableCommand {
             malformed = query.forEach(files: files) { record in say(json ? record.line : JournalQuery.describe(record)) }
         }
         if malformed > 0 {
-            try? Syscall.writeAll(2, Array("syncctl: \(malformed) journal line(s) are not JSON records and were skipped (a line torn by a crash, or a file edited by hand)\n".utf8))
+            warn("\(malformed) journal line(s) are not JSON records and were skipped (a line torn by a crash, or a file edited by hand)")
         }
     }
 }

@@ -16,7 +16,7 @@ func acquireWriterLock(_ client: ControlClient, within limit: Duration, limitTex
     }
     let deadline = ContinuousClock.now.advanced(by: limit)
     let turn = try await WriterTurn.take(lock, in: directory, until: deadline) { lease in
-        try? Syscall.writeAll(2, Array("syncctl: writers are asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)) (\(lease.reason)); waiting\n".utf8))
+        warn("writers are asked to pause until \(WallClock.rfc3339(seconds: lease.expiresAt)) (\(lease.reason)); waiting")
     }
     switch turn {
     case .granted: return lock

@@ -42,7 +42,7 @@ struct Syncctl: AsyncParsableCommand {
             guard chdir(directory) == 0 else {
                 let reason = String(cString: strerror(errno))
                 // For monitoring, `status` on a workspace that is not there is "not running" (3).
-                try? Syscall.writeAll(2, Array("syncctl: -C \(directory): cannot change to that directory (\(reason))\n".utf8))
+                warn("-C \(directory): cannot change to that directory (\(reason))")
                 Self.exit(withError: ExitCode(arguments.first == "status" ? StatusHealth.Level.notRunning.rawValue : ExitStatus.failure))
             }
         }
@@ -56,7 +56,7 @@ struct Syncctl: AsyncParsableCommand {
                 try command.run()
             }
         } catch let failure as Failure {
-            try? Syscall.writeAll(2, Array("syncctl: \(failure.message)\n".utf8))
+            warn("\(failure.message)")
             Self.exit(withError: ExitCode(failure.code))
         } catch {
             Self.exit(withError: error)
