@@ -21,7 +21,9 @@ func benchCoordination() async throws {
     let fixture = try await GitFixture(prefix: "syncd-bench-coordination")
     defer { fixture.remove() }
     for directory in 0..<20 { try Files.mkdirs(fixture.file("d\(directory)")) }
-    let syncd = SyncdHarness(fixture, ["--quiet-period", "20ms", "--max-latency", "100ms", "--breaker-max-commits", "100000"])
+    let debug = ProcessInfo.processInfo.environment["SYNCD_BENCH_LOG"] != nil ? ["--log-level", "debug"] : []
+    let extra = ProcessInfo.processInfo.environment["SYNCD_BENCH_ARGS"].map { $0.split(separator: " ").map(String.init) } ?? []
+    let syncd = SyncdHarness(fixture, ["--quiet-period", "20ms", "--max-latency", "100ms", "--breaker-max-commits", "100000"] + debug + extra)
     try await syncd.ready()
     let busy = Task {
         var index = 0
@@ -45,19 +47,18 @@ func benchCoordination() async throws {
         try await Pace.wait(.milliseconds(300))
     }
 
-    // A writer taking the shared lock 200 times while syncd commits: blocking flock on a thread.
-    let lock = try FileLock(path: Array((fixture.path + "/.git/syncd/sync.lock").utf8))
-    var waits: [Double] = []
-    for _ in 0..<200 {
-        let start = clock.now
-        try await Blocking.lockShared(lock)
-        waits.append(seconds(clock.now - start))
-        lock.unlock()
-        try await Pace.wait(.milliseconds(10))
-    }
+    // A writer taking the shared lock 200 times while syncd commits: a process of its own (as a
+    // protocol writer is), blocking in flock(LOCK_SH), timing each wait itself.
+    let writer = ProcessHarness(ProcessHarness.product("syncd-bench"), ["lock-writer", fixture.path + "/.git/syncd/sync.lock", "200"])
+    guard try await writer.exit(within: .seconds(120)) == .exited(0) else { throw TestFailure("lock-writer: \(writer.stderr)") }
+    let waits = writer.stdout.split(separator: "\n").compactMap { Double($0) }
+    guard waits.count == 200 else { throw TestFailure("lock-writer printed \(waits.count) waits: \(writer.stdout.prefix(500))") }
     let commits = syncd.state()?["commits"] as? Int ?? 0
     busy.cancel()
     _ = try await syncd.stop()
+    if let debugLog = ProcessInfo.processInfo.environment["SYNCD_BENCH_LOG"] {
+        try? syncd.process.stderr.write(toFile: debugLog, atomically: false, encoding: .utf8)
+    }
     var bigStops: [Double] = []
     var setAside = 0
     for _ in 0..<min(runs, 3) {
@@ -80,6 +81,26 @@ func benchCoordination() async throws {
     print("| `syncctl emergency-stop` until syncd confirms that git activity stopped, same workload | \(format(median(stops), "s")) |")
     print("| `syncctl emergency-stop` in the middle of a 10,000-file commit (about 8 s of work) until confirmed | \(format(median(bigStops), "s")); the batch set aside in \(setAside) of \(bigStops.count) runs |")
     print("| a writer's wait for the shared lock while syncd snapshots batches (200 takes): median / 99th percentile / max | \(format(median(waits) * 1000, "ms")) / \(format(sorted[Int(Double(sorted.count) * 0.99) - 1] * 1000, "ms")) / \(format(sorted.last! * 1000, "ms")) |")
+}
+
+/// `syncd-bench lock-writer LOCKFILE N`: a protocol writer. Takes the shared lock N times with a
+/// blocking flock, 10 ms apart, and prints each wait in seconds, one per line.
+func lockWriter(path: String, count: Int) throws {
+    let fd = open(path, O_RDWR | O_CLOEXEC)
+    guard fd >= 0 else { throw TestFailure("cannot open \(path): errno \(errno)") }
+    defer { close(fd) }
+    var output = ""
+    for _ in 0..<count {
+        let start = clock.now
+        while flock(fd, LOCK_SH) != 0 {
+            guard errno == EINTR else { throw TestFailure("flock \(path): errno \(errno)") }
+        }
+        let waited = seconds(clock.now - start)
+        _ = flock(fd, LOCK_UN)
+        output += "\(waited)\n"
+        usleep(10_000)
+    }
+    print(output, terminator: "")
 }
 
 enum Blocking {
