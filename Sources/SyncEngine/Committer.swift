@@ -47,6 +47,10 @@ public actor Committer {
     private let gitState: GitDirectoryState
     private var identity: [String: String] = [:]
     private var writeConfiguration: [GitArgument] = []
+    /// `writeConfiguration` for staging into the snapshot index under the sync lock: objects
+    /// are fsynced as always, the index is not (it is fsynced before it replaces the real one).
+    private var snapshotConfiguration: [GitArgument] = []
+    private var splitIndexInUse = false
     private var knownIndex: FileStamp?
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -62,11 +66,23 @@ public actor Committer {
     private let noIndex: [UInt8]
     private let repairs: RecoveryNotes
 
-    /// The files whose blobs `prestage` wrote, as they were then: under the lock, staging
-    /// re-hashes them but writes only what changed since (see `prestage`).
+    /// The files `prestage` staged into the snapshot index, as they were before git read them,
+    /// when that stamp can be trusted (see `FileStamp.isSettled`): under the lock, those that
+    /// still have it are not read again.
     private var prestaged: [RepoPath: FileStamp] = [:]
-    /// The throwaway index `prestage` stages into (only its objects are kept).
+    /// The copy of the index a batch is staged into (`index.prestage`): a copy of the real index
+    /// made before the sync lock, with the batch's files staged into it by `prestage`. Under the
+    /// lock only what changed since is staged; it replaces the real index after the commit.
     private let prestageIndex: [UInt8]
+    private var snapshotIndex: SnapshotIndex?
+
+    struct SnapshotIndex {
+        /// The real index when it was copied (nil: there was none). The copy is used only while
+        /// the real index is still this one.
+        var base: FileStamp?
+        /// Every path a prestage pass staged into the copy.
+        var prestaged: Set<RepoPath> = []
+    }
 
     /// The repairs made since the last call (stale locks removed), for the journal.
     public func takeRecoveries() -> [String] { repairs.take() }
@@ -109,15 +125,19 @@ public actor Committer {
         let tree = try await git.run(["hash-object", "-t", "tree", "--stdin"], input: [], readOnly: true)
         emptyTree = tree.text
         var configuration: [GitArgument] = []
+        var snapshot: [GitArgument] = []
         if options.fsync {
             configuration += ["-c", "core.fsync=all", "-c", "core.fsyncMethod=batch"]
+            snapshot += ["-c", "core.fsync=objects,derived-metadata", "-c", "core.fsyncMethod=batch"]
         }
         let indexSize = (try? Syscall.lstat(indexFile).st_size) ?? 0
         if options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024) {
             configuration += ["-c", "core.splitIndex=true"]
+            splitIndexInUse = true
             log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
         }
         writeConfiguration = configuration
+        snapshotConfiguration = snapshot
     }
 
     /// Commits the batch, or says why it has to wait. Throws on failures that need attention
@@ -125,6 +145,7 @@ public actor Committer {
     public func commit(_ request: CommitRequest) async throws -> CommitOutcome {
         defer {
             prestaged = [:]
+            snapshotIndex = nil
             try? Syscall.unlink(prestageIndex)
         }
         let outcome: CommitOutcome
@@ -204,8 +225,17 @@ public actor Committer {
             } else {
                 useScratch = false
             }
-            let environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
-            if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
+            // The snapshot index: the copy the prestage staged into, still a copy of the real
+            // index as it is now, and holding no path this batch does not stage.
+            let snapshot = attempts == 1 && !useScratch ? usableSnapshotIndex(staging) : nil
+            let environment: [String: String]
+            if let snapshot {
+                environment = ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]
+                if try await !stageSnapshot(staging, snapshot: snapshot, environment: environment) { return stopCheck("staging") ?? .unchanged }
+            } else {
+                environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
+                if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
+            }
             // The snapshot is taken: the index holds the batch, and nothing after this reads the
             // working tree (write-tree reads the index). Writers may go on while the tree and the
             // commit are written and the branch moves (their changes are the next batch's). Not
@@ -218,6 +248,7 @@ public actor Committer {
             if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
             if tree == (head?.tree ?? emptyTree) {
+                if let snapshot { try await install(snapshot, paths: staging) }
                 if !useScratch { recordIndex() }
                 return .unchanged
             }
@@ -296,6 +327,7 @@ public actor Committer {
                 log.info("HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now", metadata: ["batch": "\(request.batch)"])
             }
             if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(landed) } }
+            if let snapshot { try await install(snapshot, paths: staging) }
             if useScratch {
                 // The real index takes the committed entries for the batch's paths; the person's
                 // staged changes to other paths stay staged.
@@ -324,23 +356,35 @@ public actor Committer {
         }
     }
 
-    /// Writes the blobs of a large batch before the caller takes the sync lock, so that writers
-    /// wait only for what changed since: the batch's files are staged into a throwaway index
-    /// (`index.prestage`, never the real one: a person's `git commit` meanwhile must not pick
-    /// them up) through the pack writer. Under the lock, `commit` stages into the real index as
-    /// always; git re-hashes each changed file but writes only objects it does not have, so the
-    /// pack write and its fsync are done by then. Only the objects are kept: the throwaway
-    /// index's stat data, taken while writers write, is never trusted (an earlier version that
-    /// put a copy of the index in place lost same-second rewrites). Best effort: a file git
-    /// cannot read here, or any failure, is left to the staging under the lock, which reports it.
+    /// Prepares the batch's snapshot index before the caller takes the sync lock, so that
+    /// writers wait only for what changed since:
+    ///
+    /// - the real index is copied to `index.prestage`, keeping its times (git's racy-entry check
+    ///   compares entries with the index file's time);
+    /// - a large batch's files are staged into the copy through the pack writer, in up to
+    ///   `prestagePasses` passes (each writes again what changed during the one before).
+    ///
+    /// Each file is stamped (inode, size, nanosecond times) before git reads it. Under the lock
+    /// (`stageSnapshot`), a file that still has its stamp is not read again: git's entry for it
+    /// was made from this very version. Only a stamp taken after the file's last change had
+    /// settled counts (`FileStamp.isSettled`): a write in the same clock tick as the stamp could
+    /// leave the times unchanged. Every other path is staged under the lock, its prestaged entry
+    /// removed first, so no stat data git took while writers wrote is ever trusted. After the
+    /// commit the copy replaces the real index (`install`), when nobody changed the real one.
+    ///
+    /// Best effort: with a split index, the copy is not made and the prestage only writes
+    /// objects into a throwaway index; a file git cannot read here is left to the staging
+    /// under the lock, which reports it.
     public func prestage(_ request: CommitRequest) async {
         prestaged = [:]
+        snapshotIndex = nil
         guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
         try? Syscall.unlink(prestageIndex)
+        if !splitIndexInUse { snapshotIndex = copySnapshotIndex() }
         guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
         // A writer that keeps rewriting the batch's files makes the first pass stale at once:
         // further passes write what changed during the one before, until too little is left
-        // for a pack (what then remains is written under the lock, loose).
+        // for a pack (what then remains is staged under the lock).
         var todo = paths
         for pass in 1...Self.prestagePasses {
             await prestagePass(todo)
@@ -356,9 +400,29 @@ public actor Committer {
     /// At most this many prestage passes (see `prestage`).
     static let prestagePasses = 3
 
-    /// Stages the regular files among `paths` into the throwaway index, each chunk through the
-    /// pack writer; a chunk that fails (a file gone or unreadable) ends the pass.
+    /// The real index copied to `index.prestage` with its times, and its stamp; nil when it
+    /// changed during the copy or cannot be copied (the batch is then staged into the real index).
+    private func copySnapshotIndex() -> SnapshotIndex? {
+        let before = FileStamp(indexFile)
+        if before != nil {
+            do {
+                try Self.copyKeepingTimes(indexFile, to: prestageIndex)
+            } catch {
+                try? Syscall.unlink(prestageIndex)
+                return nil
+            }
+        }
+        guard FileStamp(indexFile) == before else {
+            try? Syscall.unlink(prestageIndex)
+            return nil
+        }
+        return SnapshotIndex(base: before)
+    }
+
+    /// Stages the regular files among `paths` into `index.prestage`, each chunk through the pack
+    /// writer; a chunk that fails (a file gone or unreadable) ends the pass.
     private func prestagePass(_ paths: [RepoPath]) async {
+        let stampedAt = WallClock.nanoseconds()
         var stamps: [RepoPath: FileStamp] = [:]
         for path in paths {
             if let stamp = FileStamp(repository.absolute(path)) { stamps[path] = stamp }
@@ -371,22 +435,118 @@ public actor Committer {
             var input: [UInt8] = []
             for path in files[start..<end] { input += path.bytes + [0] }
             guard let result = try? await git.run(
-                writeConfiguration + Self.packWriter + ["update-index", "--add", "--replace", "-z", "--stdin"],
+                snapshotConfiguration + Self.packWriter + ["update-index", "--add", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]),
                 result.exitCode == 0
             else { return }
             packRunsSinceRepack += 1
-            for path in files[start..<end] { prestaged[path] = stamps[path] }
+            for path in files[start..<end] {
+                snapshotIndex?.prestaged.insert(path)
+                if let stamp = stamps[path], stamp.isSettled(at: stampedAt) {
+                    prestaged[path] = stamp
+                } else {
+                    prestaged[path] = nil
+                }
+            }
             start = end
         }
     }
 
-    /// Stages `paths` for the snapshot into the real index, whose entries were all recorded
-    /// under the lock: no stat data taken outside it is ever trusted (git compares file times to
-    /// the second, so a file rewritten in the same second with the same size after the prestage
-    /// read it would look unchanged). After a prestage, the files unchanged since are staged in a
-    /// run of their own (git re-hashes them but writes nothing: their blobs exist), and the rest
-    /// through the pack writer when there are `packThreshold` of them, loose otherwise.
+    /// The snapshot index when the batch can be staged into it: the real index is still the
+    /// one copied (a person's `git add` meanwhile would be lost otherwise), and every path a
+    /// prestage pass staged is one this batch stages (one that became ignored, say, must not
+    /// be committed from the copy).
+    private func usableSnapshotIndex(_ staging: [RepoPath]) -> SnapshotIndex? {
+        guard let snapshot = snapshotIndex, snapshot.base == FileStamp(indexFile) else { return nil }
+        if !snapshot.prestaged.isEmpty, !snapshot.prestaged.isSubset(of: Set(staging)) { return nil }
+        return snapshot
+    }
+
+    /// Stages the batch into the snapshot index under the lock. Files with the stamp they had
+    /// when the prestage staged them are not read again; every other prestaged entry is removed
+    /// first (its stat data was taken while writers wrote, and a same-second rewrite of the
+    /// same size would look unchanged to git), then the rest is staged as usual. The index is
+    /// not fsynced here: `install` does that before it replaces the real one.
+    private func stageSnapshot(_ paths: [RepoPath], snapshot: SnapshotIndex, environment: [String: String]) async throws -> Bool {
+        var unwritten: [RepoPath] = []
+        var kept: Set<RepoPath> = []
+        for path in paths {
+            if let stamp = prestaged[path], stamp == FileStamp(repository.absolute(path)) {
+                kept.insert(path)
+            } else {
+                unwritten.append(path)
+            }
+        }
+        let stale = snapshot.prestaged.subtracting(kept).sorted()
+        if !stale.isEmpty {
+            var input: [UInt8] = []
+            for path in stale { input += path.bytes + [0] }
+            _ = try await git.run(
+                snapshotConfiguration + ["update-index", "--force-remove", "-z", "--stdin"], input: input, environment: environment)
+        }
+        return try await stage(
+            unwritten, environment: environment, pack: unwritten.count >= options.packThreshold, configuration: snapshotConfiguration)
+    }
+
+    /// After the commit: the snapshot index becomes the real index, fsynced first, under git's
+    /// own lock (`index.lock`), when the real index is still the one copied. Otherwise (a
+    /// person's git changed it, or holds its lock) only the batch's entries are written into
+    /// the real index, without stat data (git re-reads those files when it next looks), so
+    /// what anybody else staged meanwhile stays.
+    private func install(_ snapshot: SnapshotIndex, paths: [RepoPath]) async throws {
+        let lockFile = indexFile + Array(".lock".utf8)
+        if let lock = try? Syscall.open(lockFile, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644) {
+            Syscall.close(lock)
+            defer { try? Syscall.unlink(lockFile) }
+            if FileStamp(indexFile) == snapshot.base {
+                try durable { () throws(SyscallError) in
+                    if options.fsync { try Syscall.fsyncFile(prestageIndex) }
+                    try Syscall.rename(prestageIndex, to: indexFile)
+                }
+                return
+            }
+        }
+        log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
+        let listed = try await git.run(
+            ["ls-files", "--stage", "-z", "--full-name"], readOnly: true, environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)])
+        let batch = Set(paths)
+        var entries: [RepoPath: [UInt8]] = [:]
+        for record in listed.nulSeparatedFields {
+            guard let tab = record.firstIndex(of: UInt8(ascii: "\t")) else { continue }
+            let path = RepoPath(bytes: Array(record[(tab + 1)...]))
+            guard batch.contains(path) else { continue }
+            // "MODE OID STAGE\tPATH" → "MODE OID\tPATH"
+            let fields = record[..<tab].split(separator: UInt8(ascii: " "))
+            guard fields.count == 3 else { continue }
+            var line = Array(fields[0])
+            line.append(UInt8(ascii: " "))
+            line += fields[1]
+            line.append(UInt8(ascii: "\t"))
+            entries[path] = line + path.bytes
+        }
+        // Mode 0 removes the entry: the batch deleted the path.
+        let removal = Array("0 \(String(repeating: "0", count: emptyTree.count))\t".utf8)
+        var input: [UInt8] = []
+        for path in paths {
+            input += entries[path] ?? (removal + path.bytes)
+            input.append(0)
+        }
+        let result = try await git.run(writeConfiguration + ["update-index", "-z", "--index-info"], input: input, acceptedExitCodes: [0, 128])
+        if result.exitCode != 0 {
+            // The commit stands; the batch is retried, finds its tree committed, and writes the
+            // index then (a person's git holding index.lock is waited for, as always).
+            throw SyncError(
+                .git,
+                "the batch is committed, but the index of \(repository.workTreeDisplay) could not be updated to it: "
+                    + (result.standardError.split(separator: "\n").first.map(String.init) ?? "exit \(result.exitCode)")
+                    + "; syncd retries (if another git command holds .git/index.lock, it waits for it)")
+        }
+    }
+
+    /// Stages `paths` into the real (or the scratch) index, whose entries were all recorded
+    /// under the lock. After a prestage, the files unchanged since are staged in a run of their
+    /// own (git re-reads them but writes nothing: their blobs exist), and the rest through the
+    /// pack writer when there are `packThreshold` of them, loose otherwise.
     private func stageSplit(_ paths: [RepoPath], environment: [String: String]) async throws -> Bool {
         guard !prestaged.isEmpty else { return try await stage(paths, environment: environment, pack: paths.count >= options.packThreshold) }
         var written: [RepoPath] = []
@@ -672,26 +832,28 @@ public actor Committer {
     /// fsynced once either way.
     static let packWriter: [GitArgument] = ["-c", "core.bigFileThreshold=1", "-c", "core.fsyncMethod=fsync"]
 
-    private func stage(_ paths: [RepoPath], environment: [String: String], pack: Bool, stoppable: Bool = true) async throws -> Bool {
+    private func stage(
+        _ paths: [RepoPath], environment: [String: String], pack: Bool, stoppable: Bool = true, configuration: [GitArgument]? = nil
+    ) async throws -> Bool {
         if pack, !paths.isEmpty { packRunsSinceRepack += (paths.count + options.stagingChunk - 1) / max(1, options.stagingChunk) }
         var start = 0
         while start < paths.count {
             if stoppable, options.stop.isSet { return false }
             let end = min(paths.count, start + max(1, options.stagingChunk))
-            try await stageChunk(Array(paths[start..<end]), environment: environment, pack: pack)
+            try await stageChunk(Array(paths[start..<end]), environment: environment, pack: pack, configuration: configuration ?? writeConfiguration)
             start = end
         }
         return true
     }
 
-    private func stageChunk(_ paths: [RepoPath], environment: [String: String], pack: Bool) async throws {
+    private func stageChunk(_ paths: [RepoPath], environment: [String: String], pack: Bool, configuration: [GitArgument]) async throws {
         var remaining = paths
         // Each round either succeeds or drops the one path git named, so this ends.
         while !remaining.isEmpty {
             var input: [UInt8] = []
             for path in remaining { input += path.bytes + [0] }
             let result = try await git.run(
-                writeConfiguration + (pack ? Self.packWriter : []) + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
+                configuration + (pack ? Self.packWriter : []) + ["update-index", "--add", "--remove", "--replace", "-z", "--stdin"],
                 input: input, acceptedExitCodes: [0, 128], environment: environment)
             if result.exitCode == 0 { return }
             if let name = Self.changedWhileRead(result.standardError) {
@@ -836,19 +998,40 @@ public actor Committer {
 
 /// Identity of a file's current version (inode, size, modification and change times): any write
 /// changes the change time.
-struct FileStamp: Equatable {
-    var inode: UInt
-    var size: Int
-    var modified: Int
-    var changed: Int
+package struct FileStamp: Equatable {
+    package var inode: UInt
+    package var size: Int
+    package var modified: Int
+    package var changed: Int
 
-    init?(_ path: [UInt8]) {
+    package init(inode: UInt, size: Int, modified: Int, changed: Int) {
+        self.inode = inode
+        self.size = size
+        self.modified = modified
+        self.changed = changed
+    }
+
+    package init?(_ path: [UInt8]) {
         guard let info = try? Syscall.lstat(path), info.st_mode & S_IFMT == S_IFREG else { return nil }
         inode = UInt(info.st_ino)
         size = Int(info.st_size)
         modified = info.st_mtim.tv_sec * 1_000_000_000 + info.st_mtim.tv_nsec
         changed = info.st_ctim.tv_sec * 1_000_000_000 + info.st_ctim.tv_nsec
     }
+
+    /// Whether a stamp taken at `stampedAt` (wall clock, nanoseconds) tells every later write
+    /// apart: the file's times are older than the stamp by more than the file system's clock
+    /// tick, so a write after it gets newer times. Linux stamps files with a clock that advances
+    /// once per tick (up to 10 ms); a file system whose times have no nanoseconds (whole
+    /// seconds, or two for FAT) needs its last change that much older.
+    package func isSettled(at stampedAt: Int) -> Bool {
+        let wholeSeconds = modified % 1_000_000_000 == 0 && changed % 1_000_000_000 == 0
+        let margin = wholeSeconds ? 2_000_000_000 : Self.settleMargin
+        return max(modified, changed) < stampedAt - margin
+    }
+
+    /// 20 ms: two ticks at the lowest tick rate Linux has (100 Hz).
+    package static let settleMargin = 20_000_000
 }
 
 

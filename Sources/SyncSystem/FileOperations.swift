@@ -8,6 +8,13 @@ extension Syscall {
         _ = try retrying("fsync", path: display(path)) { Glibc.fsync(fd) }
     }
 
+    /// fsync(2) of a regular file by path, so its contents survive power loss.
+    public static func fsyncFile(_ path: [UInt8]) throws(SyscallError) {
+        let fd = try open(path, flags: O_RDONLY | O_NOFOLLOW)
+        defer { close(fd) }
+        try fsync(fd, path: path)
+    }
+
     /// fsync(2) of a directory, so a rename or a new entry in it survives power loss.
     public static func fsyncDirectory(_ path: [UInt8]) throws(SyscallError) {
         let fd = try open(path, flags: O_RDONLY | O_DIRECTORY)
@@ -321,6 +328,12 @@ public enum WallClock {
         var value = timespec()
         clock_gettime(CLOCK_REALTIME, &value)
         return value
+    }
+
+    /// Nanoseconds since the epoch (the unit of file times in `stat`).
+    public static func nanoseconds() -> Int {
+        let value = now()
+        return value.tv_sec * 1_000_000_000 + value.tv_nsec
     }
 
     /// Seconds since the epoch of a `YYYY-MM-DDTHH:MM:SS[.fff]Z` time (the form syncd writes).

@@ -77,7 +77,7 @@ struct PackStagingTests {
         // Three files change after the prestage and before the lock.
         for index in [3, 40, 499] { try Files.write(fixture.file("burst/f\(index).txt"), "changed \(index)\n") }
         let loose = Self.looseObjects(fixture)
-        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        guard case .committed(let summary) = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
         #expect(summary.files.count == 500)
         // No second pack: 497 blobs were there already; the 3 changed ones, the trees and the commit are loose.
         #expect(Self.packs(fixture) == 1)
@@ -100,7 +100,7 @@ struct PackStagingTests {
         // A person stages their own change after the prestage copied the index.
         try Files.write(fixture.file("mine.txt"), "v2 staged by a person\n")
         try await fixture.run(["add", "mine.txt"])
-        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        guard case .committed(let summary) = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
         #expect(summary.files.count == 200)
         #expect(try await fixture.run(["show", "HEAD:mine.txt"]) == "v1\n")
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "mine.txt\n")
@@ -117,7 +117,7 @@ struct PackStagingTests {
         await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
         try Files.write(fixture.path + "/.git/index.lock", "")
         // The commit waits for the lock (a deferral), and never replaces the index under it.
-        if case .committed = try await workspace.commit(paths) { throw TestFailure("committed while index.lock was held") }
+        if case .committed = try await workspace.commit(paths, prestage: false) { throw TestFailure("committed while index.lock was held") }
         #expect(Syscall.exists(Array((fixture.path + "/.git/index.lock").utf8)))
         try Syscall.unlink(Array((fixture.path + "/.git/index.lock").utf8))
         guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed after the lock went") }
@@ -188,6 +188,90 @@ struct PackStagingTests {
         return now.tv_sec
     }
 
+    /// Sets a file's modification time an hour back (its change time becomes now).
+    static func age(_ path: String) throws {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let old = timespec(tv_sec: now.tv_sec - 3600, tv_nsec: 0)
+        let times = [old, old]
+        guard utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW) == 0 else { throw TestFailure("utimensat \(path): errno \(errno)") }
+    }
+
+    /// Waits (bounded) until every one of `paths` was last changed longer ago than the settle margin.
+    static func settled(_ paths: [String]) async throws {
+        let newest = paths.compactMap { FileStamp(Array($0.utf8)) }.map { max($0.modified, $0.changed) }.max() ?? 0
+        try await waitUntil(.seconds(3), interval: .milliseconds(5), "the files' times to settle") {
+            WallClock.nanoseconds() > newest + 2 * FileStamp.settleMargin
+        }
+    }
+
+    @Test("under the lock, git reads only the files changed since the prestage: the others' entries come from the snapshot index (a clean filter counts the reads)")
+    func snapshotReadsOnlyChanged() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        let log = fixture.path + "/.git/filter-reads"
+        try Files.write(fixture.file(".gitattributes"), "burst/* filter=count\n")
+        try await fixture.run(["config", "filter.count.clean", GitArgument("sh -c 'printf \"%s\\n\" \"$0\" >> \(log); cat' %f")])
+        let paths = try Self.files(fixture, count: 100, tag: "settled")
+        for path in paths { try Self.age(fixture.file(path)) }
+        try await Self.settled(paths.map(fixture.file))
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
+        #expect(await workspace.committer.prestagedCount == 100)
+        for index in [3, 40, 99] { try Files.write(fixture.file("burst/f\(index).txt"), "changed after the prestage \(index)\n") }
+        try Files.write(log, "")
+        guard case .committed(let summary) = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 100)
+        let read = Set(try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init))
+        #expect(read == ["burst/f3.txt", "burst/f40.txt", "burst/f99.txt"])
+        #expect(try await fixture.run(["show", "HEAD:burst/f40.txt"]) == "changed after the prestage 40\n")
+        #expect(try await fixture.run(["show", "HEAD:burst/f41.txt"]) == "settled 41\n")
+        // The snapshot index became the real one: it matches HEAD and the working tree.
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+        #expect(try await fixture.run(["status", "--porcelain"]) == "?? .gitattributes\n")
+        try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("a person's git add after the lock is released and before the branch moves stays staged: the batch's entries are written into their index instead of replacing it")
+    func installKeepsLateStaging() async throws {
+        let fixture = try await GitFixture()
+        let person: @Sendable (Int) async throws -> Void = { _ in
+            try Files.write(fixture.file("person.txt"), "staged by a person\n")
+            _ = try await fixture.git.run(["add", "person.txt"])
+        }
+        try Files.write(fixture.file("gone.txt"), "to be deleted\n")
+        try await fixture.run(["add", "gone.txt"])
+        try await fixture.run(["commit", "-qm", "seed"])
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person)
+        defer { workspace.remove() }
+        try FileManager.default.removeItem(atPath: fixture.file("gone.txt"))
+        try Files.write(fixture.file("a.txt"), "batch a\n")
+        try Files.write(fixture.file("b.txt"), "batch b\n")
+        let outcome = try await workspace.commit(["a.txt", "b.txt", "gone.txt"])
+        guard case .committed(let summary) = outcome else { throw TestFailure("not committed: \(outcome)") }
+        #expect(Set(summary.files.map(\.path)) == [RepoPath("a.txt"), RepoPath("b.txt"), RepoPath("gone.txt")])
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "person.txt\n")
+        #expect(try await fixture.run(["show", ":person.txt"]) == "staged by a person\n")
+        #expect(try await fixture.run(["rev-parse", ":a.txt"]) == (try await fixture.run(["rev-parse", "HEAD:a.txt"])))
+        #expect(try await fixture.run(["status", "--porcelain"]) == "A  person.txt\n")
+        try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("a prestage stamp is trusted only when the file's last change is older than the stamp by the settle margin (whole-second times: two seconds)")
+    func stampSettles() {
+        let at = 1_000_000_000_000_000_000
+        let fresh = FileStamp(inode: 1, size: 1, modified: at - 5_000_000, changed: at - 5_000_000)
+        let settled = FileStamp(inode: 1, size: 1, modified: at - 30_000_000, changed: at - 25_000_000)
+        let changedLate = FileStamp(inode: 1, size: 1, modified: at - 3_000_000_000, changed: at - 1_000)
+        let wholeSeconds = FileStamp(inode: 1, size: 1, modified: at - 1_000_000_000, changed: at - 1_000_000_000)
+        let wholeSecondsOld = FileStamp(inode: 1, size: 1, modified: at - 3_000_000_000, changed: at - 3_000_000_000)
+        #expect(!fresh.isSettled(at: at))
+        #expect(settled.isSettled(at: at))
+        #expect(!changedLate.isSettled(at: at))
+        #expect(!wholeSeconds.isSettled(at: at))
+        #expect(wholeSecondsOld.isSettled(at: at))
+    }
+
     @Test("a same-size rewrite in the second the files were staged is committed after a prestage (git compares times to the second; no stat data from outside the lock is trusted)")
     func prestageSameSecondRewrite() async throws {
         var workspace = try await CommitterTests.Workspace()
@@ -200,7 +284,7 @@ struct PackStagingTests {
         for index in 0..<100 { try Files.write(fixture.file("burst/f\(index).txt"), "BBBB \(index)\n") }
         try await Self.after(second: second)
         await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
-        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        guard case .committed = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
         for index in [0, 50, 99] {
             #expect(try await fixture.run(["show", GitArgument("HEAD:burst/f\(index).txt")]) == "BBBB \(index)\n")
         }
