@@ -9,10 +9,13 @@ import SyncSystem
 /// 1. defer while a foreign git operation runs (see `GitDirectoryState`);
 /// 2. re-check every path (events are hints): lstat it, expand directories with `git ls-files`,
 ///    drop untracked ignored files with `git check-ignore`;
-/// 3. stage exactly those paths with `git update-index --add --remove --replace`;
+/// 3. stage exactly those paths with `git update-index --add --remove --replace`, into the
+///    snapshot index (a copy of the real one that `prestage` made and filled before the lock;
+///    see `prestage`), or into the real index when there is no usable copy;
 /// 4. `write-tree`; a tree equal to HEAD's means nothing changed and no commit is made;
 /// 5. `commit-tree`, then move the branch with a compare-and-swap (`update-ref REF NEW OLD`). If a
-///    person committed meanwhile the swap fails and the batch is redone on top of their commit.
+///    person committed meanwhile the swap fails and the batch is redone on top of their commit;
+/// 6. the snapshot index replaces the real one (`install`).
 ///
 /// The index ends equal to the new HEAD for the batch's paths. When a person has staged changes to
 /// other paths, the commit is built in a scratch index instead, so their staged work stays staged
