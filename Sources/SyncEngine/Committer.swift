@@ -149,7 +149,7 @@ public actor Committer {
         defer {
             prestaged = [:]
             snapshotIndex = nil
-            try? Syscall.unlink(prestageIndex)
+            Self.removePrivateIndex(prestageIndex)
         }
         let outcome: CommitOutcome
         do {
@@ -382,7 +382,7 @@ public actor Committer {
         prestaged = [:]
         snapshotIndex = nil
         guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
-        try? Syscall.unlink(prestageIndex)
+        Self.removePrivateIndex(prestageIndex)
         if !splitIndexInUse { snapshotIndex = copySnapshotIndex() }
         guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
         // A writer that keeps rewriting the batch's files makes the first pass stale at once:
@@ -771,7 +771,16 @@ public actor Committer {
         return .staged(staged)
     }
 
+    /// Removes one of syncd's own index files and its lock: a git killed while it wrote one
+    /// (`kill -9` of syncd's process group) leaves `NAME.lock`, and git would refuse that index
+    /// ever after. No other program uses these files, and one syncd runs per workspace.
+    static func removePrivateIndex(_ path: [UInt8]) {
+        try? Syscall.unlink(path)
+        try? Syscall.unlink(path + Array(".lock".utf8))
+    }
+
     private func prepareScratchIndex() throws {
+        try? Syscall.unlink(scratchIndex + Array(".lock".utf8))
         do {
             try Self.copyKeepingTimes(indexFile, to: scratchIndex)
         } catch {

@@ -257,6 +257,25 @@ struct PackStagingTests {
         try await fixture.run(["fsck", "--full", "--strict"])
     }
 
+    @Test("a lock left on syncd's own index copies by a git killed mid-write (kill -9) does not stop later batches")
+    func staleCopyLocksRemoved() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        try Files.write(fixture.path + "/.git/syncd/index.prestage.lock", "")
+        try Files.write(fixture.path + "/.git/syncd/index.next.lock", "")
+        let paths = try Self.files(fixture, count: 100, tag: "after a kill")
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 100)
+        // The scratch index (a person's staged change elsewhere) too.
+        try Files.write(fixture.path + "/.git/syncd/index.next.lock", "")
+        try Files.write(fixture.file("mine.txt"), "staged\n")
+        try await fixture.run(["add", "mine.txt"])
+        try Files.write(fixture.file("burst/f1.txt"), "again\n")
+        guard case .committed = try await workspace.commit(["burst/f1.txt"]) else { throw TestFailure("scratch batch not committed") }
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "mine.txt\n")
+    }
+
     @Test("a prestage stamp is trusted only when the file's last change is older than the stamp by the settle margin (whole-second times: two seconds)")
     func stampSettles() {
         let at = 1_000_000_000_000_000_000
