@@ -487,8 +487,66 @@ public actor Committer {
             _ = try await git.run(
                 snapshotConfiguration + ["update-index", "--force-remove", "-z", "--stdin"], input: input, environment: environment)
         }
-        return try await stage(
+        dropped = []
+        let staged = try await stage(
             unwritten, environment: environment, pack: unwritten.count >= options.packThreshold, configuration: snapshotConfiguration)
+        // A removed entry whose file git then could not read (left out of the batch) gets the
+        // real index's entry back: leaving a file out must not delete it from the commit.
+        let lost = Set(stale).intersection(dropped)
+        if !lost.isEmpty {
+            let entries = try await indexEntries(of: lost, environment: [:])
+            try await writeEntries(lost.sorted(), entries, configuration: snapshotConfiguration, environment: environment)
+        }
+        return staged
+    }
+
+    /// Paths the last staging run left out (git could not read them, or they changed while read).
+    private var dropped: Set<RepoPath> = []
+
+    /// The entries an index (`environment`'s GIT_INDEX_FILE, or the real one) has for `paths`,
+    /// as `update-index --index-info` lines ("MODE OID\tPATH").
+    private func indexEntries(of paths: Set<RepoPath>, environment: [String: String]) async throws -> [RepoPath: [UInt8]] {
+        var arguments: [GitArgument] = ["ls-files", "--stage", "-z", "--full-name"]
+        if paths.count <= 1000 {
+            arguments += ["--"] + paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
+        }
+        let listed = try await git.run(arguments, readOnly: true, environment: environment)
+        var entries: [RepoPath: [UInt8]] = [:]
+        for record in listed.nulSeparatedFields {
+            guard let tab = record.firstIndex(of: UInt8(ascii: "\t")) else { continue }
+            let path = RepoPath(bytes: Array(record[(tab + 1)...]))
+            guard paths.contains(path) else { continue }
+            // "MODE OID STAGE\tPATH" → "MODE OID\tPATH"
+            let fields = record[..<tab].split(separator: UInt8(ascii: " "))
+            guard fields.count == 3 else { continue }
+            var line = Array(fields[0])
+            line.append(UInt8(ascii: " "))
+            line += fields[1]
+            line.append(UInt8(ascii: "\t"))
+            entries[path] = line + path.bytes
+        }
+        return entries
+    }
+
+    /// Writes `entries` for `paths` into an index with `update-index --index-info`, without stat
+    /// data (git reads those files again when it next looks); a path with no entry is removed.
+    private func writeEntries(
+        _ paths: [RepoPath], _ entries: [RepoPath: [UInt8]], configuration: [GitArgument], environment: [String: String]
+    ) async throws {
+        let removal = Array("0 \(String(repeating: "0", count: emptyTree.count))\t".utf8)
+        var input: [UInt8] = []
+        for path in paths {
+            input += entries[path] ?? (removal + path.bytes)
+            input.append(0)
+        }
+        let result = try await git.run(
+            configuration + ["update-index", "-z", "--index-info"], input: input, acceptedExitCodes: [0, 128], environment: environment)
+        if result.exitCode != 0 {
+            throw SyncError(
+                .git,
+                "git update-index --index-info failed in \(repository.workTreeDisplay): "
+                    + (result.standardError.split(separator: "\n").first.map(String.init) ?? "exit \(result.exitCode)"))
+        }
     }
 
     /// After the commit: the snapshot index becomes the real index, fsynced first, under git's
@@ -510,39 +568,16 @@ public actor Committer {
             }
         }
         log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
-        let listed = try await git.run(
-            ["ls-files", "--stage", "-z", "--full-name"], readOnly: true, environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)])
-        let batch = Set(paths)
-        var entries: [RepoPath: [UInt8]] = [:]
-        for record in listed.nulSeparatedFields {
-            guard let tab = record.firstIndex(of: UInt8(ascii: "\t")) else { continue }
-            let path = RepoPath(bytes: Array(record[(tab + 1)...]))
-            guard batch.contains(path) else { continue }
-            // "MODE OID STAGE\tPATH" → "MODE OID\tPATH"
-            let fields = record[..<tab].split(separator: UInt8(ascii: " "))
-            guard fields.count == 3 else { continue }
-            var line = Array(fields[0])
-            line.append(UInt8(ascii: " "))
-            line += fields[1]
-            line.append(UInt8(ascii: "\t"))
-            entries[path] = line + path.bytes
-        }
-        // Mode 0 removes the entry: the batch deleted the path.
-        let removal = Array("0 \(String(repeating: "0", count: emptyTree.count))\t".utf8)
-        var input: [UInt8] = []
-        for path in paths {
-            input += entries[path] ?? (removal + path.bytes)
-            input.append(0)
-        }
-        let result = try await git.run(writeConfiguration + ["update-index", "-z", "--index-info"], input: input, acceptedExitCodes: [0, 128])
-        if result.exitCode != 0 {
+        let entries = try await indexEntries(of: Set(paths), environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)])
+        do {
+            try await writeEntries(paths, entries, configuration: writeConfiguration, environment: [:])
+        } catch {
             // The commit stands; the batch is retried, finds its tree committed, and writes the
             // index then (a person's git holding index.lock is waited for, as always).
             throw SyncError(
                 .git,
-                "the batch is committed, but the index of \(repository.workTreeDisplay) could not be updated to it: "
-                    + (result.standardError.split(separator: "\n").first.map(String.init) ?? "exit \(result.exitCode)")
-                    + "; syncd retries (if another git command holds .git/index.lock, it waits for it)")
+                "the batch is committed, but the index of \(repository.workTreeDisplay) could not be updated to it; "
+                    + "syncd retries (if another git command holds .git/index.lock, it waits for it)", cause: error)
         }
     }
 
@@ -873,6 +908,7 @@ public actor Committer {
                 // after git's fstat, so after this batch's fence: its event is queued for the next
                 // batch, which commits the file as it ends up. Not a failure, and not unreadable.
                 let before = remaining.count
+                for path in remaining where path.description == name { dropped.insert(path) }
                 remaining.removeAll { $0.description == name }
                 if remaining.count < before {
                     log.debug("\(name) changed while git read it; it is committed with the next batch")
@@ -889,6 +925,7 @@ public actor Committer {
             let dropped = remaining.filter { $0.description == name }
             remaining.removeAll { $0.description == name }
             for path in dropped {
+                self.dropped.insert(path)
                 unreadableThisAttempt.insert(path)
                 if findings.unreadable.updateValue(why, forKey: path) == nil {
                     log.warning("""

@@ -232,6 +232,38 @@ struct PackStagingTests {
         try await fixture.run(["fsck", "--full", "--strict"])
     }
 
+    @Test("a prestaged file changed since and then unreadable under the lock keeps its committed version: it is left out of the batch, not deleted from the commit")
+    func staleUnreadableKeepsEntry() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        let fixture = workspace.fixture
+        let marker = fixture.path + "/.git/refuse"
+        try Files.write(fixture.file(".gitattributes"), "burst/* filter=picky\n")
+        try await fixture.run(["config", "filter.picky.clean", GitArgument("sh -c 'if [ -e \(marker) ] && [ \"$0\" = burst/f5.txt ]; then exit 1; fi; cat' %f")])
+        try await fixture.run(["config", "filter.picky.required", "true"])
+        let paths = try Self.files(fixture, count: 100, tag: "v1")
+        guard case .committed = try await workspace.commit(paths, prestage: false) else { throw TestFailure("seed not committed") }
+        for index in 0..<100 { try Files.write(fixture.file("burst/f\(index).txt"), "v2 \(index)\n") }
+        for path in paths { try Self.age(fixture.file(path)) }
+        try await Self.settled(paths.map(fixture.file))
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 2, trigger: "test"))
+        #expect(await workspace.committer.prestagedCount == 100)
+        // f5 changes again, and its clean filter fails from now on.
+        try Files.write(fixture.file("burst/f5.txt"), "v3 5\n")
+        try Files.write(marker, "")
+        let outcome = try await workspace.commit(paths, prestage: false)
+        guard case .committed(let summary) = outcome else { throw TestFailure("not committed: \(outcome)") }
+        #expect(summary.files.count == 99)
+        #expect(try await fixture.run(["show", "HEAD:burst/f5.txt"]) == "v1 5\n")
+        #expect(try await fixture.run(["show", "HEAD:burst/f6.txt"]) == "v2 6\n")
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+        // Once the filter works again, the file's next change is committed.
+        try FileManager.default.removeItem(atPath: marker)
+        try Files.write(fixture.file("burst/f5.txt"), "v4 5\n")
+        guard case .committed = try await workspace.commit(["burst/f5.txt"]) else { throw TestFailure("f5 not committed later") }
+        #expect(try await fixture.run(["show", "HEAD:burst/f5.txt"]) == "v4 5\n")
+    }
+
     @Test("a person's git add after the lock is released and before the branch moves stays staged: the batch's entries are written into their index instead of replacing it")
     func installKeepsLateStaging() async throws {
         let fixture = try await GitFixture()
