@@ -231,7 +231,7 @@ final class CommitStep {
 
     /// What stayed uncommitted, for a person: how many paths and the first few.
     private static func uncommitted(_ pending: PendingChanges) -> String {
-        let paths = pending.paths.sorted()
+        let paths = pending.namedPaths.sorted()
         return paths.isEmpty
             ? "the changes since the last commit" + (pending.fullScan ? " (a full scan was due)" : "")
             : "\(paths.count) path(s) (\(paths.prefix(5).map(\.description).joined(separator: ", "))\(paths.count > 5 ? ", …" : ""))"

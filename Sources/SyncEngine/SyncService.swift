@@ -495,7 +495,7 @@ public actor SyncService {
         defer { gitMonitor.stopCalls(at: nil) }
         drainChanges()
         if ready, batcher.hasPending, commits.breakerOpenUntil(at: clock.now) == nil, !inbox.halted, !gitMonitor.deadlinePassed {
-            log.info("stopping: committing \(pending.count) pending path(s) first")
+            log.info("stopping: committing \(pending.namedPaths.count) pending path(s) first")
             // Writers holding the sync lock are waited for (they finish their update), within
             // the stop's bound; then what is left is said, and committed at the next start.
             let deadline = clock.now.advanced(by: min(settings.stopTimeout, .seconds(30)))
@@ -506,7 +506,7 @@ public actor SyncService {
             }
             if batcher.hasPending, reporter.status.reasonCode == "writers-active" {
                 log.warning("""
-                    stopping with \(pending.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); \
+                    stopping with \(pending.namedPaths.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); \
                     nothing is lost, they are committed at the next start
                     """)
             }
