@@ -113,6 +113,54 @@ struct CoverageTests {
         #expect(try await syncd.stop() == .exited(0))
     }
 
+    /// Every directory under `root`, itself included, set to `mode`.
+    static func chmodDirectories(_ root: String, _ mode: mode_t) throws {
+        var directories = [root]
+        if let walker = FileManager.default.enumerator(atPath: root) {
+            for case let relative as String in walker {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: root + "/" + relative, isDirectory: &isDirectory), isDirectory.boolValue {
+                    directories.append(root + "/" + relative)
+                }
+            }
+        }
+        for directory in directories where chmod(directory, mode) != 0 { throw TestFailure("chmod \(directory): errno \(errno)") }
+    }
+
+    @Test(
+        "an object store syncd cannot write fails the batch (retried), not the file git was adding: once writable, the file is committed untouched",
+        .enabled(if: geteuid() == 0, "needs root to run syncd as another user"))
+    func unwritableObjectStoreFailsTheBatch() async throws {
+        let fixture = try await nobodysFixture()
+        defer { fixture.remove() }
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "200ms"], asUser: Self.nobody)
+        try await syncd.ready()
+        let objects = fixture.path + "/.git/objects"
+        try Self.chmodDirectories(objects, 0o555)
+        // One small file: below the pack threshold, so git writes a loose object and names the file.
+        try Files.write(fixture.file("small"), "small\n")
+        try await waitUntil(.seconds(15), "the batch failed naming .git/objects; stderr: \(syncd.process.stderr.suffix(800))") {
+            let state = syncd.state() ?? [:]
+            return state["phase"] as? String == "failing" && (state["last_error"] as? String ?? "").contains(objects)
+        }
+        let state = syncd.state() ?? [:]
+        #expect(Self.strings(state["unreadable_paths"]).isEmpty, "\(state)")
+        #expect(state["unreadable_files"] as? Int == 0, "\(state)")
+        #expect((state["last_error"] as? String ?? "").contains("fix the repository's permissions"), "\(state)")
+        #expect(!syncd.process.stderr.contains("git cannot stage small"), "\(syncd.process.stderr)")
+
+        // Fixed: the retry commits the file, which is not touched again.
+        try Self.chmodDirectories(objects, 0o755)
+        try await waitUntil(.seconds(30), "small committed once .git/objects is writable; stderr: \(syncd.process.stderr.suffix(800))") {
+            try await headFiles(fixture).contains("small")
+        }
+        try await waitUntil(.seconds(10), "nothing pending: \(syncd.state() ?? [:])") {
+            let state = syncd.state() ?? [:]
+            return state["pending_paths"] as? Int == 0 && state["phase"] as? String == "idle"
+        }
+        #expect(try await syncd.stop() == .exited(0))
+    }
+
     @Test("files inside a nested clone or a submodule: said once in the log, in status and in doctor")
     func nestedRepositoriesAreSaid() async throws {
         let fixture = try await GitFixture()

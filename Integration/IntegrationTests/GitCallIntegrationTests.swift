@@ -58,6 +58,48 @@ struct GitCallIntegrationTests {
         #expect(try await restarted.stop() == .exited(0))
     }
 
+    @Test("a second SIGTERM during the final commit: exit 1 with one line naming what stayed uncommitted and that the next start commits it; no 'batch failed' or fence message")
+    func secondSignalCancelsTheFinalCommit() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        // The clean filter keeps the final batch in flight until the second signal.
+        _ = try await fixture.git.run(["config", "filter.hang.clean", "echo $$ > .git/filter.pid; exec sleep 600"])
+        try Files.write(fixture.file(".gitattributes"), "*.hang filter=hang\n")
+        _ = try await fixture.run(["add", ".gitattributes"])
+        _ = try await fixture.run(["commit", "-q", "-m", "attributes"])
+        // No batch before the stop: the files are committed by the final batch.
+        let syncd = SyncdHarness(
+            fixture, ["--quiet-period", "1h", "--max-latency", "2h", "--remote", "none", "--stop-timeout", "2m"])
+        try await syncd.ready()
+        try Files.write(fixture.file("stuck.hang"), "x\n")
+        try Files.write(fixture.file("other.txt"), "y\n")
+        try await waitUntil(.seconds(30), "2 paths pending; state: \(String(describing: syncd.state()))") {
+            syncd.state()?["pending_paths"] as? Int == 2
+        }
+        syncd.process.signal(SIGTERM)
+        try await syncd.process.waitForStderr("stopping: committing 2 pending path(s) first")
+        let pidFile = fixture.path + "/.git/filter.pid"
+        try await waitUntil(.seconds(30), "the final batch reached the filter") { FileManager.default.fileExists(atPath: pidFile) }
+        syncd.process.signal(SIGTERM)
+        #expect(try await syncd.process.exit(within: .seconds(30)) == .exited(1))
+        let stderr = syncd.process.stderr
+        let said = stderr.split(separator: "\n").filter { $0.contains("not committed") }
+        #expect(said.count == 1, "stderr: \(stderr.suffix(2000))")
+        #expect(said.first?.contains("2 path(s) (other.txt, stuck.hang)") == true, "stderr: \(stderr.suffix(2000))")
+        #expect(said.first?.contains("second stop signal") == true && said.first?.contains("committed at the next start") == true)
+        for misleading in ["did not pass a fence", "exit code 143", "batch 1 failed", "batch failed"] {
+            #expect(!stderr.contains(misleading), "\(misleading) in stderr: \(stderr.suffix(2000))")
+        }
+        // Nothing was lost: the next start commits both files.
+        _ = try await fixture.run(["config", "--unset", "filter.hang.clean"])
+        let restarted = SyncdHarness(fixture, ["--quiet-period", "100ms", "--remote", "none"])
+        try await restarted.ready()
+        try await restarted.settled()
+        let tree = try await fixture.headTree()
+        #expect(tree[Array("stuck.hang".utf8)] != nil && tree[Array("other.txt".utf8)] != nil)
+        #expect(try await restarted.stop() == .exited(0))
+    }
+
     @Test("a full scan waiting behind a held index.lock counts what waits: pending is not 0")
     func pendingCountedWhileDeferred() async throws {
         let fixture = try await GitFixture()

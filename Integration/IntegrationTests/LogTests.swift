@@ -87,4 +87,16 @@ struct LogTests {
         #expect(bad.output.contains("--type nonsense"))
         #expect(try await syncd.stop() == .exited(0))
     }
+
+    @Test("--last takes a positive whole number; a negative or zero count is said as such, not as a missing value")
+    func lastMustBePositive() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        for count in ["-1", "0"] {
+            let bad = try await Self.syncctl(["log", "-C", fixture.path, "--last", count])
+            #expect(bad.exit == .exited(64), "\(count): \(bad.output)")
+            #expect(bad.output.contains("--last \(count): expected a positive whole number"), "\(count): \(bad.output)")
+            #expect(!bad.output.contains("Missing value"), "\(count): \(bad.output)")
+        }
+    }
 }

@@ -200,6 +200,24 @@ struct SyncdRunTests {
         #expect(try await syncd.stop() == .exited(0))
     }
 
+    @Test("a state.json.tmp-PID left by a syncd killed while writing state.json is removed at start; other temporaries are not")
+    func staleStatusTemporaryRemovedAtStart() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let directory = fixture.path + "/.git/syncd"
+        try Files.mkdirs(directory)
+        try Files.write(directory + "/state.json.tmp-4000000", "{\"phase\":")
+        // Not state.json's: syncctl writes its control files the same way.
+        try Files.write(directory + "/pause.json.tmp-4000000", "{}")
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        try await syncd.ready()
+        #expect(!FileManager.default.fileExists(atPath: directory + "/state.json.tmp-4000000"))
+        #expect(FileManager.default.fileExists(atPath: directory + "/pause.json.tmp-4000000"))
+        #expect(try await syncd.stop() == .exited(0))
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("state.json.tmp-") }
+        #expect(left.isEmpty, "\(left)")
+    }
+
     /// 20 in the suite; `scripts/stress-kill9.sh` runs many more through SYNCD_KILL9_TRIALS.
     static var killTrials: Int { Int(ProcessInfo.processInfo.environment["SYNCD_KILL9_TRIALS"] ?? "") ?? 20 }
 

@@ -211,14 +211,29 @@ final class CommitStep {
     /// The error syncd exits with when a stop had to end git (`stopped`, after `stopTimeout`)
     /// and `pending` stayed uncommitted.
     static func uncommittedAtStop(_ pending: PendingChanges, stopped: GitMonitor.Call, stopTimeout: Duration) -> SyncError {
-        let paths = pending.paths.sorted()
-        let what = paths.isEmpty
-            ? "the changes since the last commit" + (pending.fullScan ? " (a full scan was due)" : "")
-            : "\(paths.count) path(s) (\(paths.prefix(5).map(\.description).joined(separator: ", "))\(paths.count > 5 ? ", …" : ""))"
+        let what = uncommitted(pending)
         return SyncError(
             .git,
             "stopped with \(what) not committed: \(stopped.description) did not finish within syncd.stopTimeout "
                 + "(\(Settings.formatDuration(stopTimeout))) and was stopped with SIGTERM; nothing is lost: the changes stay in "
                 + "the working tree and are committed at the next start")
+    }
+
+    /// The error syncd exits with when a second SIGTERM/SIGINT cancelled the graceful stop and
+    /// `pending` stayed uncommitted.
+    static func uncommittedAtCancel(_ pending: PendingChanges) -> SyncError {
+        SyncError(
+            .git,
+            "stopped with \(uncommitted(pending)) not committed: a second stop signal cancelled the commit; nothing is "
+                + "lost: the changes stay in the working tree and are committed at the next start (send one signal to "
+                + "let syncd commit before it exits)")
+    }
+
+    /// What stayed uncommitted, for a person: how many paths and the first few.
+    private static func uncommitted(_ pending: PendingChanges) -> String {
+        let paths = pending.namedPaths.sorted()
+        return paths.isEmpty
+            ? "the changes since the last commit" + (pending.fullScan ? " (a full scan was due)" : "")
+            : "\(paths.count) path(s) (\(paths.prefix(5).map(\.description).joined(separator: ", "))\(paths.count > 5 ? ", …" : ""))"
     }
 }

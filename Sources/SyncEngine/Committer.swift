@@ -864,7 +864,8 @@ public actor Committer {
     /// `git update-index --add --remove --replace -z --stdin` with `paths`, in chunks of
     /// `stagingChunk` so an emergency stop is noticed between them. Returns false when a stop
     /// cut it short. A path git cannot read (permissions, vanished mid-read) is dropped with a
-    /// warning instead of failing the batch.
+    /// warning instead of failing the batch; an object store git cannot write into (permissions
+    /// of .git/objects, a full disk) fails the batch, whichever path git was adding.
     /// Batches of at least this many paths stage their blobs into one pack per update-index run
     /// (git's bulk-checkin, through `core.bigFileThreshold=1`) instead of one loose object file
     /// each: 10,000 files take about 1.6 s instead of 28 s here (BENCHMARKS.md). Smaller batches
@@ -914,6 +915,18 @@ public actor Committer {
                     log.debug("\(name) changed while git read it; it is committed with the next batch")
                     continue
                 }
+            }
+            if let line = Self.objectStoreFailure(result.standardError) {
+                // git could not write into the object database: every file of the batch would
+                // fail the same way, so the batch fails (and is retried) instead of one file
+                // being left out until it changes again.
+                let objects = Syscall.display(repository.commonDir + Array("/objects".utf8))
+                let said = line.hasPrefix("error: ") || line.hasPrefix("fatal: ") ? String(line.dropFirst("error: ".count)) : line
+                throw SyncError(
+                    GitRunner.isDiskFull(result.standardError) ? .diskFull : .git,
+                    "git cannot write objects into \(objects) (\(said)) while staging in \(repository.workTreeDisplay): "
+                        + "fix the repository's permissions (\(objects) and its subdirectories must be writable by the user "
+                        + "syncd runs as) or free disk space; the whole batch waits and is committed once git can write again")
             }
             guard let (name, why) = Self.unstageable(result.standardError) else {
                 let firstLine = result.standardError.split(separator: "\n").first.map(String.init) ?? "exit 128"
@@ -970,7 +983,10 @@ public actor Committer {
 
     /// The one path git's update-index stopped at, and why: a file it cannot read ("Unable to
     /// process path P"), or a required clean filter that failed ("P: clean filter 'NAME' failed").
-    static func unstageable(_ standardError: String) -> (path: String, why: String)? {
+    /// Never a path when git could not write into the object database (`objectStoreFailure`):
+    /// that is not the file's fault.
+    package static func unstageable(_ standardError: String) -> (path: String, why: String)? {
+        if objectStoreFailure(standardError) != nil { return nil }
         let firstLine = standardError.split(separator: "\n").first.map(String.init) ?? ""
         if let name = line(after: "Unable to process path ", in: standardError) {
             return (name, firstLine)
@@ -984,6 +1000,29 @@ public actor Committer {
                 + "; fix the filter, or the file, and it is committed with the next change")
         }
         return nil
+    }
+
+    /// git's line saying it could not write into the object database, or nil. That is a
+    /// repository-wide problem (permissions of .git/objects, a full disk), even when git names
+    /// the one path it was adding ("Unable to process path P"). Seen with git 2.39:
+    ///   error: insufficient permission for adding an object to repository database .git/objects
+    ///   error: unable to create temporary file: Operation not permitted   (chattr +i, ENOSPC)
+    ///   fatal: Unable to create temporary file '…/.git/objects/pack/tmp_pack_XXXXXX': Permission denied
+    ///   fatal: unable to write loose object file: No space left on device
+    ///   fatal: sha1 file '.git/objects/pack/tmp_pack_…' write error. Out of diskspace
+    /// each followed, for a loose object, by "error: P: failed to insert into database". That
+    /// last line alone means the same unless git first said it could not read the file.
+    package static func objectStoreFailure(_ standardError: String) -> String? {
+        let markers = [
+            "insufficient permission for adding an object", "unable to create temporary file", "unable to write loose object",
+            "unable to write new object", "unable to write file", "write error. out of diskspace", "no space left on device",
+            "disk quota exceeded", "unable to create temporary object directory", "unable to rename temporary file",
+        ]
+        let lines = standardError.split(separator: "\n").map(String.init)
+        if let line = lines.first(where: { line in markers.contains { line.lowercased().contains($0) } }) { return line }
+        let readProblems = ["read error while indexing", "short read while indexing", "open(\"", "readlink(\""]
+        guard !lines.contains(where: { line in readProblems.contains { line.contains($0) } }) else { return nil }
+        return lines.first { $0.hasSuffix(": failed to insert into database") }
     }
 
     /// The path git was reading when the file shrank under it: "failed to read N bytes from 'P'"

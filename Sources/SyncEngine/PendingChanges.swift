@@ -28,6 +28,20 @@ struct PendingChanges {
     /// The count the batcher weighs: a full scan is at least one path.
     var batchCount: Int { fullScan ? max(paths.count, 1) : paths.count }
 
+    /// The paths a person counts in a log line or an error: a new directory whose files are
+    /// pending too is not one path more (5,000 files in a new directory are 5,000 paths, not
+    /// 5,001). A directory with nothing pending inside it (moved in or out, deleted, or created
+    /// empty) stays: it stands for what it holds. Computed on demand (at a stop, not per event).
+    var namedPaths: [RepoPath] {
+        guard !directoryHints.isEmpty else { return Array(paths) }
+        var parents: Set<RepoPath> = []
+        for path in paths {
+            var parent = path.parent
+            while !parent.isRoot, parents.insert(parent).inserted { parent = parent.parent }
+        }
+        return paths.filter { !(directoryHints.contains($0) && parents.contains($0)) }
+    }
+
     /// Takes the watcher's changes; returns how many were syncd's business (not its lock directory).
     mutating func take(_ changes: [Change]) -> Int {
         var relevant = 0

@@ -43,6 +43,7 @@ final class StateDirectory {
         switch outcome {
         case .acquired(let lock):
             instanceLock = lock
+            Self.removeStaleStatusTemporaries(in: directory, log: log)
         case .heldBy(let pid):
             let who = pid.map { pid in "pid \(pid)" + (ProcessTable.commandLine(of: pid).map { ": \($0)" } ?? "") } ?? "pid unknown"
             throw SyncError(
@@ -58,6 +59,24 @@ final class StateDirectory {
         path = directory
         self.repository = repository
         self.log = log
+    }
+
+    /// The `state.json.tmp-PID` files a syncd killed while writing state.json left behind (only
+    /// those: syncctl writes its control files' temporaries here too). Only syncd writes
+    /// state.json, and the caller holds the instance lock and has not written it yet, so every
+    /// such file is stale.
+    static func removeStaleStatusTemporaries(in directory: [UInt8], log: Logger) {
+        let prefix = Array("state.json.tmp-".utf8)
+        guard let entries = try? DirectoryListing.list(directory) else { return }
+        for entry in entries where entry.name.count > prefix.count && entry.name.starts(with: prefix) {
+            let path = directory + [UInt8(ascii: "/")] + entry.name
+            do {
+                try Syscall.unlink(path)
+                log.debug("removed \(Syscall.display(path)), left by a syncd that was killed while it wrote state.json")
+            } catch {
+                log.warning("cannot remove \(Syscall.display(path)), left by a syncd that was killed while it wrote state.json: \(error); remove it by hand")
+            }
+        }
     }
 
     /// What the last run left behind, repaired before anything else: an integration interrupted

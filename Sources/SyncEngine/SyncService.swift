@@ -199,6 +199,7 @@ public actor SyncService {
                 stoppedGracefully = true
                 self.stopping()
                 let uncommitted = await self.finalBatch()
+                guard !Task.isCancelled else { return uncommitted }
                 await self.finalSync()
                 return uncommitted
             }
@@ -207,6 +208,9 @@ public actor SyncService {
             failure = error
         }
         if !stoppedGracefully { stopping() }
+        // Cancelled (a second signal): the batch in flight was stopped with its git; what is
+        // pending stays in the working tree, and the exit says so.
+        if failure == nil, Task.isCancelled { failure = uncommittedAtCancel() }
         reporter.status.phase = .stopped
         reporter.status.reason = failure.map { String(describing: $0) } ?? ""
         reporter.write()
@@ -346,7 +350,7 @@ public actor SyncService {
 
     /// Under the exclusive lock: every change made before it was taken, into the pending set.
     private func fenceChanges() async {
-        if !(await watcher.fence(within: .seconds(2))) {
+        if !(await watcher.fence(within: .seconds(2))), !Task.isCancelled {
             // git is the authority while syncd holds the lock: without the fence, the events of a
             // writer's last writes may still be queued, and a batch of only the paths handed over
             // could hold half of its update. The batch asks git for every change instead.
@@ -413,6 +417,7 @@ public actor SyncService {
         // Everything writers wrote before they released the lock joins the batch: a fence makes
         // the watcher process what the kernel has queued, then it is drained.
         await fenceChanges()
+        guard !Task.isCancelled else { return }
         await commitHeld(batch: batch, trigger: trigger, releaseAtSnapshot: true)
     }
 
@@ -439,6 +444,12 @@ public actor SyncService {
             if result.findingsChanged { pendingChanged() }
             outcome = result.outcome
         } catch {
+            // A second signal cancelled the batch (its git got SIGTERM): not a failure to retry;
+            // the run ends and says what stayed uncommitted.
+            guard !Task.isCancelled else {
+                log.info("batch \(batch) was cancelled by a second stop signal; its changes stay in the working tree")
+                return false
+            }
             failed(batch: batch, error: error)
             return false
         }
@@ -484,7 +495,7 @@ public actor SyncService {
         defer { gitMonitor.stopCalls(at: nil) }
         drainChanges()
         if ready, batcher.hasPending, commits.breakerOpenUntil(at: clock.now) == nil, !inbox.halted, !gitMonitor.deadlinePassed {
-            log.info("stopping: committing \(pending.count) pending path(s) first")
+            log.info("stopping: committing \(pending.namedPaths.count) pending path(s) first")
             // Writers holding the sync lock are waited for (they finish their update), within
             // the stop's bound; then what is left is said, and committed at the next start.
             let deadline = clock.now.advanced(by: min(settings.stopTimeout, .seconds(30)))
@@ -495,13 +506,21 @@ public actor SyncService {
             }
             if batcher.hasPending, reporter.status.reasonCode == "writers-active" {
                 log.warning("""
-                    stopping with \(pending.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); \
+                    stopping with \(pending.namedPaths.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); \
                     nothing is lost, they are committed at the next start
                     """)
             }
         }
         guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || commits.currentBatch != nil || pending.fullScan else { return nil }
         return CommitStep.uncommittedAtStop(pending, stopped: stopped, stopTimeout: settings.stopTimeout)
+    }
+
+    /// The error syncd exits with when a second signal cancelled it with changes uncommitted;
+    /// nil when nothing was pending.
+    private func uncommittedAtCancel() -> SyncError? {
+        drainChanges()
+        guard batcher.hasPending || commits.currentBatch != nil || pending.fullScan else { return nil }
+        return CommitStep.uncommittedAtCancel(pending)
     }
 
     private func gitActivityChanged() {

@@ -52,6 +52,13 @@ public func runUntilStopped(
             failure = error
         }
         group.cancelAll()
+        // A second signal cancelled the body: how it ended (for syncd run, the changes that
+        // stayed uncommitted) is the outcome, not the cancellation.
+        while let result = await group.nextResult() {
+            if case .failure(let error) = result, !(error is CancellationError), failure == nil || failure is CancellationError {
+                failure = error
+            }
+        }
         if let failure, !(failure is CancellationError) { throw failure }
     }
 }

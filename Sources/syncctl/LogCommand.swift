@@ -22,7 +22,8 @@ struct LogCommand: AsyncParsableCommand {
     var batch: Int?
     @Option(help: "Only commits holding this writer's changes (`as-writer --name`).")
     var writer: String?
-    @Option(help: "Only the last N records.")
+    // Unconditional: `--last -1` is a bad count, not a missing value followed by a flag `-1`.
+    @Option(parsing: .unconditional, help: "Only the last N records.")
     var last: Int?
     @Flag(help: "The records as JSON lines, as the journal holds them.")
     var json = false
@@ -31,6 +32,7 @@ struct LogCommand: AsyncParsableCommand {
         let now = ControlFile.now()
         if let since, JournalQuery.time(since, now: now) == nil { throw ValidationError("--since \(since): expected a duration like 2h or a time like 2026-12-03T10:00") }
         if let until, JournalQuery.time(until, now: now) == nil { throw ValidationError("--until \(until): expected a duration like 2h or a time like 2026-12-03T10:00") }
+        if let last, last < 1 { throw ValidationError("--last \(last): expected a positive whole number of records, like --last 20") }
         if case .failure(let unknown) = JournalQuery.events(for: types) {
             throw ValidationError("--type \(unknown): expected one of \(JournalQuery.groups.keys.sorted().joined(separator: ", ")) or an event name")
         }

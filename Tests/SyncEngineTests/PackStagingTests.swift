@@ -132,6 +132,36 @@ struct PackStagingTests {
         #expect(Committer.changedWhileRead("fatal: unable to write new index file\n") == nil)
     }
 
+    /// git 2.39's stderr, as reproduced with .git/objects not writable (chmod for a non-root
+    /// user, chattr +i for root), a full filesystem, and a working file that cannot be read.
+    @Test("an object-store write failure is the repository's (the batch fails), not the one file git named; a file git cannot read is that file's")
+    func objectStoreFailureIsNotTheFiles() {
+        let storeFailures = [
+            "error: insufficient permission for adding an object to repository database .git/objects\nerror: small: failed to insert into database\nfatal: Unable to process path small\n",
+            "error: unable to create temporary file: Operation not permitted\nerror: small: failed to insert into database\nfatal: Unable to process path small\n",
+            "error: unable to create temporary file: No space left on device\nerror: small: failed to insert into database\nfatal: Unable to process path small\n",
+            "fatal: Unable to create temporary file '/w/.git/objects/pack/tmp_pack_XXXXXX': Permission denied\n",
+            "fatal: unable to write loose object file: No space left on device\n",
+            "fatal: sha1 file '.git/objects/pack/tmp_pack_I64IDp' write error. Out of diskspace\n",
+            "error: small: failed to insert into database\nfatal: Unable to process path small\n",
+        ]
+        for stderr in storeFailures {
+            #expect(Committer.objectStoreFailure(stderr) != nil, "\(stderr)")
+            #expect(Committer.unstageable(stderr) == nil, "\(stderr)")
+        }
+        #expect(Committer.objectStoreFailure(storeFailures[0]) == "error: insufficient permission for adding an object to repository database .git/objects")
+
+        let fileProblems = [
+            "error: open(\"sec\"): Permission denied\nfatal: Unable to process path sec\n",
+            "error: read error while indexing sec: Input/output error\nerror: sec: failed to insert into database\nfatal: Unable to process path sec\n",
+            "error: cannot run false: No such file or directory\nerror: cannot fork to run external filter 'false'\nfatal: sec: clean filter 'strict' failed\n",
+        ]
+        for stderr in fileProblems {
+            #expect(Committer.objectStoreFailure(stderr) == nil, "\(stderr)")
+            #expect(Committer.unstageable(stderr)?.path == "sec", "\(stderr)")
+        }
+    }
+
     @Test("a pack batch that also holds new empty and one-byte files commits (git 2.39 fails such a mix under core.fsyncMethod=batch)")
     func packWithTinyBlobs() async throws {
         var workspace = try await CommitterTests.Workspace()

@@ -26,6 +26,18 @@ struct PendingChangesTests {
         #expect(!pending.contains(RepoPath("a/x.txt")))
     }
 
+    @Test("what stayed uncommitted counts files, not also the new directory that holds them; a directory with nothing pending inside counts")
+    func namedPathsLeaveOutCoveredDirectories() {
+        var pending = PendingChanges(capacity: 100, excluded: nil)
+        _ = pending.take([
+            change("new", directory: true), change("new/sub", directory: true), change("new/sub/f1"), change("new/f2"),
+            change("gone", directory: true), change("top.txt"),
+        ])
+        #expect(Set(pending.namedPaths) == [RepoPath("new/sub/f1"), RepoPath("new/f2"), RepoPath("gone"), RepoPath("top.txt")])
+        let said = CommitStep.uncommittedAtCancel(pending).message
+        #expect(said.contains("4 path(s) (gone, new/f2, new/sub/f1, top.txt)"), "\(said)")
+    }
+
     @Test("past its capacity the set is dropped and the next batch asks git for everything")
     func capacity() {
         var pending = PendingChanges(capacity: 2, excluded: nil)
