@@ -340,7 +340,7 @@ public actor Committer {
             commitsSinceMaintenance += 1
             if commitsSinceMaintenance >= Self.maintenanceEvery {
                 await maintain()
-            } else if packRunsSinceRepack > Self.maxPacks {
+            } else if packRunsSinceRepack > 0 {
                 await repackIfMany()
             }
             return .committed(CommitSummary(commit: commit, branch: landed, files: files, attempts: attempts))
@@ -604,8 +604,8 @@ public actor Committer {
     package var prestagedCount: Int { prestaged.count }
 
     /// Pack runs (staging chunks and prestage passes through the pack writer) since the last
-    /// repack check: a busy writer can leave a few packs per commit, so the check does not
-    /// wait for the next `maintenanceEvery`.
+    /// repack check. A commit after any checks the packs on disk (one directory listing): a run
+    /// that found every blob written writes no pack, so runs are not a count of packs.
     private var packRunsSinceRepack = 0
 
     /// Bursts leave a pack each (bulk-checkin); past `maxPacks`, a geometric repack rolls the
