@@ -338,6 +338,17 @@ struct PackStagingTests {
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "mine.txt\n")
     }
 
+    @Test("a new repository with no index and nothing to commit: the startup scan finds nothing and fails nothing (no index copy to install)")
+    func emptyRepositoryNothingToInstall() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.fixture.remove() }
+        #expect(!FileManager.default.fileExists(atPath: workspace.fixture.path + "/.git/index"))
+        guard case .unchanged = try await workspace.commit([], fullScan: true) else { throw TestFailure("expected nothing to commit") }
+        try Files.write(workspace.fixture.file("first.txt"), "first\n")
+        guard case .committed = try await workspace.commit(["first.txt"]) else { throw TestFailure("first file not committed") }
+        #expect(try await workspace.fixture.run(["status", "--porcelain"]) == "")
+    }
+
     @Test("a prestage stamp is trusted only when the file's last change is older than the stamp by the settle margin (whole-second times: two seconds)")
     func stampSettles() {
         let at = 1_000_000_000_000_000_000
