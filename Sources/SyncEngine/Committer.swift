@@ -13,9 +13,9 @@ import SyncSystem
 ///    snapshot index (a copy of the real one that `prestage` made and filled before the lock;
 ///    see `prestage`), or into the real index when there is no usable copy;
 /// 4. `write-tree`; a tree equal to HEAD's means nothing changed and no commit is made;
-/// 5. `commit-tree`, then move the branch with a compare-and-swap (`update-ref REF NEW OLD`). If a
-///    person committed meanwhile the swap fails and the batch is redone on top of their commit;
-/// 6. the snapshot index replaces the real one (`install`).
+/// 5. `commit-tree`; the snapshot index replaces the real one (`install`);
+/// 6. move the branch with a compare-and-swap (`update-ref REF NEW OLD`). If a person committed
+///    meanwhile the swap fails and the batch is redone on top of their commit.
 ///
 /// The index ends equal to the new HEAD for the batch's paths. When a person has staged changes to
 /// other paths, the commit is built in a scratch index instead, so their staged work stays staged
@@ -251,7 +251,7 @@ public actor Committer {
             if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
             if tree == (head?.tree ?? emptyTree) {
-                if let snapshot { try await install(snapshot, paths: staging) }
+                if let snapshot, let deferral = try await install(snapshot, paths: staging) { return .deferred(deferral) }
                 if !useScratch { recordIndex() }
                 return .unchanged
             }
@@ -279,6 +279,9 @@ public actor Committer {
             }
             try await options.beforeSwap?(attempts)
             if let stopped = stopCheck("moving the branch") { return stopped }
+            // The real index takes the batch before the branch moves, as with `git commit`: a
+            // person's commit from the index in between must not undo the batch.
+            if let snapshot, let deferral = try await install(snapshot, paths: staging) { return .deferred(deferral) }
             let expected = head?.commit ?? String(repeating: "0", count: commit.count)
             // HEAD, not the branch read at the start: git reads HEAD under its lock and moves the
             // branch it points to now, compared against `expected`. A person who switched branches
@@ -330,7 +333,6 @@ public actor Committer {
                 log.info("HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now", metadata: ["batch": "\(request.batch)"])
             }
             if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(landed) } }
-            if let snapshot { try await install(snapshot, paths: staging) }
             if useScratch {
                 // The real index takes the committed entries for the batch's paths; the person's
                 // staged changes to other paths stay staged.
@@ -549,37 +551,63 @@ public actor Committer {
         }
     }
 
-    /// After the commit: the snapshot index becomes the real index, fsynced first, under git's
-    /// own lock (`index.lock`), when the real index is still the one copied. Otherwise (a
-    /// person's git changed it, or holds its lock) only the batch's entries are written into
-    /// the real index, without stat data (git re-reads those files when it next looks), so
-    /// what anybody else staged meanwhile stays.
-    private func install(_ snapshot: SnapshotIndex, paths: [RepoPath]) async throws {
+    /// Before the branch moves: the snapshot index becomes the real index, fsynced first, under
+    /// git's own lock (`index.lock`), when the real index is still the one copied. When a
+    /// person's git changed it meanwhile, only the batch's entries are written into it, without
+    /// stat data (git reads those files again when it next looks), so what they staged stays.
+    /// Returns why the batch must wait instead (the branch does not move then): another git
+    /// holds `index.lock` for longer than `installWait`, or `.git/index` was removed.
+    private func install(_ snapshot: SnapshotIndex, paths: [RepoPath]) async throws -> Deferral? {
         let lockFile = indexFile + Array(".lock".utf8)
-        if let lock = try? Syscall.open(lockFile, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644) {
-            Syscall.close(lock)
-            defer { try? Syscall.unlink(lockFile) }
-            if FileStamp(indexFile) == snapshot.base {
-                try durable { () throws(SyscallError) in
-                    if options.fsync { try Syscall.fsyncFile(prestageIndex) }
-                    try Syscall.rename(prestageIndex, to: indexFile)
-                }
-                return
+        var locked = false
+        for _ in 0..<Self.installTries {
+            if let lock = try? Syscall.open(lockFile, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644) {
+                Syscall.close(lock)
+                locked = true
+                break
             }
+            try? await Task.sleep(for: .milliseconds(20))
         }
-        log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
-        let entries = try await indexEntries(of: Set(paths), environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)])
-        do {
-            try await writeEntries(paths, entries, configuration: writeConfiguration, environment: [:])
-        } catch {
-            // The commit stands; the batch is retried, finds its tree committed, and writes the
-            // index then (a person's git holding index.lock is waited for, as always).
-            throw SyncError(
-                .git,
-                "the batch is committed, but the index of \(repository.workTreeDisplay) could not be updated to it; "
-                    + "syncd retries (if another git command holds .git/index.lock, it waits for it)", cause: error)
+        guard locked else {
+            return Deferral(
+                code: .indexLocked,
+                message: "another git process holds \(Syscall.display(lockFile)) while syncd finishes a batch; the batch waits and is committed when it is released")
         }
+        defer { try? Syscall.unlink(lockFile) }
+        let now = FileStamp(indexFile)
+        if snapshot.base != nil, now == nil {
+            return Deferral(
+                code: .indexChanged,
+                message: "the index of \(repository.workTreeDisplay) (.git/index) was removed while syncd committed a batch: syncd does not "
+                    + "commit from an empty index; `git reset` restores it from HEAD (your files stay as they are), and syncd continues")
+        }
+        var replacement = prestageIndex
+        if now != snapshot.base {
+            // Still under index.lock: the batch's entries go into a copy of the index as it is
+            // now (keeping its times), which then replaces it.
+            log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
+            let entries = try await indexEntries(of: Set(paths), environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)])
+            do {
+                try Self.copyKeepingTimes(indexFile, to: scratchIndex)
+            } catch {
+                throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(scratchIndex))", cause: error)
+            }
+            try await writeEntries(paths, entries, configuration: snapshotConfiguration, environment: ["GIT_INDEX_FILE": Syscall.display(scratchIndex)])
+            guard FileStamp(indexFile) == now else {
+                return Deferral(code: .indexChanged, message: "the index of \(repository.workTreeDisplay) was rewritten without git's lock while syncd committed a batch; the batch is redone")
+            }
+            replacement = scratchIndex
+        }
+        try durable { () throws(SyscallError) in
+            if options.fsync { try Syscall.fsyncFile(replacement) }
+            try Syscall.rename(replacement, to: indexFile)
+        }
+        return nil
     }
+
+    /// How long `install` waits for another git's `index.lock` (20 ms each): a `git status`
+    /// holds it for milliseconds; longer, and the batch waits for the lock to go.
+    static let installTries = 25
 
     /// Stages `paths` into the real (or the scratch) index, whose entries were all recorded
     /// under the lock. After a prestage, the files unchanged since are staged in a run of their

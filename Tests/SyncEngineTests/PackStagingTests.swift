@@ -349,6 +349,62 @@ struct PackStagingTests {
         #expect(try await workspace.fixture.run(["status", "--porcelain"]) == "")
     }
 
+    @Test("another git holding index.lock when the batch is to land: the branch does not move until the real index can take the batch (a person's commit from an index without it would undo it)")
+    func installWaitsForIndexLock() async throws {
+        let fixture = try await GitFixture()
+        let lockFile = fixture.path + "/.git/index.lock"
+        let once = Mutex(true)
+        let person: @Sendable (Int) async throws -> Void = { _ in
+            if once.withLock({ first in defer { first = false }; return first }) { try Files.write(lockFile, "") }
+        }
+        try Files.write(fixture.file("seed.txt"), "seed\n")
+        try await fixture.run(["add", "seed.txt"])
+        try await fixture.run(["commit", "-qm", "seed"])
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person)
+        defer { workspace.remove() }
+        let head = try await fixture.run(["rev-parse", "HEAD"])
+        let paths = try Self.files(fixture, count: 5, tag: "batch")
+        let outcome = try await workspace.commit(paths)
+        #expect(Self.deferralCode(outcome) == .indexLocked)
+        #expect(try await fixture.run(["rev-parse", "HEAD"]) == head, "the branch must not move while the index cannot take the batch")
+        try FileManager.default.removeItem(atPath: lockFile)
+        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed once the lock was gone") }
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+        #expect(try await fixture.run(["status", "--porcelain"]) == "")
+    }
+
+    @Test(".git/index removed after the lock is released and before the branch moves: the branch does not move, the batch waits for `git reset` (no index of the batch alone, which would stage every other file's deletion)")
+    func installRefusesMissingIndex() async throws {
+        let fixture = try await GitFixture()
+        let indexPath = fixture.path + "/.git/index"
+        let once = Mutex(true)
+        let person: @Sendable (Int) async throws -> Void = { _ in
+            if once.withLock({ first in defer { first = false }; return first }) { try FileManager.default.removeItem(atPath: indexPath) }
+        }
+        for index in 0..<30 { try Files.write(fixture.file("k\(index).txt"), "kept \(index)\n") }
+        try await fixture.run(["add", "."])
+        try await fixture.run(["commit", "-qm", "seed"])
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person)
+        defer { workspace.remove() }
+        let head = try await fixture.run(["rev-parse", "HEAD"])
+        let paths = try Self.files(fixture, count: 5, tag: "batch")
+        let outcome = try await workspace.commit(paths)
+        #expect(Self.deferralCode(outcome) == .indexChanged)
+        #expect(try await fixture.run(["rev-parse", "HEAD"]) == head)
+        #expect(!FileManager.default.fileExists(atPath: indexPath))
+        try await fixture.run(["reset", "-q"])
+        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed after git reset") }
+        #expect(summary.files.count == 5)
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+        #expect(try await fixture.run(["status", "--porcelain"]) == "")
+        #expect(try await fixture.run(["ls-files"]).split(separator: "\n").count == 35)
+    }
+
+    static func deferralCode(_ outcome: CommitOutcome) -> Deferral.Code? {
+        if case .deferred(let deferral) = outcome { return deferral.code }
+        return nil
+    }
+
     @Test("a prestage stamp is trusted only when the file's last change is older than the stamp by the settle margin (whole-second times: two seconds)")
     func stampSettles() {
         let at = 1_000_000_000_000_000_000
