@@ -49,6 +49,33 @@ struct OwnershipTests {
         #expect(rootOwned(fixture).isEmpty, "root-owned: \(rootOwned(fixture))")
     }
 
+    @Test("root's syncctl in a user's workspace runs git as the owner: status, log, verify and doctor work, pause and resume too, and what they write belongs to the owner")
+    func rootSyncctlActsAsOwner() async throws {
+        let fixture = try await foreignFixture()
+        defer { fixture.remove() }
+        // No safe.directory anywhere: git as root would refuse this repository.
+        let environment: [String: String?] = ["GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"]
+        func syncctl(_ arguments: [String]) async throws -> ProcessHarness {
+            let process = ProcessHarness(ProcessHarness.product("syncctl"), arguments + ["-C", fixture.path], environment: environment)
+            _ = try await process.exit(within: .seconds(60))
+            #expect(!process.stderr.contains("dubious"), "syncctl \(arguments): \(process.stderr)")
+            return process
+        }
+        let status = try await syncctl(["status"])
+        #expect(status.stdout.contains("not running"), "\(status.stdout) \(status.stderr)")
+        let verify = try await syncctl(["verify"])
+        #expect(verify.stdout.contains("a.txt") || verify.stdout.contains("worktree"), "\(verify.stdout) \(verify.stderr)")
+        _ = try await syncctl(["log", "--last", "1"])
+        let doctor = try await syncctl(["doctor"])
+        #expect(doctor.stdout.contains("belongs to \(WorkspaceOwner.describe(65534))"), "\(doctor.stdout)")
+        _ = try await syncctl(["pause"])
+        var info = stat()
+        #expect(lstat(fixture.path + "/.git/syncd/paused.json", &info) == 0 && info.st_uid == 65534, "paused.json belongs to uid \(info.st_uid)")
+        _ = try await syncctl(["resume"])
+        #expect(!FileManager.default.fileExists(atPath: fixture.path + "/.git/syncd/paused.json"))
+        #expect(rootOwned(fixture).isEmpty, "root-owned: \(rootOwned(fixture))")
+    }
+
     @Test("git's dubious ownership is named, with git's fix and the owner, not 'run git init'")
     func dubiousOwnership() async throws {
         let fixture = try await foreignFixture()

@@ -12,7 +12,7 @@ public struct ControlClient: Sendable {
     public let stateDirectory: [UInt8]
 
     public static func open(at path: String) async throws -> ControlClient {
-        let repository = try await Repository.discover(at: path)
+        let repository = try await Repository.discover(at: path, asOwner: true)
         let configured = try await repository.git.run(
             ["config", "--get", "syncd.lockDir"], readOnly: true, acceptedExitCodes: [0, 1])
         let value = configured.text

@@ -284,8 +284,14 @@ public enum ControlFile {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(value)
+        // Written by root (`sudo syncctl pause`) into a user's workspace: the file is the
+        // directory owner's, like everything else syncd keeps there.
+        var owner: (uid_t, gid_t)?
+        if geteuid() == 0, let directory = try? Syscall.lstat(AtomicFile.parentDirectory(of: path)), directory.st_uid != 0 {
+            owner = (directory.st_uid, directory.st_gid)
+        }
         do {
-            try AtomicFile.write(path, Array(data) + [UInt8(ascii: "\n")])
+            try AtomicFile.write(path, Array(data) + [UInt8(ascii: "\n")], owner: owner)
         } catch {
             if error.errno == Errno(EISDIR) || error.errno == Errno(ENOTEMPTY) || error.isNotRegularFile {
                 throw SyncError(.syscall, "cannot write \(Syscall.display(path)): " + notAFile(path, error))

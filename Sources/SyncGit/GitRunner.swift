@@ -52,6 +52,10 @@ public struct GitRunner: Sendable {
     public var hooksPath: [UInt8]?
     /// Reports calls that run long and ends calls at a deadline; nil for none.
     public var monitor: GitMonitor?
+    /// The user git runs as, when not the caller: root's `syncctl` in another user's workspace
+    /// runs git as that user (git refuses a repository that belongs to someone else, and
+    /// anything git writes there must stay the owner's).
+    public var user: GitUser?
 
     public init(workTree: [UInt8], executable: String = "git", hooksPath: [UInt8]? = nil, monitor: GitMonitor? = nil) {
         self.workTree = workTree
@@ -96,6 +100,13 @@ public struct GitRunner: Sendable {
             "WATCHDOG_USEC": nil,
         ]
         if readOnly { environment["GIT_OPTIONAL_LOCKS"] = "0" }
+        if let user {
+            // The owner's own configuration (~/.gitconfig), not root's.
+            environment["HOME"] = user.home
+            environment["XDG_CONFIG_HOME"] = nil
+            environment["USER"] = user.name
+            environment["LOGNAME"] = user.name
+        }
         environment["GLIBC_TUNABLES"] = Self.mallocTunables
         for (key, value) in extra { environment[Environment.Key(stringLiteral: key)] = value }
         // swift-subprocess strdup()s raw-byte arguments: each needs its NUL terminator.
@@ -103,7 +114,14 @@ public struct GitRunner: Sendable {
         // runs maintenance on purpose with the user's own thresholds.
         var prefix = (userMaintenanceSettings ? ["-c", "core.quotePath=false"] : Self.baseArguments).map { Array($0.utf8) }
         if let hooksPath { prefix += [Array("-c".utf8), Array("core.hooksPath=".utf8) + hooksPath] }
-        let allArguments = (prefix + arguments.map(\.bytes)).map { $0 + [0] }
+        var allArguments = (prefix + arguments.map(\.bytes)).map { $0 + [0] }
+        var program = executable
+        if let user {
+            // Through setpriv (util-linux), not swift-subprocess's own uid switch: that calls
+            // setgroups() in the forked child of a threaded process, which can hang in glibc.
+            program = "setpriv"
+            allArguments = (user.setprivArguments + ["--", executable]).map { Array($0.utf8) + [0] } + allArguments
+        }
         var options = PlatformOptions()
         // A process group of its own (setpgid(0, 0) at spawn): the teardown signals all of it.
         options.processGroupID = 0
@@ -111,7 +129,7 @@ public struct GitRunner: Sendable {
         // handlers remove its lock files.
         options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: Self.terminationGrace)]
         let configuration = Configuration(
-            executable: .name(executable),
+            executable: .name(program),
             arguments: Arguments(allArguments),
             environment: .inherit.updating(environment),
             workingDirectory: FilePath(String(decoding: workTree, as: UTF8.self)),
@@ -301,5 +319,39 @@ extension GitResult {
         var bytes = standardOutput[...]
         while bytes.last == UInt8(ascii: "\n") { bytes = bytes.dropLast() }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// A user git runs as (see `GitRunner.user`), from the user database.
+public struct GitUser: Sendable, Equatable {
+    public var uid: uid_t
+    public var gid: gid_t
+    public var groups: [gid_t]
+    public var name: String?
+    public var home: String?
+
+    /// setpriv's options that make its command run as this user.
+    var setprivArguments: [String] {
+        ["--reuid=\(uid)", "--regid=\(gid)", groups.isEmpty ? "--clear-groups" : "--groups=" + groups.map(String.init).joined(separator: ",")]
+    }
+
+    /// `uid` as the user database has it (its primary group, its groups, its home); a uid the
+    /// database does not know runs with `gid` alone and no home.
+    public static func lookUp(uid: uid_t, gid: gid_t) -> GitUser {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil else {
+            return GitUser(uid: uid, gid: gid, groups: [gid], name: nil, home: nil)
+        }
+        let name = String(cString: entry.pw_name)
+        var count: Int32 = 64
+        var groups = Array<gid_t>(repeating: 0, count: Int(count))
+        if getgrouplist(entry.pw_name, entry.pw_gid, &groups, &count) < 0 {
+            groups = Array<gid_t>(repeating: 0, count: Int(count))
+            _ = getgrouplist(entry.pw_name, entry.pw_gid, &groups, &count)
+        }
+        return GitUser(
+            uid: uid, gid: entry.pw_gid, groups: Array(groups.prefix(Int(max(0, count)))), name: name, home: String(cString: entry.pw_dir))
     }
 }

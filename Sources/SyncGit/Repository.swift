@@ -18,8 +18,14 @@ public struct Repository: Sendable {
     public var workTreeDisplay: String { String(decoding: workTree, as: UTF8.self) }
 
     /// Finds the repository that contains `path` (which must exist and be a working tree).
-    public static func discover(at path: String, gitExecutable: String = "git") async throws -> Repository {
-        let probe = GitRunner(workTree: Array(path.utf8), executable: gitExecutable)
+    /// `asOwner`: when this runs as root and the workspace belongs to one other user, git runs as
+    /// that user (syncctl: root may look at and control a user's workspace; syncd itself never
+    /// runs as root there).
+    public static func discover(at path: String, gitExecutable: String = "git", asOwner: Bool = false) async throws -> Repository {
+        var probe = GitRunner(workTree: Array(path.utf8), executable: gitExecutable)
+        if asOwner, geteuid() == 0, let owner = WorkspaceOwner.find(path), owner.uid != 0, owner.isOwned(by: owner.uid) {
+            probe.user = GitUser.lookUp(uid: owner.uid, gid: owner.gid)
+        }
         let result: GitResult
         do {
             result = try await probe.run(
@@ -49,7 +55,8 @@ public struct Repository: Sendable {
                     + "pass the path of a checkout"
             )
         }
-        let git = GitRunner(workTree: lines[1], executable: gitExecutable, hooksPath: noHooksDirectory(gitDir: lines[2]))
+        var git = GitRunner(workTree: lines[1], executable: gitExecutable, hooksPath: noHooksDirectory(gitDir: lines[2]))
+        git.user = probe.user
         return Repository(workTree: lines[1], gitDir: lines[2], commonDir: lines[3], excludeFile: lines[4], git: git)
     }
 

@@ -128,10 +128,13 @@ extension Syscall {
 /// over the target, then the directory fsynced. A reader sees the old or the new content, never a
 /// mix, even after a crash or power loss.
 public enum AtomicFile {
-    public static func write(_ path: [UInt8], _ contents: [UInt8], mode: mode_t = 0o644) throws(SyscallError) {
+    /// `owner`: the file is given to this user and group before it takes its name (root writing
+    /// into a user's directory; on the open file, so no path is followed).
+    public static func write(_ path: [UInt8], _ contents: [UInt8], mode: mode_t = 0o644, owner: (uid_t, gid_t)? = nil) throws(SyscallError) {
         let temporary = path + Array(".tmp-\(getpid())".utf8)
         let fd = try Syscall.openRegular(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
         do {
+            if let owner { _ = try Syscall.retrying("fchown", path: Syscall.display(temporary)) { fchown(fd, owner.0, owner.1) } }
             try Syscall.writeAll(fd, contents)
             try Syscall.fsync(fd, path: temporary)
             Syscall.close(fd)
