@@ -29,6 +29,9 @@ public actor Committer {
         /// Called after the commit object exists and before the branch moves: a seam for tests
         /// that make a person commit in exactly that window.
         public var beforeSwap: (@Sendable (_ attempt: Int) async throws -> Void)?
+        /// Called after the index copy replaced the real index (syncd holds `index.lock`) and
+        /// before the branch moves: a seam for tests.
+        public var afterIndexInstalled: (@Sendable () async throws -> Void)?
         /// Never staged: the lock directory when it lies inside the working tree.
         public var excluded: [RepoPath] = []
         /// An emergency stop in progress: the commit stops at the next step boundary.
@@ -193,6 +196,7 @@ public actor Committer {
         var released = false
         while true {
             attempts += 1
+            defer { releaseIndexLock() }
             if let deferral = gitState.foreignOperation() { return .deferred(deferral) }
             guard let branch = gitState.branch() else {
                 return .deferred(Deferral(
@@ -251,7 +255,7 @@ public actor Committer {
             if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
             if tree == (head?.tree ?? emptyTree) {
-                if let snapshot, let deferral = try await install(snapshot, paths: staging) { return .deferred(deferral) }
+                if let snapshot, let deferral = try await install(snapshot, paths: staging, head: head) { return .deferred(deferral) }
                 if !useScratch { recordIndex() }
                 return .unchanged
             }
@@ -281,7 +285,8 @@ public actor Committer {
             if let stopped = stopCheck("moving the branch") { return stopped }
             // The real index takes the batch before the branch moves, as with `git commit`: a
             // person's commit from the index in between must not undo the batch.
-            if let snapshot, let deferral = try await install(snapshot, paths: staging) { return .deferred(deferral) }
+            if let snapshot, let deferral = try await install(snapshot, paths: staging, head: head) { return .deferred(deferral) }
+            if snapshot != nil { try await options.afterIndexInstalled?() }
             let expected = head?.commit ?? String(repeating: "0", count: commit.count)
             // HEAD, not the branch read at the start: git reads HEAD under its lock and moves the
             // branch it points to now, compared against `expected`. A person who switched branches
@@ -339,6 +344,7 @@ public actor Committer {
                 _ = try await stage(staging, environment: [:], pack: false, stoppable: false)
             }
             recordIndex()
+            releaseIndexLock()
             commitsSinceMaintenance += 1
             if commitsSinceMaintenance >= Self.maintenanceEvery {
                 await maintain()
@@ -557,7 +563,7 @@ public actor Committer {
     /// stat data (git reads those files again when it next looks), so what they staged stays.
     /// Returns why the batch must wait instead (the branch does not move then): another git
     /// holds `index.lock` for longer than `installWait`, or `.git/index` was removed.
-    private func install(_ snapshot: SnapshotIndex, paths: [RepoPath]) async throws -> Deferral? {
+    private func install(_ snapshot: SnapshotIndex, paths: [RepoPath], head: Head?) async throws -> Deferral? {
         let lockFile = indexFile + Array(".lock".utf8)
         var locked = false
         for _ in 0..<Self.installTries {
@@ -573,7 +579,9 @@ public actor Committer {
                 code: .indexLocked,
                 message: "another git process holds \(Syscall.display(lockFile)) while syncd finishes a batch; the batch waits and is committed when it is released")
         }
-        defer { try? Syscall.unlink(lockFile) }
+        // Held until the branch has moved (`releaseIndexLock`), as `git commit` holds it: a
+        // `git reset` or `read-tree` in between would put the index back to the old HEAD.
+        heldIndexLock = lockFile
         let now = FileStamp(indexFile)
         if snapshot.base != nil, now == nil {
             return Deferral(
@@ -586,13 +594,20 @@ public actor Committer {
             // Still under index.lock: the batch's entries go into a copy of the index as it is
             // now (keeping its times), which then replaces it.
             log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
-            let entries = try await indexEntries(of: Set(paths), environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)])
+            // The branch moved (a person's commit): the compare-and-swap fails next and the batch
+            // is redone on top; the index is theirs.
+            if try await resolveHEAD() != head?.commit { return nil }
+            // A path the person staged meanwhile (its entry no longer HEAD's) keeps their version.
+            let current = try await indexEntries(of: Set(paths), environment: [:])
+            let committed = try await treeEntries(head, paths: Set(paths))
+            let untouched = paths.filter { current[$0] == committed[$0] }
+            let entries = try await indexEntries(of: Set(untouched), environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)])
             do {
                 try Self.copyKeepingTimes(indexFile, to: scratchIndex)
             } catch {
                 throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(scratchIndex))", cause: error)
             }
-            try await writeEntries(paths, entries, configuration: snapshotConfiguration, environment: ["GIT_INDEX_FILE": Syscall.display(scratchIndex)])
+            try await writeEntries(untouched, entries, configuration: snapshotConfiguration, environment: ["GIT_INDEX_FILE": Syscall.display(scratchIndex)])
             guard FileStamp(indexFile) == now else {
                 return Deferral(code: .indexChanged, message: "the index of \(repository.workTreeDisplay) was rewritten without git's lock while syncd committed a batch; the batch is redone")
             }
@@ -603,6 +618,45 @@ public actor Committer {
             try Syscall.rename(replacement, to: indexFile)
         }
         return nil
+    }
+
+    /// `.git/index.lock` while syncd holds it (from `install` until the branch moved).
+    private var heldIndexLock: [UInt8]?
+
+    private func releaseIndexLock() {
+        if let lock = heldIndexLock { try? Syscall.unlink(lock) }
+        heldIndexLock = nil
+    }
+
+    /// The commit HEAD's branch points to now (nil: unborn).
+    private func resolveHEAD() async throws -> String? {
+        let result = try await git.run(["rev-parse", "--verify", "-q", "HEAD"], readOnly: true, acceptedExitCodes: [0, 1, 128])
+        return result.exitCode == 0 ? result.text : nil
+    }
+
+    /// `head`'s entries for `paths`, as `update-index --index-info` lines (none: not in it).
+    private func treeEntries(_ head: Head?, paths: Set<RepoPath>) async throws -> [RepoPath: [UInt8]] {
+        guard let head else { return [:] }
+        var arguments: [GitArgument] = ["ls-tree", "-r", "-z", "--full-tree", GitArgument(head.commit)]
+        if paths.count <= 1000 {
+            arguments += ["--"] + paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
+        }
+        let listed = try await git.run(arguments, readOnly: true)
+        var entries: [RepoPath: [UInt8]] = [:]
+        for record in listed.nulSeparatedFields {
+            // "MODE TYPE OID\tPATH" → "MODE OID\tPATH"
+            guard let tab = record.firstIndex(of: UInt8(ascii: "\t")) else { continue }
+            let path = RepoPath(bytes: Array(record[(tab + 1)...]))
+            guard paths.contains(path) else { continue }
+            let fields = record[..<tab].split(separator: UInt8(ascii: " "))
+            guard fields.count == 3 else { continue }
+            var line = Array(fields[0])
+            line.append(UInt8(ascii: " "))
+            line += fields[2]
+            line.append(UInt8(ascii: "\t"))
+            entries[path] = line + path.bytes
+        }
+        return entries
     }
 
     /// How long `install` waits for another git's `index.lock` (20 ms each): a `git status`

@@ -20,7 +20,8 @@ struct CommitterTests {
 
         init(
             fixture: GitFixture? = nil, staleLockAge: Duration = .seconds(600),
-            beforeSwap: (@Sendable (Int) async throws -> Void)? = nil, stop: StopFlag = StopFlag()
+            beforeSwap: (@Sendable (Int) async throws -> Void)? = nil, stop: StopFlag = StopFlag(),
+            afterIndexInstalled: (@Sendable () async throws -> Void)? = nil
         ) async throws {
             if let fixture {
                 self.fixture = fixture
@@ -34,6 +35,7 @@ struct CommitterTests {
             options.staleLockAge = staleLockAge
             options.host = "test-host"
             options.beforeSwap = beforeSwap
+            options.afterIndexInstalled = afterIndexInstalled
             options.stop = stop
             committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: logged.logger)
             try await committer.prepare()

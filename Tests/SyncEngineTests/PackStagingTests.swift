@@ -400,6 +400,51 @@ struct PackStagingTests {
         #expect(try await fixture.run(["ls-files"]).split(separator: "\n").count == 35)
     }
 
+    @Test("syncd holds index.lock from the install until the branch moved, as `git commit` does: a `git reset` or `read-tree HEAD` in between fails instead of putting the index back to the old HEAD")
+    func indexLockHeldUntilBranchMoves() async throws {
+        let fixture = try await GitFixture()
+        let refused = Mutex<[Int32]>([])
+        let person: @Sendable () async throws -> Void = {
+            for arguments in [["reset", "-q"], ["read-tree", "HEAD"]] {
+                let result = try await fixture.git.run(arguments.map { GitArgument(stringLiteral: $0) }, acceptedExitCodes: [0, 128])
+                refused.withLock { $0.append(result.exitCode) }
+            }
+        }
+        try Files.write(fixture.file("seed.txt"), "seed\n")
+        try await fixture.run(["add", "seed.txt"])
+        try await fixture.run(["commit", "-qm", "seed"])
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, afterIndexInstalled: person)
+        defer { workspace.remove() }
+        let paths = try Self.files(fixture, count: 5, tag: "batch")
+        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(refused.withLock { $0 } == [128, 128])
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+        #expect(try await fixture.run(["status", "--porcelain"]) == "")
+        #expect(!FileManager.default.fileExists(atPath: fixture.path + "/.git/index.lock"))
+    }
+
+    @Test("a person who stages a batch's own path after the lock is released keeps their staged version: the batch's entry goes only where the index still has HEAD's")
+    func fallbackKeepsPersonsVersionOfBatchPath() async throws {
+        let fixture = try await GitFixture()
+        let once = Mutex(true)
+        let person: @Sendable (Int) async throws -> Void = { _ in
+            guard once.withLock({ first in defer { first = false }; return first }) else { return }
+            try Files.write(fixture.file("burst/f1.txt"), "the person's version\n")
+            _ = try await fixture.git.run(["add", "burst/f1.txt"])
+        }
+        try Files.write(fixture.file("seed.txt"), "seed\n")
+        try await fixture.run(["add", "seed.txt"])
+        try await fixture.run(["commit", "-qm", "seed"])
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person)
+        defer { workspace.remove() }
+        let paths = try Self.files(fixture, count: 5, tag: "batch")
+        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        #expect(try await fixture.run(["show", "HEAD:burst/f1.txt"]) == "batch 1\n")
+        #expect(try await fixture.run(["show", ":burst/f1.txt"]) == "the person's version\n")
+        #expect(try await fixture.run(["show", ":burst/f2.txt"]) == "batch 2\n")
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "burst/f1.txt\n")
+    }
+
     static func deferralCode(_ outcome: CommitOutcome) -> Deferral.Code? {
         if case .deferred(let deferral) = outcome { return deferral.code }
         return nil
