@@ -518,18 +518,24 @@ public actor Committer {
         if paths.count <= 1000 {
             arguments += ["--"] + paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
         }
-        let listed = try await git.run(arguments, readOnly: true, environment: environment)
+        // "MODE OID STAGE\tPATH"
+        return Self.indexInfo(try await git.run(arguments, readOnly: true, environment: environment), oidField: 1, paths: paths)
+    }
+
+    /// `update-index --index-info` lines ("MODE OID\tPATH") for `paths` from a listing of
+    /// "FIELD FIELD FIELD\tPATH" records (`ls-files --stage`, `ls-tree`), the mode first and the
+    /// object id at `oidField`.
+    static func indexInfo(_ listed: GitResult, oidField: Int, paths: Set<RepoPath>) -> [RepoPath: [UInt8]] {
         var entries: [RepoPath: [UInt8]] = [:]
         for record in listed.nulSeparatedFields {
             guard let tab = record.firstIndex(of: UInt8(ascii: "\t")) else { continue }
             let path = RepoPath(bytes: Array(record[(tab + 1)...]))
             guard paths.contains(path) else { continue }
-            // "MODE OID STAGE\tPATH" → "MODE OID\tPATH"
             let fields = record[..<tab].split(separator: UInt8(ascii: " "))
             guard fields.count == 3 else { continue }
             var line = Array(fields[0])
             line.append(UInt8(ascii: " "))
-            line += fields[1]
+            line += fields[oidField]
             line.append(UInt8(ascii: "\t"))
             entries[path] = line + path.bytes
         }
@@ -641,22 +647,8 @@ public actor Committer {
         if paths.count <= 1000 {
             arguments += ["--"] + paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
         }
-        let listed = try await git.run(arguments, readOnly: true)
-        var entries: [RepoPath: [UInt8]] = [:]
-        for record in listed.nulSeparatedFields {
-            // "MODE TYPE OID\tPATH" → "MODE OID\tPATH"
-            guard let tab = record.firstIndex(of: UInt8(ascii: "\t")) else { continue }
-            let path = RepoPath(bytes: Array(record[(tab + 1)...]))
-            guard paths.contains(path) else { continue }
-            let fields = record[..<tab].split(separator: UInt8(ascii: " "))
-            guard fields.count == 3 else { continue }
-            var line = Array(fields[0])
-            line.append(UInt8(ascii: " "))
-            line += fields[2]
-            line.append(UInt8(ascii: "\t"))
-            entries[path] = line + path.bytes
-        }
-        return entries
+        // "MODE TYPE OID\tPATH"
+        return Self.indexInfo(try await git.run(arguments, readOnly: true), oidField: 2, paths: paths)
     }
 
     /// How long `install` waits for another git's `index.lock` (20 ms each): a `git status`
