@@ -234,7 +234,17 @@ public actor Committer {
             }
             // The snapshot index: the copy the prestage staged into, still a copy of the real
             // index as it is now, and holding no path this batch does not stage.
-            let snapshot = attempts == 1 && !useScratch ? usableSnapshotIndex(staging) : nil
+            var snapshot = attempts == 1 && !useScratch ? usableSnapshotIndex(staging) : nil
+            if snapshot == nil, !useScratch, !splitIndexInUse {
+                // The prestage's copy is stale (a person's git wrote the index since, even a
+                // `git status`) or there was none: a fresh copy, without prestaged entries, so
+                // the batch still reaches the index only through `install`, under index.lock
+                // until the branch has moved.
+                prestaged = [:]
+                Self.removePrivateIndex(prestageIndex)
+                snapshotIndex = copySnapshotIndex()
+                snapshot = snapshotIndex
+            }
             let environment: [String: String]
             if let snapshot {
                 environment = ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]

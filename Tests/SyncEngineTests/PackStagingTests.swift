@@ -423,6 +423,29 @@ struct PackStagingTests {
         #expect(!FileManager.default.fileExists(atPath: fixture.path + "/.git/index.lock"))
     }
 
+    @Test("the index rewritten after the prestage (a `git status` by an editor): the batch is staged into a fresh copy and still installed under index.lock, so a `git reset` before the branch moves cannot put the index back")
+    func staleCopyStillInstalledUnderLock() async throws {
+        let fixture = try await GitFixture()
+        let refused = Mutex<[Int32]>([])
+        let person: @Sendable () async throws -> Void = {
+            let result = try await fixture.git.run(["reset", "-q"], acceptedExitCodes: [0, 128])
+            refused.withLock { $0.append(result.exitCode) }
+        }
+        try Files.write(fixture.file("seed.txt"), "seed\n")
+        try await fixture.run(["add", "seed.txt"])
+        try await fixture.run(["commit", "-qm", "seed"])
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, afterIndexInstalled: person)
+        defer { workspace.remove() }
+        let paths = try Self.files(fixture, count: 100, tag: "batch")
+        await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
+        try await fixture.run(["update-index", "--force-write-index"])
+        guard case .committed(let summary) = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
+        #expect(summary.files.count == 100)
+        #expect(refused.withLock { $0 } == [128])
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+        #expect(try await fixture.run(["status", "--porcelain"]) == "")
+    }
+
     @Test("a person who stages a batch's own path after the lock is released keeps their staged version: the batch's entry goes only where the index still has HEAD's")
     func fallbackKeepsPersonsVersionOfBatchPath() async throws {
         let fixture = try await GitFixture()
