@@ -1,6 +1,7 @@
 import Foundation
 import SyncCore
 import SyncGit
+import SyncSystem
 
 /// A temporary git repository with an identity, for tests and benchmarks.
 public struct GitFixture: Sendable {
@@ -19,6 +20,9 @@ public struct GitFixture: Sendable {
     }
 
     private init(directory: TemporaryDirectory) async throws {
+        // As in syncd and syncctl: a git child that exits before reading its input must be an
+        // EPIPE for the test's own git calls, not a SIGPIPE that ends the whole test process.
+        SignalStream.ignoreSIGPIPE()
         self.directory = directory
         _ = try await git.run(["init", "-q", "-b", "main"])
         _ = try await git.run(["config", "user.name", "syncd test"])

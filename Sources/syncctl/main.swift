@@ -37,6 +37,7 @@ struct Syncctl: AsyncParsableCommand {
 
     /// `-C DIR` before the command works as git's does: as if syncctl was started in DIR.
     static func main() async {
+        SignalStream.ignoreSIGPIPE()
         let (directories, arguments) = LeadingDirectories.split(Array(CommandLine.arguments.dropFirst()))
         for directory in directories {
             guard chdir(directory) == 0 else {
