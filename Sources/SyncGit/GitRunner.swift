@@ -154,7 +154,7 @@ public struct GitRunner: Sendable {
                     group.addTask {
                         let result = try await Subprocess.run(
                             configuration,
-                            input: .array(input ?? []),
+                            input: GitInput(bytes: input ?? []),
                             output: .bytes(limit: outputLimit),
                             error: .string(limit: 64 * 1024)
                         ) { execution in
@@ -353,5 +353,22 @@ public struct GitUser: Sendable, Equatable {
         }
         return GitUser(
             uid: uid, gid: entry.pw_gid, groups: Array(groups.prefix(Int(max(0, count)))), name: name, home: String(cString: entry.pw_dir))
+    }
+}
+
+/// The bytes a git call gets on its standard input. A git that exits before it has read them
+/// all (it failed at once, or was killed) makes the write fail with EPIPE. That is not an error
+/// of its own: git's exit code and its stderr say what happened. swift-subprocess's own array
+/// input would leave the pipe open after a failed write, which it treats as a fatal error.
+struct GitInput: InputProtocol {
+    let bytes: [UInt8]
+
+    func write(with writer: StandardInputWriter) async throws {
+        guard !bytes.isEmpty else { return }
+        do {
+            _ = try await writer.write(bytes)
+        } catch {
+            // git stopped reading; the pipe is closed by the caller's finish().
+        }
     }
 }

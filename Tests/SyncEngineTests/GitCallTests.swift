@@ -33,6 +33,17 @@ struct GitCallTests {
         (try? Syscall.readSmallFile(fixture.path + "/.git/filter.pid")).flatMap { Int32(String(decoding: $0, as: UTF8.self).trimmed) }
     }
 
+    @Test("a git that exits before reading its input (4 MiB it never reads) is an exit code, not a crash of the caller (EPIPE after swift-subprocess's failed write)")
+    func gitExitsBeforeReadingInput() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let input = [UInt8](repeating: UInt8(ascii: "x"), count: 4 * 1024 * 1024)
+        for _ in 0..<5 {
+            let result = try await fixture.git.run(["rev-parse", "--verify", "-q", "no-such-ref"], input: input, acceptedExitCodes: [1, 128])
+            #expect(result.exitCode != 0)
+        }
+    }
+
     @Test("git children keep their freed heap (GLIBC_TUNABLES trim_threshold), so object writes do not fault zlib's memory in each time")
     func mallocTunables() async throws {
         let fixture = try await GitFixture()
