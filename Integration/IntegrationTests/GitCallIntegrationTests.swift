@@ -17,15 +17,20 @@ struct GitCallIntegrationTests {
         return state != "Z" && state != "X"
     }
 
-    @Test("a clean filter that never returns: logged and shown in status; SIGTERM ends syncd within its stop timeout, exit 1 naming what stayed uncommitted, no filter left; the next start commits it")
-    func hangingCleanFilter() async throws {
-        let fixture = try await GitFixture()
-        defer { fixture.remove() }
-        // The filter writes its pid, then sleeps ten minutes in that same process.
+    /// `*.hang` files get a clean filter that writes its pid to .git/filter.pid, then sleeps ten
+    /// minutes in that same process (committed .gitattributes).
+    static func hangingFilter(_ fixture: GitFixture) async throws {
         _ = try await fixture.git.run(["config", "filter.hang.clean", "echo $$ > .git/filter.pid; exec sleep 600"])
         try Files.write(fixture.file(".gitattributes"), "*.hang filter=hang\n")
         _ = try await fixture.run(["add", ".gitattributes"])
         _ = try await fixture.run(["commit", "-q", "-m", "attributes"])
+    }
+
+    @Test("a clean filter that never returns: logged and shown in status; SIGTERM ends syncd within its stop timeout, exit 1 naming what stayed uncommitted, no filter left; the next start commits it")
+    func hangingCleanFilter() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        try await Self.hangingFilter(fixture)
         let syncd = SyncdHarness(fixture, ["--quiet-period", "100ms", "--remote", "none", "--slow-git-after", "1s", "--stop-timeout", "2s"])
         try await syncd.ready()
         try Files.write(fixture.file("stuck.hang"), "x\n")
@@ -63,10 +68,7 @@ struct GitCallIntegrationTests {
         let fixture = try await GitFixture()
         defer { fixture.remove() }
         // The clean filter keeps the final batch in flight until the second signal.
-        _ = try await fixture.git.run(["config", "filter.hang.clean", "echo $$ > .git/filter.pid; exec sleep 600"])
-        try Files.write(fixture.file(".gitattributes"), "*.hang filter=hang\n")
-        _ = try await fixture.run(["add", ".gitattributes"])
-        _ = try await fixture.run(["commit", "-q", "-m", "attributes"])
+        try await Self.hangingFilter(fixture)
         // No batch before the stop: the files are committed by the final batch.
         let syncd = SyncdHarness(
             fixture, ["--quiet-period", "1h", "--max-latency", "2h", "--remote", "none", "--stop-timeout", "2m"])

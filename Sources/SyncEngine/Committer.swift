@@ -489,16 +489,8 @@ public actor Committer {
     /// same size would look unchanged to git), then the rest is staged as usual. The index is
     /// not fsynced here: `install` does that before it replaces the real one.
     private func stageSnapshot(_ paths: [RepoPath], snapshot: SnapshotIndex, environment: [String: String]) async throws -> Bool {
-        var unwritten: [RepoPath] = []
-        var kept: Set<RepoPath> = []
-        for path in paths {
-            if let stamp = prestaged[path], stamp == FileStamp(repository.absolute(path)) {
-                kept.insert(path)
-            } else {
-                unwritten.append(path)
-            }
-        }
-        let stale = snapshot.prestaged.subtracting(kept).sorted()
+        let (written, unwritten) = unchangedSincePrestage(paths)
+        let stale = snapshot.prestaged.subtracting(written).sorted()
         if !stale.isEmpty {
             var input: [UInt8] = []
             for path in stale { input += path.bytes + [0] }
@@ -524,12 +516,15 @@ public actor Committer {
     /// The entries an index (`environment`'s GIT_INDEX_FILE, or the real one) has for `paths`,
     /// as `update-index --index-info` lines ("MODE OID\tPATH").
     private func indexEntries(of paths: Set<RepoPath>, environment: [String: String]) async throws -> [RepoPath: [UInt8]] {
-        var arguments: [GitArgument] = ["ls-files", "--stage", "-z", "--full-name"]
-        if paths.count <= 1000 {
-            arguments += ["--"] + paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
-        }
+        let arguments: [GitArgument] = ["ls-files", "--stage", "-z", "--full-name"] + Self.pathspecs(paths)
         // "MODE OID STAGE\tPATH"
         return Self.indexInfo(try await git.run(arguments, readOnly: true, environment: environment), oidField: 1, paths: paths)
+    }
+
+    /// `-- PATHS` as literal pathspecs; nothing (the whole listing, filtered by the caller) past
+    /// 1,000 paths, which would make a long command line.
+    static func pathspecs(_ paths: Set<RepoPath>) -> [GitArgument] {
+        paths.count <= 1000 ? ["--"] + paths.map(GitArgument.literal) : []
     }
 
     /// `update-index --index-info` lines ("MODE OID\tPATH") for `paths` from a listing of
@@ -653,10 +648,7 @@ public actor Committer {
     /// `head`'s entries for `paths`, as `update-index --index-info` lines (none: not in it).
     private func treeEntries(_ head: Head?, paths: Set<RepoPath>) async throws -> [RepoPath: [UInt8]] {
         guard let head else { return [:] }
-        var arguments: [GitArgument] = ["ls-tree", "-r", "-z", "--full-tree", GitArgument(head.commit)]
-        if paths.count <= 1000 {
-            arguments += ["--"] + paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
-        }
+        let arguments: [GitArgument] = ["ls-tree", "-r", "-z", "--full-tree", GitArgument(head.commit)] + Self.pathspecs(paths)
         // "MODE TYPE OID\tPATH"
         return Self.indexInfo(try await git.run(arguments, readOnly: true), oidField: 2, paths: paths)
     }
@@ -671,17 +663,24 @@ public actor Committer {
     /// pack writer when there are `packThreshold` of them, loose otherwise.
     private func stageSplit(_ paths: [RepoPath], environment: [String: String]) async throws -> Bool {
         guard !prestaged.isEmpty else { return try await stage(paths, environment: environment, pack: paths.count >= options.packThreshold) }
-        var written: [RepoPath] = []
-        var unwritten: [RepoPath] = []
-        for path in paths {
-            if let stamp = prestaged[path], stamp == FileStamp(repository.absolute(path)) {
-                written.append(path)
-            } else {
-                unwritten.append(path)
-            }
-        }
+        let (written, unwritten) = unchangedSincePrestage(paths)
         if try await !stage(written, environment: environment, pack: false) { return false }
         return try await stage(unwritten, environment: environment, pack: unwritten.count >= options.packThreshold)
+    }
+
+    /// `paths` split into the files that still have the stamp the prestage took before git read
+    /// them, and the rest.
+    private func unchangedSincePrestage(_ paths: [RepoPath]) -> (unchanged: [RepoPath], rest: [RepoPath]) {
+        var unchanged: [RepoPath] = []
+        var rest: [RepoPath] = []
+        for path in paths {
+            if let stamp = prestaged[path], stamp == FileStamp(repository.absolute(path)) {
+                unchanged.append(path)
+            } else {
+                rest.append(path)
+            }
+        }
+        return (unchanged, rest)
     }
 
     /// How many files the last `prestage` wrote (for tests).
@@ -753,7 +752,7 @@ public actor Committer {
         }
         if !expand.isEmpty {
             var arguments: [GitArgument] = ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--"]
-            arguments += expand.map { $0.isRoot ? GitArgument(":/") : GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
+            arguments += expand.map { $0.isRoot ? GitArgument(":/") : GitArgument.literal($0) }
             let listed = try await git.run(arguments, readOnly: true)
             for field in listed.nulSeparatedFields {
                 // `dir/`: a nested repository (git lists each untracked file otherwise).
@@ -821,7 +820,7 @@ public actor Committer {
         let ignored = try await GitIgnoreOracle(git: git, useIndex: false).ignored(paths)
         guard !ignored.isEmpty else { return paths }
         var arguments: [GitArgument] = ["ls-files", "-z", "--cached", "--"]
-        arguments += ignored.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
+        arguments += ignored.map { GitArgument.literal($0) }
         let tracked = Set(try await git.run(arguments, readOnly: true).nulSeparatedFields.map { RepoPath(bytes: $0) })
         return paths.filter { !ignored.contains($0) || tracked.contains($0) }
     }
@@ -931,7 +930,7 @@ public actor Committer {
         var inHead: Set<RepoPath> = []
         if let head {
             var arguments: [GitArgument] = ["ls-tree", "-r", "-z", "--full-tree", GitArgument(head.commit), "--"]
-            arguments += paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) }
+            arguments += paths.map { GitArgument.literal($0) }
             for field in try await git.run(arguments, readOnly: true).nulSeparatedFields {
                 guard let tab = field.firstIndex(of: UInt8(ascii: "\t")) else { continue }
                 inHead.insert(RepoPath(bytes: Array(field[(tab + 1)...])))

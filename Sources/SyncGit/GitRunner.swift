@@ -310,6 +310,8 @@ public struct GitArgument: Sendable, ExpressibleByStringInterpolation {
     public init(_ text: String) { bytes = Array(text.utf8) }
     public init(stringLiteral value: String) { bytes = Array(value.utf8) }
     public init(rawBytes: [UInt8]) { bytes = rawBytes }
+    /// A pathspec that matches `path` and nothing else (no glob or magic characters).
+    public static func literal(_ path: RepoPath) -> GitArgument { GitArgument(rawBytes: Array(":(literal)".utf8) + path.bytes) }
     var display: String { String(decoding: bytes, as: UTF8.self) }
 }
 
@@ -338,21 +340,8 @@ public struct GitUser: Sendable, Equatable {
     /// `uid` as the user database has it (its primary group, its groups, its home); a uid the
     /// database does not know runs with `gid` alone and no home.
     public static func lookUp(uid: uid_t, gid: gid_t) -> GitUser {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil else {
-            return GitUser(uid: uid, gid: gid, groups: [gid], name: nil, home: nil)
-        }
-        let name = String(cString: entry.pw_name)
-        var count: Int32 = 64
-        var groups = Array<gid_t>(repeating: 0, count: Int(count))
-        if getgrouplist(entry.pw_name, entry.pw_gid, &groups, &count) < 0 {
-            groups = Array<gid_t>(repeating: 0, count: Int(count))
-            _ = getgrouplist(entry.pw_name, entry.pw_gid, &groups, &count)
-        }
-        return GitUser(
-            uid: uid, gid: entry.pw_gid, groups: Array(groups.prefix(Int(max(0, count)))), name: name, home: String(cString: entry.pw_dir))
+        guard let account = WorkspaceOwner.account(uid) else { return GitUser(uid: uid, gid: gid, groups: [gid], name: nil, home: nil) }
+        return GitUser(uid: uid, gid: account.gid, groups: account.groups, name: account.name, home: account.home)
     }
 }
 

@@ -22,7 +22,7 @@ public enum GitStatus {
         ]
         if !paths.isEmpty {
             arguments.append("--")
-            arguments.append(contentsOf: paths.map { GitArgument(rawBytes: Array(":(literal)".utf8) + $0.bytes) })
+            arguments.append(contentsOf: paths.map(GitArgument.literal))
         }
         let result = try await git.run(arguments, readOnly: true)
         return try parse(result.standardOutput)

@@ -66,12 +66,21 @@ public struct WorkspaceOwner: Sendable, Equatable {
         userName(uid).map { "\($0) (uid \(uid))" } ?? "uid \(uid)"
     }
 
-    public static func userName(_ uid: uid_t) -> String? {
+    public static func userName(_ uid: uid_t) -> String? { account(uid)?.name }
+
+    /// `uid`'s entry in the user database: its name, primary group, home and groups.
+    public static func account(_ uid: uid_t) -> (name: String, gid: gid_t, home: String, groups: [gid_t])? {
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 16 * 1024)
         guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else { return nil }
-        return String(cString: name)
+        var count: Int32 = 64
+        var groups = Array<gid_t>(repeating: 0, count: Int(count))
+        if getgrouplist(name, entry.pw_gid, &groups, &count) < 0 {
+            groups = Array<gid_t>(repeating: 0, count: Int(count))
+            _ = getgrouplist(name, entry.pw_gid, &groups, &count)
+        }
+        return (String(cString: name), entry.pw_gid, entry.pw_dir.map { String(cString: $0) } ?? "/", Array(groups.prefix(Int(max(0, count)))))
     }
 
     public static func groupName(_ gid: gid_t) -> String? {

@@ -353,13 +353,11 @@ struct PackStagingTests {
     func installWaitsForIndexLock() async throws {
         let fixture = try await GitFixture()
         let lockFile = fixture.path + "/.git/index.lock"
-        let once = Mutex(true)
+        let once = FirstTime()
         let person: @Sendable (Int) async throws -> Void = { _ in
-            if once.withLock({ first in defer { first = false }; return first }) { try Files.write(lockFile, "") }
+            if once() { try Files.write(lockFile, "") }
         }
-        try Files.write(fixture.file("seed.txt"), "seed\n")
-        try await fixture.run(["add", "seed.txt"])
-        try await fixture.run(["commit", "-qm", "seed"])
+        try await Self.seed(fixture)
         var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person)
         defer { workspace.remove() }
         let head = try await fixture.run(["rev-parse", "HEAD"])
@@ -377,9 +375,9 @@ struct PackStagingTests {
     func installRefusesMissingIndex() async throws {
         let fixture = try await GitFixture()
         let indexPath = fixture.path + "/.git/index"
-        let once = Mutex(true)
+        let once = FirstTime()
         let person: @Sendable (Int) async throws -> Void = { _ in
-            if once.withLock({ first in defer { first = false }; return first }) { try FileManager.default.removeItem(atPath: indexPath) }
+            if once() { try FileManager.default.removeItem(atPath: indexPath) }
         }
         for index in 0..<30 { try Files.write(fixture.file("k\(index).txt"), "kept \(index)\n") }
         try await fixture.run(["add", "."])
@@ -410,9 +408,7 @@ struct PackStagingTests {
                 refused.withLock { $0.append(result.exitCode) }
             }
         }
-        try Files.write(fixture.file("seed.txt"), "seed\n")
-        try await fixture.run(["add", "seed.txt"])
-        try await fixture.run(["commit", "-qm", "seed"])
+        try await Self.seed(fixture)
         var workspace = try await CommitterTests.Workspace(fixture: fixture, afterIndexInstalled: person)
         defer { workspace.remove() }
         let paths = try Self.files(fixture, count: 5, tag: "batch")
@@ -431,9 +427,7 @@ struct PackStagingTests {
             let result = try await fixture.git.run(["reset", "-q"], acceptedExitCodes: [0, 128])
             refused.withLock { $0.append(result.exitCode) }
         }
-        try Files.write(fixture.file("seed.txt"), "seed\n")
-        try await fixture.run(["add", "seed.txt"])
-        try await fixture.run(["commit", "-qm", "seed"])
+        try await Self.seed(fixture)
         var workspace = try await CommitterTests.Workspace(fixture: fixture, afterIndexInstalled: person)
         defer { workspace.remove() }
         let paths = try Self.files(fixture, count: 100, tag: "batch")
@@ -449,15 +443,13 @@ struct PackStagingTests {
     @Test("a person who stages a batch's own path after the lock is released keeps their staged version: the batch's entry goes only where the index still has HEAD's")
     func fallbackKeepsPersonsVersionOfBatchPath() async throws {
         let fixture = try await GitFixture()
-        let once = Mutex(true)
+        let once = FirstTime()
         let person: @Sendable (Int) async throws -> Void = { _ in
-            guard once.withLock({ first in defer { first = false }; return first }) else { return }
+            guard once() else { return }
             try Files.write(fixture.file("burst/f1.txt"), "the person's version\n")
             _ = try await fixture.git.run(["add", "burst/f1.txt"])
         }
-        try Files.write(fixture.file("seed.txt"), "seed\n")
-        try await fixture.run(["add", "seed.txt"])
-        try await fixture.run(["commit", "-qm", "seed"])
+        try await Self.seed(fixture)
         var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person)
         defer { workspace.remove() }
         let paths = try Self.files(fixture, count: 5, tag: "batch")
@@ -466,6 +458,19 @@ struct PackStagingTests {
         #expect(try await fixture.run(["show", ":burst/f1.txt"]) == "the person's version\n")
         #expect(try await fixture.run(["show", ":burst/f2.txt"]) == "batch 2\n")
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "burst/f1.txt\n")
+    }
+
+    /// One committed file, `seed.txt`: HEAD exists.
+    static func seed(_ fixture: GitFixture) async throws {
+        try Files.write(fixture.file("seed.txt"), "seed\n")
+        try await fixture.run(["add", "seed.txt"])
+        try await fixture.run(["commit", "-qm", "seed"])
+    }
+
+    /// True the first time it is called, false after: a hook that acts in the first attempt only.
+    final class FirstTime: Sendable {
+        private let first = Mutex(true)
+        func callAsFunction() -> Bool { first.withLock { value in defer { value = false }; return value } }
     }
 
     static func deferralCode(_ outcome: CommitOutcome) -> Deferral.Code? {
