@@ -8,16 +8,6 @@ import Testing
 /// Issue 13: a burst staged through git's pack writer survives a crash in the middle of it.
 @Suite("bursts through the pack writer (real processes)", .serialized)
 struct BurstPackTests {
-    /// Pids whose command line contains every one of `needles`.
-    static func processes(containing needles: [String]) -> [pid_t] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { pid_t($0) }.filter { pid in
-            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            let line = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
-            return needles.allSatisfy { line.contains($0) }
-        }
-    }
-
     @Test("kill -9 of syncd and its git while the pack is written: fsck accepts the repository and the restart commits everything")
     func killDuringPackWrite() async throws {
         let fixture = try await GitFixture()
@@ -29,11 +19,14 @@ struct BurstPackTests {
             try Files.mkdirs(fixture.file("d\(directory)"))
             for file in 0..<100 { try Files.write(fixture.file("d\(directory)/f\(file).txt"), "\(directory) \(file)\n" + String(repeating: "x", count: 4000)) }
         }
-        // The pack writer at work: git update-index with bulk-checkin, run by syncd.
+        // The pack writer at work: git update-index with bulk-checkin, run by this syncd (only
+        // its children: other tests' pack writers run beside it and must not be killed).
+        let pid = try #require(syncd.process.pid)
+        let packWriter = ["core.bigFileThreshold=1", "update-index"]
         try await waitUntil(.seconds(120), interval: .milliseconds(5), "git update-index writing a pack") {
-            !Self.processes(containing: ["core.bigFileThreshold=1", "update-index"]).isEmpty
+            !ProcessTable.children(of: pid, containing: packWriter).isEmpty
         }
-        let gits = Self.processes(containing: ["core.bigFileThreshold=1", "update-index"])
+        let gits = ProcessTable.children(of: pid, containing: packWriter)
         syncd.process.signal(SIGKILL)
         for pid in gits { kill(pid, SIGKILL) }
         _ = try await syncd.process.exit(within: .seconds(30))

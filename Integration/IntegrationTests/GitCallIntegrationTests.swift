@@ -8,15 +8,6 @@ import Testing
 /// status and the exit say, and that a stop stays bounded.
 @Suite("syncd run: git calls that hang or wait (the real binary)", .serialized)
 struct GitCallIntegrationTests {
-    /// True while `pid` runs (a zombie, dead and not yet reaped, does not count).
-    static func running(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return false }
-        let state = stat[stat.index(after: close)...].dropFirst().first
-        return state != "Z" && state != "X"
-    }
-
     /// `*.hang` files get a clean filter that writes its pid to .git/filter.pid, then sleeps ten
     /// minutes in that same process (committed .gitattributes).
     static func hangingFilter(_ fixture: GitFixture) async throws {
@@ -51,7 +42,7 @@ struct GitCallIntegrationTests {
         #expect(try await syncd.process.terminate(within: .seconds(60)) == .exited(1))
         let stderr = syncd.process.stderr
         #expect(stderr.contains("not committed") && stderr.contains("syncd.stopTimeout"), "stderr: \(stderr.suffix(2000))")
-        #expect(!Self.running(filter), "the filter (pid \(filter)) outlived syncd")
+        #expect(!ProcessTable.running(filter), "the filter (pid \(filter)) outlived syncd")
         #expect(syncd.state()?["phase"] as? String == "stopped")
         // Nothing was lost: with the filter gone, the next start commits both files.
         _ = try await fixture.run(["config", "--unset", "filter.hang.clean"])

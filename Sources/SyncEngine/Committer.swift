@@ -477,8 +477,13 @@ public actor Committer {
     /// one copied (a person's `git add` meanwhile would be lost otherwise), and every path a
     /// prestage pass staged is one this batch stages (one that became ignored, say, must not
     /// be committed from the copy).
+    ///
+    /// A lock on the copy is stale (syncd's own git calls have all ended by now): a prestage git
+    /// was killed mid-write, and the copy is made afresh.
     private func usableSnapshotIndex(_ staging: [RepoPath]) -> SnapshotIndex? {
-        guard let snapshot = snapshotIndex, snapshot.base == FileStamp(indexFile) else { return nil }
+        guard let snapshot = snapshotIndex, snapshot.base == FileStamp(indexFile),
+            !Syscall.exists(prestageIndex + Array(".lock".utf8))
+        else { return nil }
         if !snapshot.prestaged.isEmpty, !snapshot.prestaged.isSubset(of: Set(staging)) { return nil }
         return snapshot
     }

@@ -51,6 +51,17 @@ struct CommitterTests {
             return try await committer.commit(request)
         }
 
+        /// Commits and returns the summary; anything else fails the test with the outcome and the
+        /// committer's log, so a CI failure says why.
+        @discardableResult
+        mutating func mustCommit(_ paths: [String], prestage: Bool = true, _ what: String = "the batch") async throws -> CommitSummary {
+            let outcome = try await commit(paths, prestage: prestage)
+            guard case .committed(let summary) = outcome else {
+                throw TestFailure("\(what) not committed: \(outcome); log: \(logged.messages.suffix(8).joined(separator: " | "))")
+            }
+            return summary
+        }
+
         mutating func commit(bytes paths: [[UInt8]]) async throws -> CommitOutcome {
             batch += 1
             let request = CommitRequest(paths: Set(paths.map { RepoPath(bytes: $0) }), batch: batch, trigger: "test")

@@ -13,14 +13,6 @@ import Testing
 struct GitCallTests {
     typealias Workspace = CommitterTests.Workspace
 
-    /// True while `pid` runs (a zombie, dead and not yet reaped, does not count).
-    static func running(_ pid: Int32) -> Bool {
-        guard let stat = try? Syscall.readSmallFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
-            close + 2 < stat.count
-        else { return false }
-        return stat[close + 2] != UInt8(ascii: "Z") && stat[close + 2] != UInt8(ascii: "X")
-    }
-
     /// A clean filter `hang` on `*.hang` that writes its pid to `.git/filter.pid`, then sleeps for
     /// ten minutes (`exec`: the pid stays the sleeping process's).
     static func hangingFilter(_ fixture: GitFixture) async throws {
@@ -59,11 +51,11 @@ struct GitCallTests {
         try await Self.hangingFilter(fixture)
         let git = fixture.git
         let call = Task { try await git.run(["update-index", "--add", "--", "stuck.hang"]) }
-        try await waitUntil(.seconds(30), "the filter runs") { Self.filterPid(fixture).map(Self.running) ?? false }
+        try await waitUntil(.seconds(30), "the filter runs") { Self.filterPid(fixture).map(ProcessTable.running) ?? false }
         let filter = try #require(Self.filterPid(fixture))
         call.cancel()
         _ = try? await call.value
-        try await waitUntil(.seconds(10), "the filter (pid \(filter)) ended with its git") { !Self.running(filter) }
+        try await waitUntil(.seconds(10), "the filter (pid \(filter)) ended with its git") { !ProcessTable.running(filter) }
     }
 
     @Test("a git call stuck in a clean filter is reported once as slow, with the file; at a deadline it is stopped, the filter with it")
@@ -82,7 +74,7 @@ struct GitCallTests {
         let slow = try #require(monitor.slowCalls.first)
         #expect(slow.command == "git update-index --add -- stuck.hang")
         #expect(events.withLock { $0.filter { $0.logLine != nil }.count } == 1)
-        try await waitUntil(.seconds(30), "the filter runs") { Self.filterPid(fixture).map(Self.running) ?? false }
+        try await waitUntil(.seconds(30), "the filter runs") { Self.filterPid(fixture).map(ProcessTable.running) ?? false }
         let filter = try #require(Self.filterPid(fixture))
         monitor.stopCalls(at: ContinuousClock.now, reason: "the test stops it")
         do {
@@ -93,7 +85,7 @@ struct GitCallTests {
             #expect(error.message.contains("stuck.hang"))
             #expect(error.message.contains("the test stops it"))
         }
-        #expect(!Self.running(filter))
+        #expect(!ProcessTable.running(filter))
         #expect(monitor.slowCalls.isEmpty)
         let stopped = events.withLock { $0.compactMap { event -> GitMonitor.Call? in if case .stopped(let call, _, _) = event { call } else { nil } } }
         #expect(stopped.map(\.path) == ["stuck.hang"])

@@ -41,7 +41,7 @@ struct PackStagingTests {
         defer { workspace.fixture.remove() }
         let paths = try Self.files(workspace.fixture, count: 500, tag: "pack")
         let loosesBefore = Self.looseObjects(workspace.fixture)
-        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        let summary = try await workspace.mustCommit(paths)
         #expect(summary.files.count == 500)
         #expect(Self.packs(workspace.fixture) >= 1)
         // The blobs went into the pack: only the tree(s) and the commit are loose.
@@ -77,7 +77,7 @@ struct PackStagingTests {
         // Three files change after the prestage and before the lock.
         for index in [3, 40, 499] { try Files.write(fixture.file("burst/f\(index).txt"), "changed \(index)\n") }
         let loose = Self.looseObjects(fixture)
-        guard case .committed(let summary) = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
+        let summary = try await workspace.mustCommit(paths, prestage: false)
         #expect(summary.files.count == 500)
         // No second pack: 497 blobs were there already; the 3 changed ones, the trees and the commit are loose.
         #expect(Self.packs(fixture) == 1)
@@ -100,7 +100,7 @@ struct PackStagingTests {
         // A person stages their own change after the prestage copied the index.
         try Files.write(fixture.file("mine.txt"), "v2 staged by a person\n")
         try await fixture.run(["add", "mine.txt"])
-        guard case .committed(let summary) = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
+        let summary = try await workspace.mustCommit(paths, prestage: false)
         #expect(summary.files.count == 200)
         #expect(try await fixture.run(["show", "HEAD:mine.txt"]) == "v1\n")
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "mine.txt\n")
@@ -120,7 +120,7 @@ struct PackStagingTests {
         if case .committed = try await workspace.commit(paths, prestage: false) { throw TestFailure("committed while index.lock was held") }
         #expect(Syscall.exists(Array((fixture.path + "/.git/index.lock").utf8)))
         try Syscall.unlink(Array((fixture.path + "/.git/index.lock").utf8))
-        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed after the lock went") }
+        try await workspace.mustCommit(paths)
         #expect(try await fixture.run(["status", "--porcelain"]) == "")
     }
 
@@ -170,7 +170,7 @@ struct PackStagingTests {
         try Files.write(workspace.fixture.file("burst/a-empty.txt"), "")
         try Files.write(workspace.fixture.file("burst/a-one.txt"), "\n")
         paths += ["burst/a-empty.txt", "burst/a-one.txt"]
-        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        let summary = try await workspace.mustCommit(paths)
         #expect(summary.files.count == 102)
         #expect(try await workspace.fixture.run(["status", "--porcelain"]) == "")
         try await workspace.fixture.run(["fsck", "--full", "--strict"])
@@ -187,7 +187,7 @@ struct PackStagingTests {
                 try Files.write(workspace.fixture.file(path), "round \(round) file \(index)\n")
                 return path
             }
-            guard case .committed = try await workspace.commit(paths) else { throw TestFailure("round \(round) not committed") }
+            try await workspace.mustCommit(paths, "round \(round)")
         }
         #expect(Self.packs(workspace.fixture) <= Committer.maxPacks)
         try await workspace.fixture.run(["fsck", "--full", "--strict"])
@@ -250,7 +250,7 @@ struct PackStagingTests {
         #expect(await workspace.committer.prestagedCount == 100)
         for index in [3, 40, 99] { try Files.write(fixture.file("burst/f\(index).txt"), "changed after the prestage \(index)\n") }
         try Files.write(log, "")
-        guard case .committed(let summary) = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
+        let summary = try await workspace.mustCommit(paths, prestage: false)
         #expect(summary.files.count == 100)
         let read = Set(try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init))
         #expect(read == ["burst/f3.txt", "burst/f40.txt", "burst/f99.txt"])
@@ -272,7 +272,7 @@ struct PackStagingTests {
         try await fixture.run(["config", "filter.picky.clean", GitArgument("sh -c 'if [ -e \(marker) ] && [ \"$0\" = burst/f5.txt ]; then exit 1; fi; cat' %f")])
         try await fixture.run(["config", "filter.picky.required", "true"])
         let paths = try Self.files(fixture, count: 100, tag: "v1")
-        guard case .committed = try await workspace.commit(paths, prestage: false) else { throw TestFailure("seed not committed") }
+        try await workspace.mustCommit(paths, prestage: false, "seed")
         for index in 0..<100 { try Files.write(fixture.file("burst/f\(index).txt"), "v2 \(index)\n") }
         for path in paths { try Self.age(fixture.file(path)) }
         try await Self.settled(paths.map(fixture.file))
@@ -290,7 +290,7 @@ struct PackStagingTests {
         // Once the filter works again, the file's next change is committed.
         try FileManager.default.removeItem(atPath: marker)
         try Files.write(fixture.file("burst/f5.txt"), "v4 5\n")
-        guard case .committed = try await workspace.commit(["burst/f5.txt"]) else { throw TestFailure("f5 not committed later") }
+        try await workspace.mustCommit(["burst/f5.txt"], "f5")
         #expect(try await fixture.run(["show", "HEAD:burst/f5.txt"]) == "v4 5\n")
     }
 
@@ -327,14 +327,22 @@ struct PackStagingTests {
         try Files.write(fixture.path + "/.git/syncd/index.prestage.lock", "")
         try Files.write(fixture.path + "/.git/syncd/index.next.lock", "")
         let paths = try Self.files(fixture, count: 100, tag: "after a kill")
-        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        let summary = try await workspace.mustCommit(paths)
         #expect(summary.files.count == 100)
+        // The prestage's git killed: its lock stays on the copy the batch was to be staged into.
+        for path in paths { try Files.write(fixture.file(path), "killed prestage\n") }
+        let request = CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 99, trigger: "test")
+        await workspace.committer.prestage(request)
+        try Files.write(fixture.path + "/.git/syncd/index.prestage.lock", "")
+        let outcome = try await workspace.committer.commit(request)
+        guard case .committed = outcome else { throw TestFailure("not committed after a killed prestage: \(outcome)") }
+        #expect(try await fixture.run(["show", "HEAD:burst/f7.txt"]) == "killed prestage\n")
         // The scratch index (a person's staged change elsewhere) too.
         try Files.write(fixture.path + "/.git/syncd/index.next.lock", "")
         try Files.write(fixture.file("mine.txt"), "staged\n")
         try await fixture.run(["add", "mine.txt"])
         try Files.write(fixture.file("burst/f1.txt"), "again\n")
-        guard case .committed = try await workspace.commit(["burst/f1.txt"]) else { throw TestFailure("scratch batch not committed") }
+        try await workspace.mustCommit(["burst/f1.txt"], "scratch batch")
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "mine.txt\n")
     }
 
@@ -345,7 +353,7 @@ struct PackStagingTests {
         #expect(!FileManager.default.fileExists(atPath: workspace.fixture.path + "/.git/index"))
         guard case .unchanged = try await workspace.commit([], fullScan: true) else { throw TestFailure("expected nothing to commit") }
         try Files.write(workspace.fixture.file("first.txt"), "first\n")
-        guard case .committed = try await workspace.commit(["first.txt"]) else { throw TestFailure("first file not committed") }
+        try await workspace.mustCommit(["first.txt"], "first file")
         #expect(try await workspace.fixture.run(["status", "--porcelain"]) == "")
     }
 
@@ -366,7 +374,7 @@ struct PackStagingTests {
         #expect(Self.deferralCode(outcome) == .indexLocked)
         #expect(try await fixture.run(["rev-parse", "HEAD"]) == head, "the branch must not move while the index cannot take the batch")
         try FileManager.default.removeItem(atPath: lockFile)
-        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed once the lock was gone") }
+        try await workspace.mustCommit(paths)
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
         #expect(try await fixture.run(["status", "--porcelain"]) == "")
     }
@@ -391,7 +399,7 @@ struct PackStagingTests {
         #expect(try await fixture.run(["rev-parse", "HEAD"]) == head)
         #expect(!FileManager.default.fileExists(atPath: indexPath))
         try await fixture.run(["reset", "-q"])
-        guard case .committed(let summary) = try await workspace.commit(paths) else { throw TestFailure("not committed after git reset") }
+        let summary = try await workspace.mustCommit(paths)
         #expect(summary.files.count == 5)
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
         #expect(try await fixture.run(["status", "--porcelain"]) == "")
@@ -412,7 +420,7 @@ struct PackStagingTests {
         var workspace = try await CommitterTests.Workspace(fixture: fixture, afterIndexInstalled: person)
         defer { workspace.remove() }
         let paths = try Self.files(fixture, count: 5, tag: "batch")
-        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        try await workspace.mustCommit(paths)
         #expect(refused.withLock { $0 } == [128, 128])
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
         #expect(try await fixture.run(["status", "--porcelain"]) == "")
@@ -433,7 +441,7 @@ struct PackStagingTests {
         let paths = try Self.files(fixture, count: 100, tag: "batch")
         await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
         try await fixture.run(["update-index", "--force-write-index"])
-        guard case .committed(let summary) = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
+        let summary = try await workspace.mustCommit(paths, prestage: false)
         #expect(summary.files.count == 100)
         #expect(refused.withLock { $0 } == [128])
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
@@ -453,7 +461,7 @@ struct PackStagingTests {
         var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person)
         defer { workspace.remove() }
         let paths = try Self.files(fixture, count: 5, tag: "batch")
-        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        try await workspace.mustCommit(paths)
         #expect(try await fixture.run(["show", "HEAD:burst/f1.txt"]) == "batch 1\n")
         #expect(try await fixture.run(["show", ":burst/f1.txt"]) == "the person's version\n")
         #expect(try await fixture.run(["show", ":burst/f2.txt"]) == "batch 2\n")
@@ -505,7 +513,7 @@ struct PackStagingTests {
         for index in 0..<100 { try Files.write(fixture.file("burst/f\(index).txt"), "BBBB \(index)\n") }
         try await Self.after(second: second)
         await workspace.committer.prestage(CommitRequest(paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test"))
-        guard case .committed = try await workspace.commit(paths, prestage: false) else { throw TestFailure("not committed") }
+        try await workspace.mustCommit(paths, prestage: false)
         for index in [0, 50, 99] {
             #expect(try await fixture.run(["show", GitArgument("HEAD:burst/f\(index).txt")]) == "BBBB \(index)\n")
         }
@@ -527,7 +535,7 @@ struct PackStagingTests {
         try await fixture.run(["add", "burst"])
         for index in 0..<20 { try Files.write(fixture.file("burst/f\(index).txt"), "BBBB \(index)\n") }
         try await Self.after(second: second)
-        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        try await workspace.mustCommit(paths)
         for index in [0, 19] {
             #expect(try await fixture.run(["show", GitArgument("HEAD:burst/f\(index).txt")]) == "BBBB \(index)\n")
         }
@@ -560,7 +568,7 @@ struct PackStagingTests {
         #expect(try await fixture.head() == head)
         // Restored the way the message says: the batch then commits, nothing else changes.
         try await fixture.run(["reset", "-q"])
-        guard case .committed(let summary) = try await workspace.commit(["new.txt"]) else { throw TestFailure("not committed after git reset") }
+        let summary = try await workspace.mustCommit(["new.txt"])
         #expect(summary.files.map(\.path) == [RepoPath("new.txt")])
     }
 
@@ -569,7 +577,7 @@ struct PackStagingTests {
         var workspace = try await CommitterTests.Workspace()
         defer { workspace.fixture.remove() }
         let paths = try Self.files(workspace.fixture, count: 5, tag: "small")
-        guard case .committed = try await workspace.commit(paths) else { throw TestFailure("not committed") }
+        try await workspace.mustCommit(paths)
         #expect(Self.packs(workspace.fixture) == 0)
     }
 
@@ -606,7 +614,7 @@ struct PackStagingTests {
         #expect(events.withLock { $0 } == ["snapshot", "swap"])
         #expect(try await fixture.run(["show", "HEAD:a.txt"]) == "old A\n")
         #expect(try await fixture.run(["show", "HEAD:b.txt"]) == "old B\n")
-        guard case .committed = try await workspace.commit(["a.txt", "b.txt"]) else { throw TestFailure("the writer's change was not committed next") }
+        try await workspace.mustCommit(["a.txt", "b.txt"], "the writer's change was")
         #expect(try await fixture.run(["show", "HEAD:a.txt"]) == "writer A\n")
         #expect(try await fixture.run(["show", "HEAD:b.txt"]) == "writer B\n")
     }
