@@ -90,6 +90,26 @@ public actor Committer {
         var prestaged: Set<RepoPath> = []
     }
 
+    /// Where a batch was staged, and so how `install` brings it into the real index before the
+    /// branch moves. Each base is the real index's stamp when syncd last knew what it held.
+    enum IndexRoute {
+        /// Into the snapshot index, a copy of the real one: the copy replaces it.
+        case snapshot(SnapshotIndex)
+        /// Into the scratch index (a person's staged changes kept out of the commit): the
+        /// batch's entries are written into the real index.
+        case scratch(base: FileStamp?)
+        /// Straight into the real index (a split index): it holds the batch unless a git wrote
+        /// it after `base`, taken after write-tree.
+        case real(base: FileStamp?)
+
+        var base: FileStamp? {
+            switch self {
+            case .snapshot(let snapshot): return snapshot.base
+            case .scratch(let base), .real(let base): return base
+            }
+        }
+    }
+
     /// The repairs made since the last call (stale locks removed), for the journal.
     public func takeRecoveries() -> [String] { repairs.take() }
 
@@ -224,14 +244,12 @@ public actor Committer {
                         + "resolve the conflict and `git add` the files, and syncd continues"))
             }
             if let stopped = stopCheck("staging") { return stopped }
-            let useScratch: Bool
+            var scratchBase: FileStamp?? = nil
             if case .staged(let staged) = others, !staged.isEmpty {
-                try prepareScratchIndex()
+                scratchBase = try prepareScratchIndex()
                 try await resetInScratch(staged, head: head)
-                useScratch = true
-            } else {
-                useScratch = false
             }
+            let useScratch = scratchBase != nil
             // The snapshot index: the copy the prestage staged into, still a copy of the real
             // index as it is now, and holding no path this batch does not stage.
             var snapshot = attempts == 1 && !useScratch ? usableSnapshotIndex(staging) : nil
@@ -254,18 +272,29 @@ public actor Committer {
                 if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
             }
             // The snapshot is taken: the index holds the batch, and nothing after this reads the
-            // working tree (write-tree reads the index). Writers may go on while the tree and the
-            // commit are written and the branch moves (their changes are the next batch's). Not
-            // with a scratch index: the real index is staged again from the working tree at the
-            // end, which must not see them.
-            if !useScratch, !released, let snapshotTaken = request.snapshotTaken {
+            // working tree (write-tree reads the index; `install` writes the new tree's entries).
+            // Writers may go on while the tree and the commit are written and the branch moves
+            // (their changes are the next batch's).
+            if !released, let snapshotTaken = request.snapshotTaken {
                 released = true
                 await snapshotTaken()
             }
             if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
+            // How the batch reaches the real index before the branch moves (`install`).
+            let route: IndexRoute
+            if let snapshot {
+                route = .snapshot(snapshot)
+            } else if let scratchBase {
+                route = .scratch(base: scratchBase)
+            } else {
+                // write-tree may have written the index (its cache tree): the stamp after it.
+                route = .real(base: FileStamp(indexFile))
+            }
             if tree == (head?.tree ?? emptyTree) {
-                if let snapshot, let deferral = try await install(snapshot, paths: staging, head: head) { return .deferred(deferral) }
+                if let snapshot, let deferral = try await install(.snapshot(snapshot), paths: staging, head: head, tree: tree) {
+                    return .deferred(deferral)
+                }
                 if !useScratch { recordIndex() }
                 return .unchanged
             }
@@ -295,8 +324,8 @@ public actor Committer {
             if let stopped = stopCheck("moving the branch") { return stopped }
             // The real index takes the batch before the branch moves, as with `git commit`: a
             // person's commit from the index in between must not undo the batch.
-            if let snapshot, let deferral = try await install(snapshot, paths: staging, head: head) { return .deferred(deferral) }
-            if snapshot != nil { try await options.afterIndexInstalled?() }
+            if let deferral = try await install(route, paths: staging, head: head, tree: tree) { return .deferred(deferral) }
+            try await options.afterIndexInstalled?()
             let expected = head?.commit ?? String(repeating: "0", count: commit.count)
             // HEAD, not the branch read at the start: git reads HEAD under its lock and moves the
             // branch it points to now, compared against `expected`. A person who switched branches
@@ -348,11 +377,6 @@ public actor Committer {
                 log.info("HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now", metadata: ["batch": "\(request.batch)"])
             }
             if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(landed) } }
-            if useScratch {
-                // The real index takes the committed entries for the batch's paths; the person's
-                // staged changes to other paths stay staged.
-                _ = try await stage(staging, environment: [:], pack: false, stoppable: false)
-            }
             recordIndex()
             releaseIndexLock()
             commitsSinceMaintenance += 1
@@ -573,13 +597,24 @@ public actor Committer {
         }
     }
 
-    /// Before the branch moves: the snapshot index becomes the real index, fsynced first, under
-    /// git's own lock (`index.lock`), when the real index is still the one copied. When a
-    /// person's git changed it meanwhile, only the batch's entries are written into it, without
-    /// stat data (git reads those files again when it next looks), so what they staged stays.
+    /// Before the branch moves, under git's own lock (`index.lock`), held until the branch has
+    /// moved: the real index takes the batch, so that neither a person's commit nor a `git
+    /// reset` in between can undo it.
+    ///
+    /// - A snapshot index (a copy of the real one) replaces it, fsynced first, when the real
+    ///   index is still the one copied.
+    /// - A batch staged straight into the real index (a split index) is there already when no
+    ///   git wrote the index since.
+    /// - Otherwise the batch's entries, from the new tree, are written into a copy of the real
+    ///   index as it is now, without stat data (git reads those files again when it next
+    ///   looks), and the copy replaces it. When the index changed since syncd last knew it, only
+    ///   paths whose entry is still HEAD's are written: a path a person staged meanwhile keeps
+    ///   their version. Nothing is written when the branch moved (the compare-and-swap fails
+    ///   next and the batch is redone on top).
+    ///
     /// Returns why the batch must wait instead (the branch does not move then): another git
     /// holds `index.lock` for longer than `installWait`, or `.git/index` was removed.
-    private func install(_ snapshot: SnapshotIndex, paths: [RepoPath], head: Head?) async throws -> Deferral? {
+    private func install(_ route: IndexRoute, paths: [RepoPath], head: Head?, tree: String) async throws -> Deferral? {
         let lockFile = indexFile + Array(".lock".utf8)
         var locked = false
         for _ in 0..<Self.installTries {
@@ -599,39 +634,53 @@ public actor Committer {
         // `git reset` or `read-tree` in between would put the index back to the old HEAD.
         heldIndexLock = lockFile
         let now = FileStamp(indexFile)
-        if snapshot.base != nil, now == nil {
+        if route.base != nil || head != nil, now == nil {
             return Deferral(
                 code: .indexChanged,
                 message: "the index of \(repository.workTreeDisplay) (.git/index) was removed while syncd committed a batch: syncd does not "
                     + "commit from an empty index; `git reset` restores it from HEAD (your files stay as they are), and syncd continues")
         }
-        var replacement = prestageIndex
-        if now != snapshot.base {
-            // Still under index.lock: the batch's entries go into a copy of the index as it is
-            // now (keeping its times), which then replaces it.
+        let unchanged = now == route.base
+        switch route {
+        case .snapshot where unchanged:
+            try durable { () throws(SyscallError) in
+                if options.fsync { try Syscall.fsyncFile(prestageIndex) }
+                try Syscall.rename(prestageIndex, to: indexFile)
+            }
+            return nil
+        case .real where unchanged:
+            return nil
+        case .snapshot, .real, .scratch:
+            break
+        }
+        if !unchanged {
             log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
-            // The branch moved (a person's commit): the compare-and-swap fails next and the batch
-            // is redone on top; the index is theirs.
+            // The branch moved (a person's commit): the index is theirs.
             if try await resolveHEAD() != head?.commit { return nil }
-            // A path the person staged meanwhile (its entry no longer HEAD's) keeps their version.
-            let current = try await indexEntries(of: Set(paths), environment: [:])
-            let committed = try await treeEntries(head, paths: Set(paths))
-            let untouched = paths.filter { current[$0] == committed[$0] }
-            let entries = try await indexEntries(of: Set(untouched), environment: ["GIT_INDEX_FILE": Syscall.display(prestageIndex)])
-            do {
-                try Self.copyKeepingTimes(indexFile, to: scratchIndex)
-            } catch {
-                throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(scratchIndex))", cause: error)
-            }
-            try await writeEntries(untouched, entries, configuration: snapshotConfiguration, environment: ["GIT_INDEX_FILE": Syscall.display(scratchIndex)])
-            guard FileStamp(indexFile) == now else {
-                return Deferral(code: .indexChanged, message: "the index of \(repository.workTreeDisplay) was rewritten without git's lock while syncd committed a batch; the batch is redone")
-            }
-            replacement = scratchIndex
+        }
+        let current = try await indexEntries(of: Set(paths), environment: [:])
+        let committed = try await treeEntries(tree, paths: Set(paths))
+        var writable = paths.filter { current[$0] != committed[$0] }
+        if !unchanged {
+            let before = try await treeEntries(head?.commit, paths: Set(writable))
+            writable = writable.filter { current[$0] == before[$0] }
+        }
+        if writable.isEmpty { return nil }
+        do {
+            // No index yet (an unborn branch): git makes one of the entries alone.
+            if now == nil { try? Syscall.unlink(scratchIndex) } else { try Self.copyKeepingTimes(indexFile, to: scratchIndex) }
+        } catch {
+            throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(scratchIndex))", cause: error)
+        }
+        try await writeEntries(
+            writable, committed, configuration: splitIndexInUse ? writeConfiguration : snapshotConfiguration,
+            environment: ["GIT_INDEX_FILE": Syscall.display(scratchIndex)])
+        guard FileStamp(indexFile) == now else {
+            return Deferral(code: .indexChanged, message: "the index of \(repository.workTreeDisplay) was rewritten without git's lock while syncd committed a batch; the batch is redone")
         }
         try durable { () throws(SyscallError) in
-            if options.fsync { try Syscall.fsyncFile(replacement) }
-            try Syscall.rename(replacement, to: indexFile)
+            if options.fsync { try Syscall.fsyncFile(scratchIndex) }
+            try Syscall.rename(scratchIndex, to: indexFile)
         }
         return nil
     }
@@ -650,10 +699,11 @@ public actor Committer {
         return result.exitCode == 0 ? result.text : nil
     }
 
-    /// `head`'s entries for `paths`, as `update-index --index-info` lines (none: not in it).
-    private func treeEntries(_ head: Head?, paths: Set<RepoPath>) async throws -> [RepoPath: [UInt8]] {
-        guard let head else { return [:] }
-        let arguments: [GitArgument] = ["ls-tree", "-r", "-z", "--full-tree", GitArgument(head.commit)] + Self.pathspecs(paths)
+    /// A tree's (or a commit's) entries for `paths`, as `update-index --index-info` lines (none:
+    /// not in it, or no tree).
+    private func treeEntries(_ treeish: String?, paths: Set<RepoPath>) async throws -> [RepoPath: [UInt8]] {
+        guard let treeish, !paths.isEmpty else { return [:] }
+        let arguments: [GitArgument] = ["ls-tree", "-r", "-z", "--full-tree", GitArgument(treeish)] + Self.pathspecs(paths)
         // "MODE TYPE OID\tPATH"
         return Self.indexInfo(try await git.run(arguments, readOnly: true), oidField: 2, paths: paths)
     }
@@ -902,17 +952,21 @@ public actor Committer {
         try? Syscall.unlink(path + Array(".lock".utf8))
     }
 
-    private func prepareScratchIndex() throws {
+    /// Copies the real index to the scratch index; returns the real index's stamp from before
+    /// the copy (nil: there is none).
+    private func prepareScratchIndex() throws -> FileStamp? {
         try? Syscall.unlink(scratchIndex + Array(".lock".utf8))
+        let base = FileStamp(indexFile)
         do {
             try Self.copyKeepingTimes(indexFile, to: scratchIndex)
         } catch {
             if error.errno == Errno(ENOENT) {
                 try? Syscall.unlink(scratchIndex)
-                return
+                return nil
             }
             throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(scratchIndex))", cause: error)
         }
+        return base
     }
 
     /// Copies an index file with its modification time: git's racy-entry check compares each

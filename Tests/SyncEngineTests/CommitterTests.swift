@@ -21,7 +21,7 @@ struct CommitterTests {
         init(
             fixture: GitFixture? = nil, staleLockAge: Duration = .seconds(600),
             beforeSwap: (@Sendable (Int) async throws -> Void)? = nil, stop: StopFlag = StopFlag(),
-            afterIndexInstalled: (@Sendable () async throws -> Void)? = nil
+            afterIndexInstalled: (@Sendable () async throws -> Void)? = nil, splitIndex: Settings.SplitIndexMode = .auto
         ) async throws {
             if let fixture {
                 self.fixture = fixture
@@ -37,6 +37,7 @@ struct CommitterTests {
             options.beforeSwap = beforeSwap
             options.afterIndexInstalled = afterIndexInstalled
             options.stop = stop
+            options.splitIndex = splitIndex
             committer = Committer(repository: repository, stateDirectory: stateDirectory, options: options, log: logged.logger)
             try await committer.prepare()
         }

@@ -427,6 +427,73 @@ struct PackStagingTests {
         #expect(!FileManager.default.fileExists(atPath: fixture.path + "/.git/index.lock"))
     }
 
+    /// The two routes that do not stage into a copy of the real index: a person's change staged
+    /// elsewhere (the scratch index), and a split index (staged straight into the real one).
+    enum OtherRoute: String, CaseIterable, CustomTestStringConvertible {
+        case scratch, split
+        var testDescription: String { rawValue }
+    }
+
+    /// A workspace on `route`: seeded, with `mine.txt` staged by a person for the scratch route.
+    static func workspace(
+        _ route: OtherRoute, _ fixture: GitFixture, beforeSwap: (@Sendable (Int) async throws -> Void)? = nil,
+        afterIndexInstalled: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> CommitterTests.Workspace {
+        try await seed(fixture)
+        if route == .scratch {
+            try Files.write(fixture.file("mine.txt"), "staged by a person\n")
+            try await fixture.run(["add", "mine.txt"])
+        }
+        return try await CommitterTests.Workspace(
+            fixture: fixture, beforeSwap: beforeSwap, afterIndexInstalled: afterIndexInstalled, splitIndex: route == .split ? .true : .auto)
+    }
+
+    @Test("on the scratch and split-index routes too, the sync lock is released at the snapshot, and syncd holds index.lock from the install until the branch moved: a `git reset` in between fails; the person's staged change stays staged", arguments: OtherRoute.allCases)
+    func otherRoutesHoldIndexLock(route: OtherRoute) async throws {
+        let fixture = try await GitFixture()
+        let events = Mutex<[String]>([])
+        let person: @Sendable () async throws -> Void = {
+            let result = try await fixture.git.run(["reset", "-q"], acceptedExitCodes: [0, 128])
+            events.withLock { $0.append("reset \(result.exitCode)") }
+        }
+        let workspace = try await Self.workspace(route, fixture, afterIndexInstalled: person)
+        defer { workspace.remove() }
+        let paths = try Self.files(fixture, count: 100, tag: "batch")
+        let request = CommitRequest(
+            paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test", snapshotTaken: { events.withLock { $0.append("released") } })
+        await workspace.committer.prestage(request)
+        let outcome = try await workspace.committer.commit(request)
+        guard case .committed(let summary) = outcome else { throw TestFailure("not committed: \(outcome)") }
+        #expect(summary.files.count == 100)
+        #expect(events.withLock { $0 } == ["released", "reset 128"])
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == (route == .scratch ? "mine.txt\n" : ""))
+        #expect(try await fixture.run(["status", "--porcelain"]) == (route == .scratch ? "A  mine.txt\n" : ""))
+        if route == .split {
+            #expect(try await fixture.run(["ls-files", "--debug"]).isEmpty == false)
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: fixture.path + "/.git")) ?? []).contains { $0.hasPrefix("sharedindex.") })
+        }
+        try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
+    @Test("on the scratch and split-index routes, a `git reset` after the staging and before the install puts the index back to the old HEAD: the install writes the batch's entries back, so a person's next commit cannot undo the batch", arguments: OtherRoute.allCases)
+    func otherRoutesRepairReset(route: OtherRoute) async throws {
+        let fixture = try await GitFixture()
+        let once = FirstTime()
+        let person: @Sendable (Int) async throws -> Void = { _ in
+            if once() { _ = try await fixture.git.run(["reset", "-q"]) }
+        }
+        var workspace = try await Self.workspace(route, fixture, beforeSwap: person)
+        defer { workspace.remove() }
+        let paths = try Self.files(fixture, count: 100, tag: "batch")
+        let summary = try await workspace.mustCommit(paths)
+        #expect(summary.files.count == 100)
+        // The index holds the batch: nothing staged against the new HEAD (the person's own reset
+        // unstaged mine.txt), and a commit from it now would change nothing of the batch.
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+        #expect(try await fixture.run(["status", "--porcelain"]) == (route == .scratch ? "?? mine.txt\n" : ""))
+        try await fixture.run(["fsck", "--full", "--strict"])
+    }
+
     @Test("the index rewritten after the prestage (a `git status` by an editor): the batch is staged into a fresh copy and still installed under index.lock, so a `git reset` before the branch moves cannot put the index back")
     func staleCopyStillInstalledUnderLock() async throws {
         let fixture = try await GitFixture()
