@@ -163,7 +163,10 @@ public actor Committer {
             log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
         }
         writeConfiguration = configuration
-        snapshotConfiguration = snapshot
+        // A split index written into the snapshot copy may come with a new shared index, which
+        // git writes into .git itself: only git can fsync that file, so with a split index the
+        // copy is written with every fsync on.
+        snapshotConfiguration = splitIndexInUse ? configuration : snapshot
     }
 
     /// Commits the batch, or says why it has to wait. Throws on failures that need attention
@@ -253,7 +256,7 @@ public actor Committer {
             // The snapshot index: the copy the prestage staged into, still a copy of the real
             // index as it is now, and holding no path this batch does not stage.
             var snapshot = attempts == 1 && !useScratch ? usableSnapshotIndex(staging) : nil
-            if snapshot == nil, !useScratch, !splitIndexInUse {
+            if snapshot == nil, !useScratch {
                 // The prestage's copy is stale (a person's git wrote the index since, even a
                 // `git status`) or there was none: a fresh copy, without prestaged entries, so
                 // the batch still reaches the index only through `install`, under index.lock
@@ -417,15 +420,15 @@ public actor Committer {
     /// removed first, so no stat data git took while writers wrote is ever trusted. After the
     /// commit the copy replaces the real index (`install`), when nobody changed the real one.
     ///
-    /// Best effort: with a split index, the copy is not made and the prestage only writes
-    /// objects into a throwaway index; a file git cannot read here is left to the staging
-    /// under the lock, which reports it.
+    /// With a split index the copy is of the small `.git/index` only; the shared index it
+    /// names stays in .git, where git also writes a new one. Best effort: a file git cannot read
+    /// here is left to the staging under the lock, which reports it.
     public func prestage(_ request: CommitRequest) async {
         prestaged = [:]
         snapshotIndex = nil
         guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
         Self.removePrivateIndex(prestageIndex)
-        if !splitIndexInUse { snapshotIndex = copySnapshotIndex() }
+        snapshotIndex = copySnapshotIndex()
         guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
         // A writer that keeps rewriting the batch's files makes the first pass stale at once:
         // further passes write what changed during the one before, until too little is left
@@ -673,7 +676,7 @@ public actor Committer {
             throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(scratchIndex))", cause: error)
         }
         try await writeEntries(
-            writable, committed, configuration: splitIndexInUse ? writeConfiguration : snapshotConfiguration,
+            writable, committed, configuration: snapshotConfiguration,
             environment: ["GIT_INDEX_FILE": Syscall.display(scratchIndex)])
         guard FileStamp(indexFile) == now else {
             return Deferral(code: .indexChanged, message: "the index of \(repository.workTreeDisplay) was rewritten without git's lock while syncd committed a batch; the batch is redone")
