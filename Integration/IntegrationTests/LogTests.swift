@@ -88,15 +88,17 @@ struct LogTests {
         #expect(try await syncd.stop() == .exited(0))
     }
 
-    @Test("--last takes a positive whole number; a negative or zero count is said as such, not as a missing value")
+    @Test("--last and --batch take a positive whole number; a negative or zero one is said as such, not as a missing value")
     func lastMustBePositive() async throws {
         let fixture = try await GitFixture()
         defer { fixture.remove() }
-        for count in ["-1", "0"] {
-            let bad = try await Self.syncctl(["log", "-C", fixture.path, "--last", count])
-            #expect(bad.exit == .exited(64), "\(count): \(bad.output)")
-            #expect(bad.output.contains("--last \(count): expected a positive whole number"), "\(count): \(bad.output)")
-            #expect(!bad.output.contains("Missing value"), "\(count): \(bad.output)")
+        for (option, expected) in [("--last", "expected a positive whole number"), ("--batch", "expected a batch number")] {
+            for count in ["-1", "0"] {
+                let bad = try await Self.syncctl(["log", "-C", fixture.path, option, count])
+                #expect(bad.exit == .exited(64), "\(option) \(count): \(bad.output)")
+                #expect(bad.output.contains("\(option) \(count): \(expected)"), "\(option) \(count): \(bad.output)")
+                #expect(!bad.output.contains("Missing value"), "\(option) \(count): \(bad.output)")
+            }
         }
     }
 }

@@ -18,7 +18,8 @@ struct LogCommand: AsyncParsableCommand {
     var types: [String] = []
     @Option(help: "Only commits that touched this path (relative to the top of the working tree).")
     var path: String?
-    @Option(help: "Only this batch.")
+    // Unconditional, like --last: `--batch -1` is a bad number, not a missing value.
+    @Option(parsing: .unconditional, help: "Only this batch.")
     var batch: Int?
     @Option(help: "Only commits holding this writer's changes (`as-writer --name`).")
     var writer: String?
@@ -32,6 +33,7 @@ struct LogCommand: AsyncParsableCommand {
         let now = ControlFile.now()
         if let since, JournalQuery.time(since, now: now) == nil { throw ValidationError("--since \(since): expected a duration like 2h or a time like 2026-12-03T10:00") }
         if let until, JournalQuery.time(until, now: now) == nil { throw ValidationError("--until \(until): expected a duration like 2h or a time like 2026-12-03T10:00") }
+        if let batch, batch < 1 { throw ValidationError("--batch \(batch): expected a batch number (1 or more), as `syncctl log` shows them") }
         if let last, last < 1 { throw ValidationError("--last \(last): expected a positive whole number of records, like --last 20") }
         if case .failure(let unknown) = JournalQuery.events(for: types) {
             throw ValidationError("--type \(unknown): expected one of \(JournalQuery.groups.keys.sorted().joined(separator: ", ")) or an event name")
