@@ -116,6 +116,22 @@ struct CoordinationTests {
         #expect(try held.tryLock(.shared))
     }
 
+    @Test("as-writer runs a command named by a path (`./regenerate.sh`, `/bin/sh`) as well as one found on PATH")
+    func asWriterRunsPaths() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        try Files.write(fixture.file("regenerate.sh"), "#!/bin/sh\necho regenerated > out.txt\n")
+        chmod(fixture.file("regenerate.sh"), 0o755)
+        let relative = ProcessHarness(syncctl, ["as-writer", "-C", fixture.path, "--", "./regenerate.sh"], workingDirectory: fixture.path)
+        #expect(try await relative.exit() == .exited(0), "\(relative.stderr)")
+        #expect(try String(contentsOfFile: fixture.file("out.txt"), encoding: .utf8) == "regenerated\n")
+        let absolute = ctl(fixture, ["as-writer", "--", "/bin/sh", "-c", "exit 3"])
+        #expect(try await absolute.exit() == .exited(3), "\(absolute.stderr)")
+        let missing = ctl(fixture, ["as-writer", "--", "./no-such-script"])
+        #expect(try await missing.exit() == .exited(127))
+        #expect(missing.stderr.contains("no-such-script"))
+    }
+
     @Test("pause leases: expired, dead holder, garbage and truncated ones are ignored; a live one makes writers wait")
     func writerLeases() async throws {
         let fixture = try await GitFixture()

@@ -251,7 +251,7 @@ public enum Doctor {
     static func unitState(_ workspace: String) async -> String? {
         guard Syscall.exists(Array("/run/systemd/system".utf8)) else { return nil }
         func run(_ arguments: [String]) async -> String? {
-            guard let result = try? await Subprocess.run(.name(arguments[0]), arguments: Arguments(Array(arguments.dropFirst())), output: .string(limit: 4096), error: .discarded)
+            guard let result = try? await Subprocess.run(.command(arguments[0]), arguments: Arguments(Array(arguments.dropFirst())), output: .string(limit: 4096), error: .discarded)
             else { return nil }
             return result.standardOutput.split(separator: "\n").first.map(String.init)
         }

@@ -129,7 +129,7 @@ public struct GitRunner: Sendable {
         // handlers remove its lock files.
         options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: Self.terminationGrace)]
         let configuration = Configuration(
-            executable: .name(program),
+            executable: .command(program),
             arguments: Arguments(allArguments),
             environment: .inherit.updating(environment),
             workingDirectory: FilePath(String(decoding: workTree, as: UTF8.self)),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Subprocess
+import SyncGit
 import SyncCore
 import SyncEngine
 import SyncSystem
@@ -51,7 +52,7 @@ struct AsWriter: AsyncParsableCommand {
         SignalStream.ignoreSIGPIPE()
         do {
             let result = try await Subprocess.run(
-                .name(executable), arguments: Arguments(Array(command.dropFirst())),
+                .command(executable), arguments: Arguments(Array(command.dropFirst())),
                 input: .currentStandardInput, output: .currentStandardOutput, error: .currentStandardError)
             switch result.terminationStatus {
             case .exited(let code): if code != 0 { throw ExitCode(code) }

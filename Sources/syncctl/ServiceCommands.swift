@@ -276,7 +276,7 @@ struct ServiceTarget {
     static func run(_ arguments: [String]) async -> CommandResult {
         do {
             let result = try await Subprocess.run(
-                .name(arguments[0]), arguments: Arguments(Array(arguments.dropFirst())),
+                .command(arguments[0]), arguments: Arguments(Array(arguments.dropFirst())),
                 output: .string(limit: 256 * 1024), error: .string(limit: 64 * 1024))
             let code: Int32
             switch result.terminationStatus {
