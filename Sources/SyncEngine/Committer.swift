@@ -81,6 +81,10 @@ public actor Committer {
     /// lock only what changed since is staged; it replaces the real index after the commit.
     private let prestageIndex: [UInt8]
     private var snapshotIndex: SnapshotIndex?
+    /// The real index as it was when the snapshot or scratch copy was made: a hard link, since
+    /// git replaces the index by renaming a new file over it, never in place. `install` reads
+    /// it to tell what a person's git changed in the index since.
+    private let baseIndex: [UInt8]
 
     struct SnapshotIndex {
         /// The real index when it was copied (nil: there was none). The copy is used only while
@@ -98,14 +102,11 @@ public actor Committer {
         /// Into the scratch index (a person's staged changes kept out of the commit): the
         /// batch's entries are written into the real index.
         case scratch(base: FileStamp?)
-        /// Straight into the real index (a split index): it holds the batch unless a git wrote
-        /// it after `base`, taken after write-tree.
-        case real(base: FileStamp?)
 
         var base: FileStamp? {
             switch self {
             case .snapshot(let snapshot): return snapshot.base
-            case .scratch(let base), .real(let base): return base
+            case .scratch(let base): return base
             }
         }
     }
@@ -132,6 +133,7 @@ public actor Committer {
         self.indexFile = repository.gitDir + Array("/index".utf8)
         self.noIndex = stateDirectory + Array("/no-index".utf8)
         self.prestageIndex = stateDirectory + Array("/index.prestage".utf8)
+        self.baseIndex = stateDirectory + Array("/index.base".utf8)
     }
 
     /// One-time checks: the commit identity, the object format, and whether to split the index.
@@ -176,6 +178,7 @@ public actor Committer {
             prestaged = [:]
             snapshotIndex = nil
             Self.removePrivateIndex(prestageIndex)
+            try? Syscall.unlink(baseIndex)
         }
         let outcome: CommitOutcome
         do {
@@ -260,18 +263,23 @@ public actor Committer {
                 // The prestage's copy is stale (a person's git wrote the index since, even a
                 // `git status`) or there was none: a fresh copy, without prestaged entries, so
                 // the batch still reaches the index only through `install`, under index.lock
-                // until the branch has moved.
+                // until the branch has moved. Never straight into .git/index: a `git reset`
+                // between that staging and write-tree would make the batch look unchanged.
                 prestaged = [:]
-                Self.removePrivateIndex(prestageIndex)
-                snapshotIndex = copySnapshotIndex()
-                snapshot = snapshotIndex
+                snapshotIndex = try await freshSnapshotIndex()
+                guard let fresh = snapshotIndex else {
+                    return .deferred(Deferral(
+                        code: .indexChanged,
+                        message: "the index of \(repository.workTreeDisplay) kept changing while syncd copied it (another git at work); the batch waits"))
+                }
+                snapshot = fresh
             }
             let environment: [String: String]
             if let snapshot {
                 environment = ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]
                 if try await !stageSnapshot(staging, snapshot: snapshot, environment: environment) { return stopCheck("staging") ?? .unchanged }
             } else {
-                environment = useScratch ? ["GIT_INDEX_FILE": Syscall.display(scratchIndex)] : [:]
+                environment = ["GIT_INDEX_FILE": Syscall.display(scratchIndex)]
                 if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
             }
             // The snapshot is taken: the index holds the batch, and nothing after this reads the
@@ -285,15 +293,7 @@ public actor Committer {
             if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
             // How the batch reaches the real index before the branch moves (`install`).
-            let route: IndexRoute
-            if let snapshot {
-                route = .snapshot(snapshot)
-            } else if let scratchBase {
-                route = .scratch(base: scratchBase)
-            } else {
-                // write-tree may have written the index (its cache tree): the stamp after it.
-                route = .real(base: FileStamp(indexFile))
-            }
+            let route: IndexRoute = snapshot.map { .snapshot($0) } ?? .scratch(base: scratchBase ?? nil)
             if tree == (head?.tree ?? emptyTree) {
                 if let snapshot, let deferral = try await install(.snapshot(snapshot), paths: staging, head: head, tree: tree) {
                     return .deferred(deferral)
@@ -427,8 +427,7 @@ public actor Committer {
         prestaged = [:]
         snapshotIndex = nil
         guard !options.stop.isSet, gitState.foreignOperation() == nil else { return }
-        Self.removePrivateIndex(prestageIndex)
-        snapshotIndex = copySnapshotIndex()
+        snapshotIndex = try? copySnapshotIndex()
         guard let paths = try? await stagingPaths(for: request), paths.count >= options.packThreshold else { return }
         // A writer that keeps rewriting the batch's files makes the first pass stale at once:
         // further passes write what changed during the one before, until too little is left
@@ -448,23 +447,48 @@ public actor Committer {
     /// At most this many prestage passes (see `prestage`).
     static let prestagePasses = 3
 
-    /// The real index copied to `index.prestage` with its times, and its stamp; nil when it
-    /// changed during the copy or cannot be copied (the batch is then staged into the real index).
-    private func copySnapshotIndex() -> SnapshotIndex? {
-        let before = FileStamp(indexFile)
+    /// The real index copied to `index.prestage` with its times (and kept as it was in
+    /// `index.base`), and its stamp; nil when it changed during the copy. Throws when it cannot
+    /// be copied.
+    private func copySnapshotIndex() throws -> SnapshotIndex? {
+        Self.removePrivateIndex(prestageIndex)
+        let before = linkBase()
         if before != nil {
             do {
                 try Self.copyKeepingTimes(indexFile, to: prestageIndex)
             } catch {
                 try? Syscall.unlink(prestageIndex)
-                return nil
+                throw SyncError(.syscall, "cannot copy the index to \(Syscall.display(prestageIndex)); check the free space and the permissions of that directory", cause: error)
             }
         }
-        guard FileStamp(indexFile) == before else {
+        guard indexStamp() == before else {
             try? Syscall.unlink(prestageIndex)
             return nil
         }
         return SnapshotIndex(base: before)
+    }
+
+    /// A fresh snapshot copy under the lock; nil when the index kept changing during the copy
+    /// (another git writing it over and over).
+    private func freshSnapshotIndex() async throws -> SnapshotIndex? {
+        for _ in 0..<Self.copyTries {
+            if let snapshot = try copySnapshotIndex() { return snapshot }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    static let copyTries = 5
+
+    /// Keeps the real index as it is now in `index.base` (a hard link) and returns its stamp;
+    /// nil when there is no index. Without a link (a file system without hard links, or the
+    /// index replaced meanwhile) `install` knows only HEAD's entries.
+    private func linkBase() -> FileStamp? {
+        try? Syscall.unlink(baseIndex)
+        guard (try? Syscall.link(indexFile, to: baseIndex)) != nil else { return indexStamp() }
+        let stamp = indexStamp()
+        if stamp == nil || FileStamp(baseIndex)?.inode != stamp?.inode { try? Syscall.unlink(baseIndex) }
+        return stamp
     }
 
     /// Stages the regular files among `paths` into `index.prestage`, each chunk through the pack
@@ -508,7 +532,7 @@ public actor Committer {
     /// A lock on the copy is stale (syncd's own git calls have all ended by now): a prestage git
     /// was killed mid-write, and the copy is made afresh.
     private func usableSnapshotIndex(_ staging: [RepoPath]) -> SnapshotIndex? {
-        guard let snapshot = snapshotIndex, snapshot.base == FileStamp(indexFile),
+        guard let snapshot = snapshotIndex, snapshot.base == indexStamp(),
             !Syscall.exists(prestageIndex + Array(".lock".utf8))
         else { return nil }
         if !snapshot.prestaged.isEmpty, !snapshot.prestaged.isSubset(of: Set(staging)) { return nil }
@@ -604,16 +628,16 @@ public actor Committer {
     /// moved: the real index takes the batch, so that neither a person's commit nor a `git
     /// reset` in between can undo it.
     ///
+    /// - Nothing is written when the branch moved (a person's commit, `git reset --soft`): the
+    ///   compare-and-swap fails next and the batch is redone on top; the index is theirs.
     /// - A snapshot index (a copy of the real one) replaces it, fsynced first, when the real
     ///   index is still the one copied.
-    /// - A batch staged straight into the real index (a split index) is there already when no
-    ///   git wrote the index since.
     /// - Otherwise the batch's entries, from the new tree, are written into a copy of the real
     ///   index as it is now, without stat data (git reads those files again when it next
-    ///   looks), and the copy replaces it. When the index changed since syncd last knew it, only
-    ///   paths whose entry is still HEAD's are written: a path a person staged meanwhile keeps
-    ///   their version. Nothing is written when the branch moved (the compare-and-swap fails
-    ///   next and the batch is redone on top).
+    ///   looks), and the copy replaces it. When the index changed since it was copied, a path
+    ///   is written only where its entry is still the one copied (`index.base`) or HEAD's: a
+    ///   path a person staged meanwhile keeps their version, and a version they staged before
+    ///   the batch is replaced by the batch's newer one, as without the change.
     ///
     /// Returns why the batch must wait instead (the branch does not move then): another git
     /// holds `index.lock` for longer than `installWait`, or `.git/index` was removed.
@@ -636,37 +660,35 @@ public actor Committer {
         // Held until the branch has moved (`releaseIndexLock`), as `git commit` holds it: a
         // `git reset` or `read-tree` in between would put the index back to the old HEAD.
         heldIndexLock = lockFile
-        let now = FileStamp(indexFile)
+        // The base is this install's only.
+        defer { try? Syscall.unlink(baseIndex) }
+        let now = indexStamp()
         if route.base != nil || head != nil, now == nil {
             return Deferral(
                 code: .indexChanged,
                 message: "the index of \(repository.workTreeDisplay) (.git/index) was removed while syncd committed a batch: syncd does not "
                     + "commit from an empty index; `git reset` restores it from HEAD (your files stay as they are), and syncd continues")
         }
+        // The branch moved without the index (`git reset --soft`, `update-ref`): the index is
+        // theirs, and the compare-and-swap fails next.
+        if try await resolveHEAD() != head?.commit { return nil }
         let unchanged = now == route.base
-        switch route {
-        case .snapshot where unchanged:
+        if case .snapshot = route, unchanged {
             try durable { () throws(SyscallError) in
                 if options.fsync { try Syscall.fsyncFile(prestageIndex) }
                 try Syscall.rename(prestageIndex, to: indexFile)
             }
             return nil
-        case .real where unchanged:
-            return nil
-        case .snapshot, .real, .scratch:
-            break
-        }
-        if !unchanged {
-            log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
-            // The branch moved (a person's commit): the index is theirs.
-            if try await resolveHEAD() != head?.commit { return nil }
         }
         let current = try await indexEntries(of: Set(paths), environment: [:])
         let committed = try await treeEntries(tree, paths: Set(paths))
         var writable = paths.filter { current[$0] != committed[$0] }
-        if !unchanged {
-            let before = try await treeEntries(head?.commit, paths: Set(writable))
-            writable = writable.filter { current[$0] == before[$0] }
+        if !unchanged, !writable.isEmpty {
+            log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
+            let headEntries = try await treeEntries(head?.commit, paths: Set(writable))
+            let copied = Syscall.exists(baseIndex)
+                ? try await indexEntries(of: Set(writable), environment: ["GIT_INDEX_FILE": Syscall.display(baseIndex)]) : headEntries
+            writable = writable.filter { current[$0] == headEntries[$0] || current[$0] == copied[$0] }
         }
         if writable.isEmpty { return nil }
         do {
@@ -678,7 +700,7 @@ public actor Committer {
         try await writeEntries(
             writable, committed, configuration: snapshotConfiguration,
             environment: ["GIT_INDEX_FILE": Syscall.display(scratchIndex)])
-        guard FileStamp(indexFile) == now else {
+        guard indexStamp() == now else {
             return Deferral(code: .indexChanged, message: "the index of \(repository.workTreeDisplay) was rewritten without git's lock while syncd committed a batch; the batch is redone")
         }
         try durable { () throws(SyscallError) in
@@ -918,7 +940,7 @@ public actor Committer {
     /// Entries someone else staged (index differs from HEAD) outside the batch. Checked only when
     /// the index changed since syncd last wrote it, so the common case costs one stat.
     private func stagedByOthers(head: Head?, batch: [RepoPath]) async throws -> OthersStaged {
-        if !othersStagedLastTime, let knownIndex, knownIndex == FileStamp(indexFile) {
+        if !othersStagedLastTime, let knownIndex, knownIndex == indexStamp() {
             return .staged([])
         }
         let result = try await git.run(
@@ -955,11 +977,11 @@ public actor Committer {
         try? Syscall.unlink(path + Array(".lock".utf8))
     }
 
-    /// Copies the real index to the scratch index; returns the real index's stamp from before
-    /// the copy (nil: there is none).
+    /// Copies the real index to the scratch index (and keeps it as it was in `index.base`);
+    /// returns the real index's stamp from before the copy (nil: there is none).
     private func prepareScratchIndex() throws -> FileStamp? {
         try? Syscall.unlink(scratchIndex + Array(".lock".utf8))
-        let base = FileStamp(indexFile)
+        let base = linkBase()
         do {
             try Self.copyKeepingTimes(indexFile, to: scratchIndex)
         } catch {
@@ -1224,8 +1246,16 @@ public actor Committer {
         }
     }
 
+    /// The real index's version: its stamp without the change time, which the hard link to
+    /// `index.base` changes (git never writes an index in place: each version is a new file).
+    private func indexStamp() -> FileStamp? {
+        guard var stamp = FileStamp(indexFile) else { return nil }
+        stamp.changed = 0
+        return stamp
+    }
+
     private func recordIndex() {
-        knownIndex = FileStamp(indexFile)
+        knownIndex = indexStamp()
     }
 }
 

@@ -45,6 +45,12 @@ extension Syscall {
         if result != 0 { throw SyscallError(call: "rename", path: display(from) + " -> " + display(to), errno: Errno(Glibc.errno)) }
     }
 
+    /// link(2): a second name for the file at `from`.
+    public static func link(_ from: [UInt8], to: [UInt8]) throws(SyscallError) {
+        let result = withCStringResult(from) { cFrom in withCStringResult(to) { cTo in Glibc.link(cFrom, cTo) } }
+        if result != 0 { throw SyscallError(call: "link", path: display(from) + " -> " + display(to), errno: Errno(Glibc.errno)) }
+    }
+
     /// unlink(2); a missing file is not an error.
     public static func unlink(_ path: [UInt8]) throws(SyscallError) {
         let result = withCStringResult(path) { Glibc.unlink($0) }

@@ -428,15 +428,13 @@ struct PackStagingTests {
     }
 
     /// Besides the plain snapshot index: a person's change staged elsewhere (the scratch index),
-    /// a split index (a copy of the small split `.git/index`), and no copy at all (it cannot be
-    /// made: the batch is staged straight into the real index).
+    /// and a split index (a copy of the small split `.git/index`).
     enum OtherRoute: String, CaseIterable, CustomTestStringConvertible {
-        case scratch, split, noCopy
+        case scratch, split
         var testDescription: String { rawValue }
     }
 
-    /// A workspace on `route`: seeded, with `mine.txt` staged by a person for the scratch route,
-    /// and a directory where the copy would go for `noCopy`.
+    /// A workspace on `route`: seeded, with `mine.txt` staged by a person for the scratch route.
     static func workspace(
         _ route: OtherRoute, _ fixture: GitFixture, beforeSwap: (@Sendable (Int) async throws -> Void)? = nil,
         afterIndexInstalled: (@Sendable () async throws -> Void)? = nil
@@ -446,12 +444,11 @@ struct PackStagingTests {
             try Files.write(fixture.file("mine.txt"), "staged by a person\n")
             try await fixture.run(["add", "mine.txt"])
         }
-        if route == .noCopy { try Files.mkdirs(fixture.path + "/.git/syncd/index.prestage") }
         return try await CommitterTests.Workspace(
             fixture: fixture, beforeSwap: beforeSwap, afterIndexInstalled: afterIndexInstalled, splitIndex: route == .split ? .true : .auto)
     }
 
-    @Test("with a person's change staged elsewhere, with a split index, and with no copy of the index, the sync lock is released at the snapshot, and syncd holds index.lock from the install until the branch moved: a `git reset` in between fails; the person's staged change stays staged", arguments: OtherRoute.allCases)
+    @Test("with a person's change staged elsewhere, and with a split index, the sync lock is released at the snapshot, and syncd holds index.lock from the install until the branch moved: a `git reset` in between fails; the person's staged change stays staged", arguments: OtherRoute.allCases)
     func otherRoutesHoldIndexLock(route: OtherRoute) async throws {
         let fixture = try await GitFixture()
         let events = Mutex<[String]>([])
@@ -466,7 +463,7 @@ struct PackStagingTests {
             paths: Set(paths.map(RepoPath.init)), batch: 1, trigger: "test", snapshotTaken: { events.withLock { $0.append("released") } })
         await workspace.committer.prestage(request)
         // A split index is prestaged into a copy like any other.
-        #expect(await workspace.committer.prestagedCount == (route == .noCopy ? 0 : 100))
+        #expect(await workspace.committer.prestagedCount == 100)
         let outcome = try await workspace.committer.commit(request)
         guard case .committed(let summary) = outcome else { throw TestFailure("not committed: \(outcome)") }
         #expect(summary.files.count == 100)
@@ -479,7 +476,7 @@ struct PackStagingTests {
         try await fixture.run(["fsck", "--full", "--strict"])
     }
 
-    @Test("with a person's change staged elsewhere, with a split index, and with no copy of the index, a `git reset` after the staging and before the install puts the index back to the old HEAD: the install writes the batch's entries back, so a person's next commit cannot undo the batch", arguments: OtherRoute.allCases)
+    @Test("with a person's change staged elsewhere, and with a split index, a `git reset` after the staging and before the install puts the index back to the old HEAD: the install writes the batch's entries back, so a person's next commit cannot undo the batch", arguments: OtherRoute.allCases)
     func otherRoutesRepairReset(route: OtherRoute) async throws {
         let fixture = try await GitFixture()
         let once = FirstTime()
@@ -537,6 +534,76 @@ struct PackStagingTests {
         #expect(try await fixture.run(["show", ":burst/f1.txt"]) == "the person's version\n")
         #expect(try await fixture.run(["show", ":burst/f2.txt"]) == "batch 2\n")
         #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "burst/f1.txt\n")
+    }
+
+    @Test("a version a person staged before the batch is replaced by the batch's newer one even when another git wrote the index during the commit (only what they staged meanwhile is kept)")
+    func olderStagedVersionReplaced() async throws {
+        let fixture = try await GitFixture()
+        let once = FirstTime()
+        let editor: @Sendable (Int) async throws -> Void = { _ in
+            // Another git writes the index after the copy: a mode change staged elsewhere.
+            if once() { _ = try await fixture.git.run(["update-index", "--chmod=+x", "seed.txt"]) }
+        }
+        try await Self.seed(fixture)
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: editor)
+        defer { workspace.remove() }
+        let paths = try Self.files(fixture, count: 5, tag: "batch")
+        try await fixture.run(["add", "burst/f1.txt"])
+        try Files.write(fixture.file("burst/f1.txt"), "newer, after git add\n")
+        try await workspace.mustCommit(paths)
+        #expect(try await fixture.run(["show", "HEAD:burst/f1.txt"]) == "newer, after git add\n")
+        #expect(try await fixture.run(["show", ":burst/f1.txt"]) == "newer, after git add\n")
+        // What was staged meanwhile stays staged, and only it.
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "seed.txt\n")
+    }
+
+    @Test("the branch moved without the index (`git reset --soft`, `update-ref`) before the install: the index is left alone, the swap fails and the batch is redone on top")
+    func branchMovedIndexLeftAlone() async throws {
+        let fixture = try await GitFixture()
+        let once = FirstTime()
+        let person: @Sendable (Int) async throws -> Void = { _ in
+            guard once() else { return }
+            let commit = try await fixture.git.run(["commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "a person's commit"], environment: [
+                "GIT_AUTHOR_NAME": "p", "GIT_AUTHOR_EMAIL": "p@p", "GIT_COMMITTER_NAME": "p", "GIT_COMMITTER_EMAIL": "p@p",
+            ]).text
+            _ = try await fixture.git.run(["update-ref", "HEAD", GitArgument(commit)])
+        }
+        let staged = Mutex<[String]>([])
+        let look = FirstTime()
+        let afterInstall: @Sendable () async throws -> Void = {
+            guard look() else { return }
+            let cached = try await fixture.git.run(["diff", "--cached", "--name-only"], readOnly: true).text
+            staged.withLock { $0.append(cached) }
+        }
+        try await Self.seed(fixture)
+        var workspace = try await CommitterTests.Workspace(fixture: fixture, beforeSwap: person, afterIndexInstalled: afterInstall)
+        defer { workspace.remove() }
+        let paths = try Self.files(fixture, count: 5, tag: "batch")
+        let summary = try await workspace.mustCommit(paths)
+        #expect(summary.attempts == 2)
+        // At the first install the branch had moved: the index still matched the person's HEAD.
+        #expect(staged.withLock { $0 } == [""])
+        #expect(try await fixture.run(["log", "-1", "--format=%s", "HEAD^"]) == "a person's commit\n")
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+    }
+
+    @Test("a snapshot copy that cannot be written fails the batch with the path and what to check; nothing is staged into .git/index instead")
+    func copyFailureFailsBatch() async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.remove() }
+        let fixture = workspace.fixture
+        try await Self.seed(fixture)
+        try Files.mkdirs(fixture.path + "/.git/syncd/index.prestage")
+        try Files.write(fixture.file("a.txt"), "a\n")
+        do {
+            let outcome = try await workspace.commit(["a.txt"])
+            Issue.record("expected an error, got \(outcome)")
+        } catch let error as SyncError {
+            #expect(error.message.contains("cannot copy the index to") && error.message.contains("index.prestage"), "\(error)")
+        }
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "")
+        try FileManager.default.removeItem(atPath: fixture.path + "/.git/syncd/index.prestage")
+        try await workspace.mustCommit(["a.txt"])
     }
 
     /// One committed file, `seed.txt`: HEAD exists.
