@@ -159,10 +159,26 @@ public actor Committer {
             snapshot += ["-c", "core.fsync=objects,derived-metadata", "-c", "core.fsyncMethod=batch"]
         }
         let indexSize = (try? Syscall.lstat(indexFile).st_size) ?? 0
-        if options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024) {
+        // A repository that says core.splitIndex=false has every other git write the index
+        // whole again; a split by syncd would then leave a new full-size shared index in .git at
+        // each of its commits (git keeps them two weeks).
+        let gitSplit = try await git.run(
+            ["config", "--type=bool", "--get", "core.splitIndex"], readOnly: true, acceptedExitCodes: [0, 1, 128]
+        ).text
+        let large = indexSize >= 4 * 1024 * 1024
+        if options.splitIndex == .true || (options.splitIndex == .auto && large && gitSplit != "false") {
             configuration += ["-c", "core.splitIndex=true"]
             splitIndexInUse = true
             log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
+            if gitSplit == "false" {
+                log.warning("""
+                    syncd.splitIndex is true but core.splitIndex is false in \(repository.workTreeDisplay): every other git writes \
+                    the index whole again, and each syncd commit then leaves a new full-size sharedindex file in .git (kept two \
+                    weeks); set both the same (`git config core.splitIndex true`, or `git config syncd.splitIndex auto`)
+                    """)
+            }
+        } else if options.splitIndex == .auto, large, gitSplit == "false" {
+            log.info("the index is \(indexSize / 1024) KiB, but core.splitIndex is false in \(repository.workTreeDisplay): syncd leaves it whole")
         }
         writeConfiguration = configuration
         // A split index written into the snapshot copy may come with a new shared index, which

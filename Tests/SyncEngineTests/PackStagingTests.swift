@@ -606,6 +606,26 @@ struct PackStagingTests {
         try await workspace.mustCommit(["a.txt"])
     }
 
+    @Test("a large index is split by default, but not when the repository says core.splitIndex=false (every other git would write it whole again, and each syncd commit would leave a new full-size shared index)", arguments: [true, false])
+    func splitIndexFollowsCoreSetting(gitSaysFalse: Bool) async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        try await Self.seed(fixture)
+        // A 4+ MiB index without 50,000 files on disk: entries that all name one blob.
+        let blob = try await fixture.git.run(["hash-object", "-w", "--stdin"], input: Array("x\n".utf8)).text
+        var lines: [UInt8] = []
+        for index in 0..<50_000 { lines += Array("100644 \(blob)\tbig/dir\(index / 100)/file-with-a-longer-name-\(index)\n".utf8) }
+        _ = try await fixture.git.run(["update-index", "--index-info"], input: lines)
+        try await fixture.run(["commit", "-qm", "big"])
+        if gitSaysFalse { try await fixture.run(["config", "core.splitIndex", "false"]) }
+        var workspace = try await CommitterTests.Workspace(fixture: fixture)
+        try Files.write(fixture.file("a.txt"), "a\n")
+        try await workspace.mustCommit(["a.txt"])
+        let shared = ((try? FileManager.default.contentsOfDirectory(atPath: fixture.path + "/.git")) ?? []).filter { $0.hasPrefix("sharedindex.") }
+        #expect(shared.isEmpty == gitSaysFalse, "\(shared)")
+        #expect(workspace.logged.messages.contains { $0.contains("core.splitIndex is false") } == gitSaysFalse)
+    }
+
     /// One committed file, `seed.txt`: HEAD exists.
     static func seed(_ fixture: GitFixture) async throws {
         try Files.write(fixture.file("seed.txt"), "seed\n")
