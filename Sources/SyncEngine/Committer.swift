@@ -194,6 +194,7 @@ public actor Committer {
             prestaged = [:]
             snapshotIndex = nil
             Self.removePrivateIndex(prestageIndex)
+            Self.removePrivateIndex(scratchIndex)
             try? Syscall.unlink(baseIndex)
         }
         let outcome: CommitOutcome

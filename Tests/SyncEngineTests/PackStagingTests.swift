@@ -473,6 +473,9 @@ struct PackStagingTests {
         if route == .split {
             #expect(((try? FileManager.default.contentsOfDirectory(atPath: fixture.path + "/.git")) ?? []).contains { $0.hasPrefix("sharedindex.") })
         }
+        // The private copies last only while a batch is committed.
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: fixture.path + "/.git/syncd")) ?? []).filter { $0.hasPrefix("index.") }
+        #expect(left.isEmpty, "\(left)")
         try await fixture.run(["fsck", "--full", "--strict"])
     }
 
