@@ -197,7 +197,19 @@ struct SyncdRunTests {
         try await syncd.settled(within: .seconds(60))
         #expect(try await fixture.headTree()[Array("after-restart.txt".utf8)] != nil)
         #expect(syncd.process.stderr.contains("removed a stale"))
+        #expect(syncd.process.stderr.contains("(it predates this start)"))
         #expect(try await syncd.stop() == .exited(0))
+
+        // A restart within the second of the kill: the lock is milliseconds older than the
+        // start, which a comparison in whole seconds took for "after" (11 s wait).
+        try Files.write(fixture.path + "/.git/index.lock", "")
+        try Files.write(fixture.file("same-second.txt"), "written in the second of the kill\n")
+        let again = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        try await again.ready()
+        try await again.process.waitForStderr("(it predates this start)")
+        try await again.settled(within: .seconds(60))
+        #expect(try await fixture.headTree()[Array("same-second.txt".utf8)] != nil)
+        #expect(try await again.stop() == .exited(0))
     }
 
     @Test("a state.json.tmp-PID left by a syncd killed while writing state.json is removed at start; other temporaries are not")

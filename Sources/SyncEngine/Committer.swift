@@ -38,7 +38,7 @@ public actor Committer {
         public var stop = StopFlag()
         /// Paths per update-index run: a stop is noticed between runs.
         public var stagingChunk = 2000
-        /// When the service started (seconds since the epoch; 0: not a service): an unheld
+        /// When the service started (nanoseconds since the epoch; 0: not a service): an unheld
         /// index.lock older than that is stale at once (`GitDirectoryState.serviceStart`).
         public var serviceStarted = 0
         /// Batches of at least this many paths stage their blobs into a pack (`Int.max`: never).

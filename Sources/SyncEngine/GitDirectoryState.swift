@@ -18,7 +18,7 @@ public struct GitDirectoryState: Sendable {
     let staleLockAge: Duration
     let log: Logger
 
-    /// When this syncd started (seconds since the epoch; 0 outside syncd run). An `index.lock`
+    /// When this syncd started (nanoseconds since the epoch; 0 outside syncd run). An `index.lock`
     /// that no process holds and that was already there then is stale whatever its age: it was
     /// left by a git command that died before this start (the watchdog or a crash killed the
     /// previous syncd with its git child), and waiting `staleLockAge` would only delay commits.
@@ -72,13 +72,14 @@ public struct GitDirectoryState: Sendable {
             !holders.contains(pid) && (ProcessTable.startTime(of: pid).map { $0 <= lockWritten + 1 } ?? true)
         }
         let started = serviceStart
-        let predatesStart = started > 0 && Int(info.st_mtim.tv_sec) < started
+        // Nanoseconds: a watchdog restart comes within the second of the kill.
+        let predatesStart = started > 0 && info.st_mtim.tv_sec * 1_000_000_000 + info.st_mtim.tv_nsec < started
         let limit = gitInTree.isEmpty ? min(staleLockAge, Self.unusedLockAge) : staleLockAge
         if holders.isEmpty && owners.isEmpty && (Duration.seconds(ageSeconds) > limit || predatesStart) {
             do {
                 try Syscall.unlink(lock)
                 log.warning("""
-                    removed a stale \(Syscall.display(lock)): \(ageSeconds) s old, no process holds it open \
+                    removed a stale \(Syscall.display(lock)): \(ageSeconds) s old\(predatesStart ? " (it predates this start)" : ""), no process holds it open \
                     and no git process that could have made it is running (a git command crashed earlier)
                     """)
                 return nil

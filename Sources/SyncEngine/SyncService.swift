@@ -80,7 +80,7 @@ public actor SyncService {
         repository: Repository, settings: Settings, overrides: [(name: String, value: String)] = [], log: Logger
     ) throws {
         signal(SIGHUP, SIG_IGN)
-        serviceStarted = Int(WallClock.now().tv_sec)
+        serviceStarted = WallClock.nanoseconds()
         self.overrides = overrides
         // syncctl signals SIGUSR1 once it finds the pid; its default action would kill us.
         signal(SIGUSR1, SIG_IGN)
