@@ -58,6 +58,10 @@ public actor Committer {
     private var snapshotConfiguration: [GitArgument] = []
     private var splitIndexInUse = false
     private var knownIndex: FileStamp?
+    /// The commit HEAD pointed to when `knownIndex` was recorded: a `git reset --soft` or an
+    /// `update-ref` moves HEAD without touching the index, and the index then differs from the
+    /// new HEAD although the file did not change.
+    private var knownHead: String?
     private var othersStagedLastTime = true
     private var emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
     private let scratchIndex: [UInt8]
@@ -315,7 +319,7 @@ public actor Committer {
                 if let snapshot, let deferral = try await install(.snapshot(snapshot), paths: staging, head: head, tree: tree) {
                     return .deferred(deferral)
                 }
-                if !useScratch { recordIndex() }
+                if !useScratch { recordIndex(head: head?.commit) }
                 return .unchanged
             }
             let files = try await changedFiles(from: head?.tree ?? emptyTree, to: tree)
@@ -323,10 +327,13 @@ public actor Committer {
                 // The index changed under syncd (removed, replaced, or staged into between the
                 // check and the staging): committing it would change what syncd did not stage,
                 // such as deleting every file when `.git/index` was removed. Never committed.
-                if !useScratch { recordIndex() }
+                // The next attempt asks git what others staged (a path staged meanwhile then goes
+                // through the scratch index instead of stopping every batch).
+                if !useScratch { recordIndex(head: head?.commit) }
+                othersStagedLastTime = true
                 return .deferred(Deferral(
                     code: .indexChanged,
-                    message: "the index of \(repository.workTreeDisplay) changed while syncd staged a batch (removed or replaced?): the commit "
+                    message: "the index of \(repository.workTreeDisplay) changed while syncd staged a batch (removed or replaced, or HEAD moved or a path was staged meanwhile): the commit "
                         + "would change \(stray.count) path(s) syncd did not stage (\(stray.prefix(3).map(\.description).joined(separator: ", "))"
                         + "\(stray.count > 3 ? ", …" : "")); nothing was committed. If .git/index was removed, `git reset` restores it "
                         + "(your files stay as they are); syncd retries"))
@@ -397,7 +404,7 @@ public actor Committer {
                 log.info("HEAD moved from \(branch) to \(landed) while batch \(request.batch) was committed: the batch is on \(landed), the branch checked out now", metadata: ["batch": "\(request.batch)"])
             }
             if options.fsync { try durable { () throws(SyscallError) in try syncRefDirectories(landed) } }
-            recordIndex()
+            recordIndex(head: commit)
             releaseIndexLock()
             commitsSinceMaintenance += 1
             if commitsSinceMaintenance >= Self.maintenanceEvery {
@@ -705,7 +712,10 @@ public actor Committer {
             let headEntries = try await treeEntries(head?.commit, paths: Set(writable))
             let copied = Syscall.exists(baseIndex)
                 ? try await indexEntries(of: Set(writable), environment: ["GIT_INDEX_FILE": Syscall.display(baseIndex)]) : headEntries
+            let kept = writable.count
             writable = writable.filter { current[$0] == headEntries[$0] || current[$0] == copied[$0] }
+            // A person's staging kept in the index: the next batch asks git what others staged.
+            if writable.count < kept { othersStagedLastTime = true }
         }
         if writable.isEmpty { return nil }
         do {
@@ -957,7 +967,7 @@ public actor Committer {
     /// Entries someone else staged (index differs from HEAD) outside the batch. Checked only when
     /// the index changed since syncd last wrote it, so the common case costs one stat.
     private func stagedByOthers(head: Head?, batch: [RepoPath]) async throws -> OthersStaged {
-        if !othersStagedLastTime, let knownIndex, knownIndex == indexStamp() {
+        if !othersStagedLastTime, let knownIndex, knownIndex == indexStamp(), knownHead == head?.commit {
             return .staged([])
         }
         let result = try await git.run(
@@ -1271,7 +1281,8 @@ public actor Committer {
         return stamp
     }
 
-    private func recordIndex() {
+    private func recordIndex(head: String?) {
+        knownHead = head
         knownIndex = indexStamp()
     }
 }

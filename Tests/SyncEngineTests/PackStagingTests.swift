@@ -629,6 +629,27 @@ struct PackStagingTests {
         #expect(workspace.logged.messages.contains { $0.contains("core.splitIndex is false") } == gitSaysFalse)
     }
 
+    @Test("after a person's `git reset --soft HEAD~1` or `update-ref` (HEAD moved, the index file did not), what they left staged stays staged and out of syncd's commits, and the next change is committed, not deferred forever", arguments: ["reset", "update-ref"])
+    func headMovedWithoutIndex(how: String) async throws {
+        var workspace = try await CommitterTests.Workspace()
+        defer { workspace.remove() }
+        let fixture = workspace.fixture
+        try await Self.seed(fixture)
+        try Files.write(fixture.file("one.txt"), "one\n")
+        try await workspace.mustCommit(["one.txt"], "the first file")
+        if how == "reset" {
+            try await fixture.run(["reset", "-q", "--soft", "HEAD~1"])
+        } else {
+            try await fixture.run(["update-ref", "refs/heads/main", "HEAD~1"])
+        }
+        try Files.write(fixture.file("two.txt"), "two\n")
+        try await workspace.mustCommit(["two.txt"], "the next change")
+        #expect(try await fixture.run(["show", "HEAD:two.txt"]) == "two\n")
+        #expect(try await fixture.run(["ls-tree", "--name-only", "HEAD"]) == "seed.txt\ntwo.txt\n")
+        // one.txt is the person's, staged: their next commit takes it.
+        #expect(try await fixture.run(["diff", "--cached", "--name-only"]) == "one.txt\n")
+    }
+
     /// One committed file, `seed.txt`: HEAD exists.
     static func seed(_ fixture: GitFixture) async throws {
         try Files.write(fixture.file("seed.txt"), "seed\n")
