@@ -89,6 +89,8 @@ public actor Committer {
     /// git replaces the index by renaming a new file over it, never in place. `install` reads
     /// it to tell what a person's git changed in the index since.
     private let baseIndex: [UInt8]
+    /// True while `index.base` is a link to the index as copied (not a leftover of any kind).
+    private var baseLinked = false
 
     struct SnapshotIndex {
         /// The real index when it was copied (nil: there was none). The copy is used only while
@@ -200,6 +202,7 @@ public actor Committer {
             Self.removePrivateIndex(prestageIndex)
             Self.removePrivateIndex(scratchIndex)
             try? Syscall.unlink(baseIndex)
+            baseLinked = false
         }
         let outcome: CommitOutcome
         do {
@@ -509,9 +512,11 @@ public actor Committer {
     /// index replaced meanwhile) `install` knows only HEAD's entries.
     private func linkBase() -> FileStamp? {
         try? Syscall.unlink(baseIndex)
+        baseLinked = false
         guard (try? Syscall.link(indexFile, to: baseIndex)) != nil else { return indexStamp() }
         let stamp = indexStamp()
-        if stamp == nil || FileStamp(baseIndex)?.inode != stamp?.inode { try? Syscall.unlink(baseIndex) }
+        baseLinked = stamp != nil && FileStamp(baseIndex)?.inode == stamp?.inode
+        if !baseLinked { try? Syscall.unlink(baseIndex) }
         return stamp
     }
 
@@ -685,7 +690,10 @@ public actor Committer {
         // `git reset` or `read-tree` in between would put the index back to the old HEAD.
         heldIndexLock = lockFile
         // The base is this install's only.
-        defer { try? Syscall.unlink(baseIndex) }
+        defer {
+            try? Syscall.unlink(baseIndex)
+            baseLinked = false
+        }
         let now = indexStamp()
         if route.base != nil || head != nil, now == nil {
             return Deferral(
@@ -710,7 +718,7 @@ public actor Committer {
         if !unchanged, !writable.isEmpty {
             log.debug("the index of \(repository.workTreeDisplay) changed while a batch was committed; the batch's entries are written into it")
             let headEntries = try await treeEntries(head?.commit, paths: Set(writable))
-            let copied = Syscall.exists(baseIndex)
+            let copied = baseLinked
                 ? try await indexEntries(of: Set(writable), environment: ["GIT_INDEX_FILE": Syscall.display(baseIndex)]) : headEntries
             let kept = writable.count
             writable = writable.filter { current[$0] == headEntries[$0] || current[$0] == copied[$0] }
