@@ -159,6 +159,30 @@ struct SyncdRunTests {
         #expect(try await syncd.stop() == .exited(0))
     }
 
+    @Test("SIGTERM while the batch waits for another git's index.lock: exit 1 naming what stayed uncommitted and why, not 0; the next start commits it")
+    func stopWhileWaitingExitsOne() async throws {
+        let fixture = try await GitFixture()
+        defer { fixture.remove() }
+        let syncd = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        try await syncd.ready()
+        let holder = ProcessHarness("/bin/sh", ["-c", "exec 3>>\"$0\"; echo held; exec tail -f /dev/null", fixture.path + "/.git/index.lock"])
+        try await holder.waitForLine("lock held") { $0 == "held" }
+        try Files.write(fixture.file("waiting.txt"), "written while the index is locked\n")
+        try await waitUntil(.seconds(30), "state.json says deferred/index-locked") {
+            syncd.state()?["reason_code"] as? String == "index-locked"
+        }
+        #expect(try await syncd.stop() == .exited(1))
+        #expect(syncd.process.stderr.contains("not committed"), "\(syncd.process.stderr.suffix(1500))")
+        #expect(syncd.process.stderr.contains("waiting.txt"))
+        _ = try await holder.terminate()
+        try FileManager.default.removeItem(atPath: fixture.path + "/.git/index.lock")
+        let again = SyncdHarness(fixture, ["--quiet-period", "100ms"])
+        try await again.ready()
+        try await again.settled()
+        #expect(try await fixture.headTree()[Array("waiting.txt".utf8)] != nil)
+        #expect(try await again.stop() == .exited(0))
+    }
+
     @Test("an index.lock held by another process: syncd waits (state says why), then commits after release")
     func waitsForIndexLock() async throws {
         let fixture = try await GitFixture()

@@ -219,6 +219,15 @@ final class CommitStep {
                 + "the working tree and are committed at the next start")
     }
 
+    /// The error syncd exits with when its final batch at a stop had to wait (`why`) and
+    /// `pending` stayed uncommitted.
+    static func uncommittedWaiting(_ pending: PendingChanges, why: String) -> SyncError {
+        SyncError(
+            .git,
+            "stopped with \(uncommitted(pending)) not committed: \(why); nothing is lost: the changes stay in the working tree "
+                + "and are committed at the next start")
+    }
+
     /// The error syncd exits with when a second SIGTERM/SIGINT cancelled the graceful stop and
     /// `pending` stayed uncommitted.
     static func uncommittedAtCancel(_ pending: PendingChanges) -> SyncError {

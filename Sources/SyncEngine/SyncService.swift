@@ -494,7 +494,9 @@ public actor SyncService {
     private func finalBatch() async -> SyncError? {
         defer { gitMonitor.stopCalls(at: nil) }
         drainChanges()
+        var attempted = false
         if ready, batcher.hasPending, commits.breakerOpenUntil(at: clock.now) == nil, !inbox.halted, !gitMonitor.deadlinePassed {
+            attempted = true
             log.info("stopping: committing \(pending.namedPaths.count) pending path(s) first")
             // Writers holding the sync lock are waited for (they finish their update), within
             // the stop's bound; then what is left is said, and committed at the next start.
@@ -504,15 +506,19 @@ public actor SyncService {
                 guard batcher.hasPending, reporter.status.reasonCode == "writers-active", clock.now < deadline else { break }
                 try? await clock.sleep(for: .milliseconds(100))
             }
-            if batcher.hasPending, reporter.status.reasonCode == "writers-active" {
-                log.warning("""
-                    stopping with \(pending.namedPaths.count) path(s) not committed: writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30)))); \
-                    nothing is lost, they are committed at the next start
-                    """)
-            }
         }
-        guard let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || commits.currentBatch != nil || pending.fullScan else { return nil }
-        return CommitStep.uncommittedAtStop(pending, stopped: stopped, stopTimeout: settings.stopTimeout)
+        if let stopped = gitMonitor.stoppedCalls.last, batcher.hasPending || commits.currentBatch != nil || pending.fullScan {
+            return CommitStep.uncommittedAtStop(pending, stopped: stopped, stopTimeout: settings.stopTimeout)
+        }
+        // The final batch had to wait (writers held the sync lock to the end, another git held
+        // the index): not "committed first", so not exit 0.
+        if attempted, batcher.hasPending {
+            let why = reporter.status.reasonCode == "writers-active"
+                ? "writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30))))"
+                : (reporter.status.reason.isEmpty ? "the final commit had to wait" : reporter.status.reason)
+            return CommitStep.uncommittedWaiting(pending, why: why)
+        }
+        return nil
     }
 
     /// The error syncd exits with when a second signal cancelled it with changes uncommitted;
