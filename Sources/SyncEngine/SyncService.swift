@@ -512,7 +512,8 @@ public actor SyncService {
         }
         // The final batch had to wait (writers held the sync lock to the end, another git held
         // the index): not "committed first", so not exit 0.
-        if attempted, batcher.hasPending {
+        // (A second signal cancelled it instead: `run` says that.)
+        if attempted, batcher.hasPending, !Task.isCancelled {
             let why = reporter.status.reasonCode == "writers-active"
                 ? "writers held the sync lock for \(Settings.formatDuration(min(settings.stopTimeout, .seconds(30))))"
                 : (reporter.status.reason.isEmpty ? "the final commit had to wait" : reporter.status.reason)
