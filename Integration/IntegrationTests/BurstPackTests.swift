@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SyncCore
 import SyncGit
+import SyncSystem
 import SyncTestKit
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import SyncCore
+import SyncSystem
 import SyncTestKit
 import Testing
 

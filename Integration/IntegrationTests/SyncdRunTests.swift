@@ -159,14 +159,20 @@ struct SyncdRunTests {
         #expect(try await syncd.stop() == .exited(0))
     }
 
+    /// A process that holds `.git/index.lock` open, as a git at work does, until it is ended.
+    static func holdIndexLock(_ fixture: GitFixture) async throws -> ProcessHarness {
+        let holder = ProcessHarness("/bin/sh", ["-c", "exec 3>>\"$0\"; echo held; exec tail -f /dev/null", fixture.path + "/.git/index.lock"])
+        try await holder.waitForLine("lock held") { $0 == "held" }
+        return holder
+    }
+
     @Test("SIGTERM while the batch waits for another git's index.lock: exit 1 naming what stayed uncommitted and why, not 0; the next start commits it")
     func stopWhileWaitingExitsOne() async throws {
         let fixture = try await GitFixture()
         defer { fixture.remove() }
         let syncd = SyncdHarness(fixture, ["--quiet-period", "100ms"])
         try await syncd.ready()
-        let holder = ProcessHarness("/bin/sh", ["-c", "exec 3>>\"$0\"; echo held; exec tail -f /dev/null", fixture.path + "/.git/index.lock"])
-        try await holder.waitForLine("lock held") { $0 == "held" }
+        let holder = try await Self.holdIndexLock(fixture)
         try Files.write(fixture.file("waiting.txt"), "written while the index is locked\n")
         try await waitUntil(.seconds(30), "state.json says deferred/index-locked") {
             syncd.state()?["reason_code"] as? String == "index-locked"
@@ -189,8 +195,7 @@ struct SyncdRunTests {
         defer { fixture.remove() }
         let syncd = SyncdHarness(fixture, ["--quiet-period", "100ms"])
         try await syncd.ready()
-        let holder = ProcessHarness("/bin/sh", ["-c", "exec 3>>\"$0\"; echo held; exec tail -f /dev/null", fixture.path + "/.git/index.lock"])
-        try await holder.waitForLine("lock held") { $0 == "held" }
+        let holder = try await Self.holdIndexLock(fixture)
         let head = try await fixture.head()
         try Files.write(fixture.file("waiting.txt"), "written while the index is locked\n")
         try await waitUntil(.seconds(30), "state.json says deferred/index-locked") {

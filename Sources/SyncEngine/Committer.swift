@@ -168,23 +168,26 @@ public actor Committer {
         // A repository that says core.splitIndex=false has every other git write the index
         // whole again; a split by syncd would then leave a new full-size shared index in .git at
         // each of its commits (git keeps them two weeks).
-        let gitSplit = try await git.run(
-            ["config", "--type=bool", "--get", "core.splitIndex"], readOnly: true, acceptedExitCodes: [0, 1, 128]
-        ).text
-        let large = indexSize >= 4 * 1024 * 1024
-        if options.splitIndex == .true || (options.splitIndex == .auto && large && gitSplit != "false") {
+        let wanted = options.splitIndex == .true || (options.splitIndex == .auto && indexSize >= 4 * 1024 * 1024)
+        // Asked only when a split is wanted (most indexes are small).
+        var gitSaysNo = false
+        if wanted {
+            let setting = try await git.run(["config", "--type=bool", "--get", "core.splitIndex"], readOnly: true, acceptedExitCodes: [0, 1, 128])
+            gitSaysNo = setting.text == "false"
+        }
+        if wanted, gitSaysNo, options.splitIndex == .auto {
+            log.info("the index is \(indexSize / 1024) KiB, but core.splitIndex is false in \(repository.workTreeDisplay): syncd leaves it whole")
+        } else if wanted {
             configuration += ["-c", "core.splitIndex=true"]
             splitIndexInUse = true
             log.info("using a split index (the index is \(indexSize / 1024) KiB): each commit rewrites only the changed entries")
-            if gitSplit == "false" {
+            if gitSaysNo {
                 log.warning("""
                     syncd.splitIndex is true but core.splitIndex is false in \(repository.workTreeDisplay): every other git writes \
                     the index whole again, and each syncd commit then leaves a new full-size sharedindex file in .git (kept two \
                     weeks); set both the same (`git config core.splitIndex true`, or `git config syncd.splitIndex auto`)
                     """)
             }
-        } else if options.splitIndex == .auto, large, gitSplit == "false" {
-            log.info("the index is \(indexSize / 1024) KiB, but core.splitIndex is false in \(repository.workTreeDisplay): syncd leaves it whole")
         }
         writeConfiguration = configuration
         // A split index written into the snapshot copy may come with a new shared index, which
@@ -274,21 +277,22 @@ public actor Committer {
                         + "resolve the conflict and `git add` the files, and syncd continues"))
             }
             if let stopped = stopCheck("staging") { return stopped }
-            var scratchBase: FileStamp?? = nil
+            // Where the batch is staged, and so how it reaches the real index (`install`). Never
+            // straight into .git/index: a `git reset` between that staging and write-tree would
+            // make the batch look unchanged.
+            let route: IndexRoute
             if case .staged(let staged) = others, !staged.isEmpty {
-                scratchBase = try prepareScratchIndex()
+                route = .scratch(base: try prepareScratchIndex())
                 try await resetInScratch(staged, head: head)
-            }
-            let useScratch = scratchBase != nil
-            // The snapshot index: the copy the prestage staged into, still a copy of the real
-            // index as it is now, and holding no path this batch does not stage.
-            var snapshot = attempts == 1 && !useScratch ? usableSnapshotIndex(staging) : nil
-            if snapshot == nil, !useScratch {
+            } else if attempts == 1, let usable = usableSnapshotIndex(staging) {
+                // The copy the prestage staged into, still a copy of the real index as it is
+                // now, and holding no path this batch does not stage.
+                route = .snapshot(usable)
+            } else {
                 // The prestage's copy is stale (a person's git wrote the index since, even a
                 // `git status`) or there was none: a fresh copy, without prestaged entries, so
                 // the batch still reaches the index only through `install`, under index.lock
-                // until the branch has moved. Never straight into .git/index: a `git reset`
-                // between that staging and write-tree would make the batch look unchanged.
+                // until the branch has moved.
                 prestaged = [:]
                 snapshotIndex = try await freshSnapshotIndex()
                 guard let fresh = snapshotIndex else {
@@ -296,13 +300,14 @@ public actor Committer {
                         code: .indexChanged,
                         message: "the index of \(repository.workTreeDisplay) kept changing while syncd copied it (another git at work); the batch waits"))
                 }
-                snapshot = fresh
+                route = .snapshot(fresh)
             }
             let environment: [String: String]
-            if let snapshot {
+            switch route {
+            case .snapshot(let snapshot):
                 environment = ["GIT_INDEX_FILE": Syscall.display(prestageIndex)]
                 if try await !stageSnapshot(staging, snapshot: snapshot, environment: environment) { return stopCheck("staging") ?? .unchanged }
-            } else {
+            case .scratch:
                 environment = ["GIT_INDEX_FILE": Syscall.display(scratchIndex)]
                 if try await !stageSplit(staging, environment: environment) { return stopCheck("staging") ?? .unchanged }
             }
@@ -316,13 +321,10 @@ public actor Committer {
             }
             if let stopped = stopCheck("writing the tree") { return stopped }
             let tree = try await git.run(writeConfiguration + ["write-tree"], environment: environment).text
-            // How the batch reaches the real index before the branch moves (`install`).
-            let route: IndexRoute = snapshot.map { .snapshot($0) } ?? .scratch(base: scratchBase ?? nil)
             if tree == (head?.tree ?? emptyTree) {
-                if let snapshot, let deferral = try await install(.snapshot(snapshot), paths: staging, head: head, tree: tree) {
-                    return .deferred(deferral)
-                }
-                if !useScratch { recordIndex(head: head?.commit) }
+                guard case .snapshot = route else { return .unchanged }
+                if let deferral = try await install(route, paths: staging, head: head, tree: tree) { return .deferred(deferral) }
+                recordIndex(head: head?.commit)
                 return .unchanged
             }
             let files = try await changedFiles(from: head?.tree ?? emptyTree, to: tree)
@@ -332,7 +334,7 @@ public actor Committer {
                 // such as deleting every file when `.git/index` was removed. Never committed.
                 // The next attempt asks git what others staged (a path staged meanwhile then goes
                 // through the scratch index instead of stopping every batch).
-                if !useScratch { recordIndex(head: head?.commit) }
+                if case .snapshot = route { recordIndex(head: head?.commit) }
                 othersStagedLastTime = true
                 return .deferred(Deferral(
                     code: .indexChanged,

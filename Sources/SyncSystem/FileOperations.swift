@@ -270,8 +270,19 @@ public enum ProcessTable {
             guard let fields = statFields(of: pid), fields.count > 2,
                 Int32(String(decoding: fields[2], as: UTF8.self)) == group
             else { return false }
-            return !running || !(fields[0].first == UInt8(ascii: "Z") || fields[0].first == UInt8(ascii: "X"))
+            return !running || isRunning(fields)
         }
+    }
+
+    /// True while `pid` runs (a zombie, dead and not yet reaped, does not count).
+    public static func running(_ pid: Int32) -> Bool {
+        statFields(of: pid).map(isRunning) ?? false
+    }
+
+    /// The state field (field 3 of /proc/PID/stat) is neither Z (zombie) nor X (dead).
+    private static func isRunning(_ fields: [ArraySlice<UInt8>]) -> Bool {
+        guard let state = fields.first?.first else { return false }
+        return state != UInt8(ascii: "Z") && state != UInt8(ascii: "X")
     }
 
     /// When `pid` started, in seconds since the epoch (field 22 of /proc/PID/stat counts clock
@@ -303,7 +314,7 @@ public enum ProcessTable {
     }
 
     /// Every pid in /proc.
-    static func allPids() -> [Int32] {
+    public static func allPids() -> [Int32] {
         guard let proc = opendir("/proc") else { return [] }
         defer { closedir(proc) }
         var pids: [Int32] = []
